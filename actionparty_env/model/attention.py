@@ -1,0 +1,109 @@
+"""Token layout, attention masks and 3-D rotary positions of the world model.
+
+A time block k holds, in this order:
+  G_k      1 game token
+  P_k^i    N pose tokens (player i's slot, facing, alive), placed at its cell
+  F_k      R*C frame tokens (one code per map cell), placed at their cell
+  A_k^i    N action tokens (player i's slot and action a_k), placed at its cell
+Who sees whom (key block <= query block unless said):
+  G: G.                       F: G, F, all P, all A of earlier blocks.
+  P^i: G, F, own P^i, own A^i of earlier blocks.    A^i: G, F, own P^i, own A^i.
+So no subject token sees another player's subject token, and player j's action a_k reaches neither
+F_k nor anyone's state prediction at step k; F_{k+1} sees every A_k and every P_{k+1}.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+GAME, POSE, FRAME, ACTION = 0, 1, 2, 3
+
+
+@dataclass
+class Layout:
+    """Per-token metadata of a token sequence (all [L] long tensors, or [B, L] for `present`)."""
+
+    kind: torch.Tensor
+    block: torch.Tensor
+    player: torch.Tensor  # -1 for game and frame tokens
+    row: torch.Tensor
+    col: torch.Tensor
+
+    def __len__(self) -> int:
+        return self.kind.numel()
+
+    def cat(self, other: "Layout") -> "Layout":
+        return Layout(*(torch.cat([a, b]) for a, b in zip(self.fields(), other.fields())))
+
+    def fields(self):
+        return (self.kind, self.block, self.player, self.row, self.col)
+
+    def select(self, index: torch.Tensor) -> "Layout":
+        return Layout(*(f[index] for f in self.fields()))
+
+
+def block_layout(block: int, rows: int, cols: int, num_players: int, device, parts: str = "GPFA") -> Layout:
+    """Metadata of one time block; `parts` picks which token groups (in order) it holds."""
+    kinds, players, rr, cc = [], [], [], []
+    cell_r = torch.arange(rows, device=device).repeat_interleave(cols)
+    cell_c = torch.arange(cols, device=device).repeat(rows)
+    slot = torch.arange(num_players, device=device)
+    zeros_n = torch.zeros(num_players, dtype=torch.long, device=device)
+    for part in parts:
+        if part == "G":
+            kinds.append(torch.full((1,), GAME, device=device)); players.append(torch.full((1,), -1, device=device))
+            rr.append(torch.zeros(1, dtype=torch.long, device=device)); cc.append(torch.zeros(1, dtype=torch.long, device=device))
+        elif part == "F":
+            kinds.append(torch.full((rows * cols,), FRAME, device=device))
+            players.append(torch.full((rows * cols,), -1, device=device)); rr.append(cell_r); cc.append(cell_c)
+        else:  # P or A: rows/cols are filled in per sample from the players' cells
+            kinds.append(torch.full((num_players,), POSE if part == "P" else ACTION, device=device))
+            players.append(slot); rr.append(zeros_n); cc.append(zeros_n)
+    kind = torch.cat(kinds).long()
+    return Layout(kind, torch.full_like(kind, block), torch.cat(players).long(), torch.cat(rr), torch.cat(cc))
+
+
+def visibility(q: Layout, k: Layout) -> torch.Tensor:
+    """bool [Lq, Lk]: may query token q attend to key token k."""
+    qk, kk = q.kind[:, None], k.kind[None, :]
+    le = k.block[None, :] <= q.block[:, None]
+    lt = k.block[None, :] < q.block[:, None]
+    same = (q.player[:, None] == k.player[None, :]) & (q.player[:, None] >= 0)
+    k_game, k_frame = kk == GAME, kk == FRAME
+    k_pose, k_act = kk == POSE, kk == ACTION
+    shared = le & (k_game | k_frame)  # everyone but G sees game and frame tokens
+    frame_q = shared | (le & k_pose) | (lt & k_act)
+    pose_q = shared | (le & k_pose & same) | (lt & k_act & same)
+    act_q = shared | (le & (k_pose | k_act) & same)
+    game_q = le & k_game
+    return torch.where(qk == FRAME, frame_q,
+           torch.where(qk == POSE, pose_q,
+           torch.where(qk == ACTION, act_q, game_q)))
+
+
+class Rope3D(torch.nn.Module):
+    """Rotary positions over (time block, row, col): head_dim split into three rotary groups."""
+
+    def __init__(self, head_dim: int, base: float = 100.0):
+        super().__init__()
+        t_dim = (head_dim // 4) // 2 * 2
+        s_dim = ((head_dim - t_dim) // 2) // 2 * 2
+        self.dims = (t_dim, s_dim, head_dim - t_dim - s_dim)
+        for name, dim in zip(("t", "r", "c"), self.dims):
+            inv = 1.0 / (base ** (torch.arange(0, dim, 2).float() / dim))
+            self.register_buffer(f"inv_{name}", inv, persistent=False)
+
+    def angles(self, block: torch.Tensor, row: torch.Tensor, col: torch.Tensor):
+        """cos, sin of shape [..., L, head_dim/2] for positions given as [..., L] tensors."""
+        parts = [pos.float()[..., None] * inv for pos, inv in
+                 ((block, self.inv_t), (row, self.inv_r), (col, self.inv_c))]
+        ang = torch.cat(parts, dim=-1)
+        return ang.cos(), ang.sin()
+
+
+def apply_rope(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
+    """x: [B, H, L, D]; cos/sin: [B, 1, L, D/2] (or broadcastable). Rotates pairs (even, odd)."""
+    x1, x2 = x[..., 0::2].float(), x[..., 1::2].float()
+    out = torch.stack((x1 * cos - x2 * sin, x1 * sin + x2 * cos), dim=-1)
+    return out.flatten(-2).type_as(x)

@@ -1,0 +1,235 @@
+"""The multi-subject world model: a block-causal transformer over cell codes and subject tokens.
+
+See attention.py for the token layout and who attends to whom. One forward pass embeds a list of time
+blocks, runs the transformer (optionally on top of cached keys/values of earlier blocks) and returns
+the hidden states; `heads` turns them into next-frame code logits and per-player next-state outputs.
+"""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from actionparty_env.model.codebook import CELL, Codebook
+from actionparty_env.model.attention import ACTION, FRAME, GAME, POSE, Layout, Rope3D, apply_rope, block_layout, visibility
+
+
+@dataclass
+class ModelConfig:
+    vocab_size: int            # number of cell codes (the codebook's size); code vocab_size is MASK
+    num_games: int
+    num_action_names: int      # size of the shared action-name vocabulary
+    max_players: int = 16
+    dim: int = 384
+    depth: int = 8
+    heads: int = 6
+    mlp_ratio: float = 4.0
+    window: int = 3            # earlier time blocks a block may see (training clips hold window+1 frames)
+    pointer_dim: int = 64
+    max_actions: int = 32      # actions per game at most (fruit_market has 25)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+@dataclass
+class Blocks:
+    """Inputs of T consecutive time blocks of B worlds (N players, an R x C map)."""
+
+    game: torch.Tensor       # [B] long
+    codes: torch.Tensor      # [B, T, R, C] long (MASK = vocab_size)
+    cells: torch.Tensor      # [B, T, N, 2] long (row, col)
+    facing: torch.Tensor     # [B, T, N] long
+    alive: torch.Tensor      # [B, T, N] bool
+    actions: torch.Tensor    # [B, T, N] long, action-name ids (ignored where a block has no A part)
+    present: torch.Tensor    # [B, N] bool
+
+
+class KVCache:
+    """Keys/values of committed blocks, per layer, with their layout and which keys are valid."""
+
+    def __init__(self, depth: int):
+        self.k: list[torch.Tensor | None] = [None] * depth
+        self.v: list[torch.Tensor | None] = [None] * depth
+        self.layout: Layout | None = None
+        self.key_ok: torch.Tensor | None = None  # [B, Lc] bool
+
+    def append(self, new_kv, layout: Layout, key_ok: torch.Tensor, window: int) -> None:
+        for i, (k, v) in enumerate(new_kv):
+            self.k[i] = k if self.k[i] is None else torch.cat([self.k[i], k], dim=2)
+            self.v[i] = v if self.v[i] is None else torch.cat([self.v[i], v], dim=2)
+        self.layout = layout if self.layout is None else self.layout.cat(layout)
+        self.key_ok = key_ok if self.key_ok is None else torch.cat([self.key_ok, key_ok], dim=1)
+        newest = int(self.layout.block.max())
+        keep = self.layout.block > newest - window
+        if not bool(keep.all()):
+            idx = keep.nonzero().squeeze(1)
+            self.k = [k[:, :, idx] for k in self.k]
+            self.v = [v[:, :, idx] for v in self.v]
+            self.layout = self.layout.select(idx)
+            self.key_ok = self.key_ok[:, idx]
+
+    def forget(self, worlds: torch.Tensor) -> None:
+        """Hide all cached keys of the given worlds ([B] bool), e.g. after a reset."""
+        if self.key_ok is not None:
+            self.key_ok = self.key_ok & ~worlds[:, None]
+
+
+class Layer(nn.Module):
+    def __init__(self, cfg: ModelConfig):
+        super().__init__()
+        self.heads = cfg.heads
+        self.norm1 = nn.LayerNorm(cfg.dim)
+        self.qkv = nn.Linear(cfg.dim, 3 * cfg.dim, bias=False)
+        self.proj = nn.Linear(cfg.dim, cfg.dim, bias=False)
+        self.norm2 = nn.LayerNorm(cfg.dim)
+        hidden = int(cfg.dim * cfg.mlp_ratio)
+        self.mlp = nn.Sequential(nn.Linear(cfg.dim, hidden), nn.GELU(approximate="tanh"), nn.Linear(hidden, cfg.dim))
+
+    def forward(self, x, cos, sin, mask, past_k=None, past_v=None):
+        b, l, d = x.shape
+        q, k, v = self.qkv(self.norm1(x)).view(b, l, 3, self.heads, d // self.heads).permute(2, 0, 3, 1, 4)
+        q, k = apply_rope(q, cos, sin), apply_rope(k, cos, sin)
+        k_all = k if past_k is None else torch.cat([past_k, k], dim=2)
+        v_all = v if past_v is None else torch.cat([past_v, v], dim=2)
+        y = F.scaled_dot_product_attention(q, k_all, v_all, attn_mask=mask)
+        x = x + self.proj(y.transpose(1, 2).reshape(b, l, d))
+        x = x + self.mlp(self.norm2(x))
+        return x, (k, v)
+
+
+class WorldModel(nn.Module):
+    """The network plus the tables that make it self-contained: the codebook's patches, which codes each
+    game uses, and each game's action index -> shared action-name id."""
+
+    def __init__(self, cfg: ModelConfig, games: list[str], action_vocab: list[str]):
+        super().__init__()
+        if len(games) != cfg.num_games or len(action_vocab) != cfg.num_action_names:
+            raise ValueError("games / action_vocab do not match the model config")
+        self.cfg = cfg
+        self.games = list(games)
+        self.action_vocab = list(action_vocab)
+        self.register_buffer("patches", torch.zeros(cfg.vocab_size, CELL, CELL, 3, dtype=torch.uint8))
+        self.register_buffer("game_codes", torch.ones(cfg.num_games, cfg.vocab_size, dtype=torch.bool))
+        self.register_buffer("action_ids", torch.zeros(cfg.num_games, cfg.max_actions, dtype=torch.long))
+        self._codebook: Codebook | None = None
+        d = cfg.dim
+        self.code_emb = nn.Embedding(cfg.vocab_size + 1, d)  # + MASK
+        self.game_emb = nn.Embedding(cfg.num_games, d)
+        self.slot_emb = nn.Embedding(cfg.max_players, d)
+        self.facing_emb = nn.Embedding(4, d)
+        self.alive_emb = nn.Embedding(2, d)
+        self.action_emb = nn.Embedding(cfg.num_action_names, d)
+        self.kind_emb = nn.Embedding(4, d)
+        self.rope = Rope3D(d // cfg.heads)
+        self.layers = nn.ModuleList(Layer(cfg) for _ in range(cfg.depth))
+        self.norm = nn.LayerNorm(d)
+        self.code_head = nn.Linear(d, cfg.vocab_size)
+        self.ptr_q = nn.Linear(d, cfg.pointer_dim)
+        self.ptr_k = nn.Linear(d, cfg.pointer_dim)
+        self.facing_head = nn.Linear(d, 4)
+        self.alive_head = nn.Linear(d, 1)
+        self.reward_head = nn.Linear(d, 1)
+        self.apply(self._init)
+
+    @staticmethod
+    def _init(m):
+        if isinstance(m, (nn.Linear, nn.Embedding)):
+            nn.init.normal_(m.weight, std=0.02)
+            if getattr(m, "bias", None) is not None:
+                nn.init.zeros_(m.bias)
+
+    @property
+    def mask_code(self) -> int:
+        return self.cfg.vocab_size
+
+    # ---- embedding -------------------------------------------------------------------------------
+    def embed_block(self, blocks: Blocks, t: int, index: int, parts: str):
+        """Embed time step t of `blocks` as absolute block `index`: tokens [B,Lb,d], layout, rows, cols, key_ok."""
+        game, present = blocks.game, blocks.present
+        b, n = present.shape
+        rows, cols = blocks.codes.shape[-2:]
+        device = game.device
+        layout = block_layout(index, rows, cols, n, device, parts)
+        xs, rr, cc, ok = [], [], [], []
+        slots = self.slot_emb.weight[:n][None]
+        cell = blocks.cells[:, t]
+        for part in parts:
+            if part == "G":
+                xs.append((self.game_emb(game) + self.kind_emb.weight[GAME])[:, None])
+                zero = torch.zeros(b, 1, dtype=torch.long, device=device)
+                rr.append(zero); cc.append(zero); ok.append(torch.ones(b, 1, dtype=torch.bool, device=device))
+            elif part == "F":
+                codes = blocks.codes[:, t].reshape(b, rows * cols)
+                xs.append(self.code_emb(codes) + self.kind_emb.weight[FRAME])
+                rr.append(layout.row[layout.kind == FRAME].expand(b, -1))
+                cc.append(layout.col[layout.kind == FRAME].expand(b, -1))
+                ok.append(torch.ones(b, rows * cols, dtype=torch.bool, device=device))
+            else:
+                if part == "P":
+                    x = slots + self.facing_emb(blocks.facing[:, t]) + self.alive_emb(blocks.alive[:, t].long())
+                    x = x + self.kind_emb.weight[POSE]
+                else:
+                    x = slots + self.action_emb(blocks.actions[:, t]) + self.kind_emb.weight[ACTION]
+                xs.append(x); rr.append(cell[..., 0]); cc.append(cell[..., 1]); ok.append(present)
+        return torch.cat(xs, 1), layout, torch.cat(rr, 1), torch.cat(cc, 1), torch.cat(ok, 1)
+
+    # ---- transformer -----------------------------------------------------------------------------
+    def run(self, x, layout: Layout, rows, cols, key_ok, cache: KVCache | None = None):
+        """Transformer over new tokens x [B,L,d] (after `cache`'s keys). Returns hidden [B,L,d], new (k,v)s."""
+        cos, sin = self.rope.angles(layout.block.expand_as(rows), rows, cols)
+        cos, sin = cos[:, None], sin[:, None]
+        if cache is not None and cache.layout is not None:
+            keys_layout = cache.layout.cat(layout)
+            keys_ok = torch.cat([cache.key_ok, key_ok], dim=1)
+        else:
+            keys_layout, keys_ok = layout, key_ok
+        mask = visibility(layout, keys_layout)[None, None] & keys_ok[:, None, None, :]
+        new_kv = []
+        for i, layer in enumerate(self.layers):
+            past_k = cache.k[i] if cache is not None else None
+            past_v = cache.v[i] if cache is not None else None
+            x, kv = layer(x, cos, sin, mask, past_k, past_v)
+            new_kv.append(kv)
+        return self.norm(x), new_kv
+
+    def forward(self, blocks: Blocks) -> dict[str, torch.Tensor]:
+        """Training pass over T blocks (all parts). Returns logits and head outputs per block."""
+        t_len = blocks.codes.shape[1]
+        pieces = [self.embed_block(blocks, t, t, "GPFA") for t in range(t_len)]
+        x = torch.cat([p[0] for p in pieces], 1)
+        layout = pieces[0][1]
+        for p in pieces[1:]:
+            layout = layout.cat(p[1])
+        rows, cols, ok = (torch.cat([p[i] for p in pieces], 1) for i in (2, 3, 4))
+        h, _ = self.run(x, layout, rows, cols, ok)
+        b, n = blocks.present.shape
+        r, c = blocks.codes.shape[-2:]
+        h = h.view(b, t_len, 1 + 2 * n + r * c, -1)
+        return self.heads(h[:, :, 1 + n: 1 + n + r * c], h[:, :, 1 + n + r * c:])
+
+    def heads(self, h_frame: torch.Tensor, h_action: torch.Tensor | None) -> dict[str, torch.Tensor]:
+        """h_frame [..., RC, d] and h_action [..., N, d] of the same blocks -> outputs."""
+        out = {"code_logits": self.code_head(h_frame)}
+        if h_action is not None:
+            q, k = self.ptr_q(h_action), self.ptr_k(h_frame)
+            out["cell_logits"] = q @ k.transpose(-1, -2) / q.shape[-1] ** 0.5  # [..., N, RC]
+            out["facing_logits"] = self.facing_head(h_action)
+            out["alive_logit"] = self.alive_head(h_action).squeeze(-1)
+            out["reward"] = self.reward_head(h_action).squeeze(-1)
+        return out
+
+    def game_index(self, name: str) -> int:
+        if name not in self.games:
+            raise ValueError(f"this checkpoint does not know the substrate {name!r}; it knows: {', '.join(self.games)}")
+        return self.games.index(name)
+
+    def codebook(self) -> Codebook:
+        if self._codebook is None:
+            self._codebook = Codebook(self.patches.cpu().numpy())
+        return self._codebook
+
+    def num_params(self) -> int:
+        return sum(p.numel() for p in self.parameters())

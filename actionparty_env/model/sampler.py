@@ -1,0 +1,159 @@
+"""Closed-loop dreaming: step B worlds of one game at once with the world model and a KV cache.
+
+One `step(actions)` is (1) one pass that commits the current block (frame, poses, actions) to the cache
+and reads every player's next cell, facing, alive and reward from its action token, then (2)
+`sampling_steps` masked-diffusion passes that draw the next frame's cell codes given the cache and
+the players' new poses (MaskGIT-style: each pass fixes the most confident of the still-masked cells,
+on a cosine schedule). Frames never leave code space, so unchanged cells are copied exactly.
+"""
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+
+from actionparty_env.model.network import Blocks, KVCache, WorldModel
+from actionparty_env.simulator import StepResult
+
+
+def unmask_schedule(num_cells: int, steps: int) -> list[int]:
+    """How many cells are fixed after each of `steps` passes (cosine schedule, ends at all cells)."""
+    return [num_cells - int(math.floor(num_cells * math.cos(math.pi / 2 * s / steps))) for s in range(1, steps + 1)]
+
+
+def sample_codes(logits: torch.Tensor, temperature: float, generator: torch.Generator | None):
+    """Pick a code per cell: argmax at temperature 0, else Gumbel-max sampling. Returns (codes, confidence)."""
+    probs = logits.float().softmax(-1)
+    if temperature <= 0:
+        conf, idx = probs.max(-1)
+        return idx, conf
+    u = torch.rand(logits.shape, device=logits.device, generator=generator).clamp_(1e-10, 1.0)
+    idx = (logits.float() / temperature - torch.log(-torch.log(u))).argmax(-1)
+    return idx, probs.gather(-1, idx[..., None]).squeeze(-1)
+
+
+class DreamSimulator:
+    """The world model behind the `Simulator` protocol (actionparty_env/simulator.py)."""
+
+    def __init__(self, model: WorldModel, game, num_players: int, num_worlds: int = 1, device="cpu",
+                 sampling_steps: int = 2, temperature: float = 0.0, seed: int = 0):
+        """`game`: a substrate name, a GameSpec, or the model's game index."""
+        if isinstance(game, int):
+            self.game_id = game
+        else:
+            self.game_id = model.game_index(game if isinstance(game, str) else game.name)
+        self.game = game
+        self.model = model.eval()
+        self.device = torch.device(device)
+        self.num_players = num_players
+        self.num_worlds = num_worlds
+        if not 1 <= sampling_steps <= 16:
+            raise ValueError(f"sampling_steps must be in 1..16, got {sampling_steps}")
+        self.sampling_steps = sampling_steps
+        self.temperature = temperature
+        self.codebook = model.codebook()
+        # Only this game's codes can be drawn: slice the output layer once.
+        self.allowed = model.game_codes[self.game_id].nonzero().squeeze(1).to(self.device)
+        self.head_w = model.code_head.weight[self.allowed]
+        self.head_b = model.code_head.bias[self.allowed]
+        self.generator = torch.Generator(device=self.device)
+        self.reseed(seed)
+        self.codes = self.cells = self.facing = self.alive = None
+        self.cache = KVCache(model.cfg.depth)
+        self.block = 0
+        self.present = torch.ones(num_worlds, num_players, dtype=torch.bool, device=self.device)
+
+    def reseed(self, seed: int) -> None:
+        self.generator.manual_seed(int(seed))
+
+    def _blocks(self, codes, cells, facing, alive, actions) -> Blocks:
+        b, n = cells.shape[:2]
+        game = torch.full((b,), self.game_id, dtype=torch.long, device=self.device)
+        return Blocks(game, codes[:, None], cells[:, None], facing[:, None], alive[:, None], actions[:, None],
+                      self.present)
+
+    @torch.no_grad()
+    def reset(self, frames, cells, facing, alive, worlds=None) -> None:
+        """Start (some) worlds from real states. frames uint8 [B,H,W,3] (numpy or torch)."""
+        frames = torch.as_tensor(frames)
+        codes = torch.stack([torch.from_numpy(self.codebook.encode(f.cpu().numpy())) for f in frames])
+        self.reset_codes(codes, cells, facing, alive, worlds)
+
+    @torch.no_grad()
+    def reset_codes(self, codes, cells, facing, alive, worlds=None, present=None) -> None:
+        """`reset` for frames already encoded as codes [B,R,C]; `present` [B,N] marks padded player slots."""
+        codes = torch.as_tensor(codes, device=self.device).long()
+        if present is not None:
+            self.present = torch.as_tensor(present, device=self.device).bool()
+        cells = torch.as_tensor(cells, device=self.device).long()
+        facing = torch.as_tensor(facing, device=self.device).long()
+        alive = torch.as_tensor(alive, device=self.device).bool()
+        if codes.shape[0] != self.num_worlds or cells.shape[:2] != (self.num_worlds, self.num_players):
+            raise ValueError(f"reset expects {self.num_worlds} worlds of {self.num_players} players, got "
+                             f"{codes.shape[0]} frames and cells of shape {tuple(cells.shape)}")
+        if worlds is None or self.codes is None:
+            self.codes, self.cells, self.facing, self.alive = codes, cells, facing, alive
+            self.cache = KVCache(self.model.cfg.depth)
+            return
+        worlds = torch.as_tensor(worlds, device=self.device).bool()
+        if codes.shape[1:] != self.codes.shape[1:]:
+            raise ValueError(f"all worlds of a simulator share one map size: {tuple(self.codes.shape[1:])} cells, "
+                             f"got {tuple(codes.shape[1:])}")
+        w = worlds[:, None, None]
+        self.codes = torch.where(w, codes, self.codes)
+        self.cells = torch.where(w[..., None], cells, self.cells)
+        self.facing = torch.where(w, facing, self.facing)
+        self.alive = torch.where(w, alive, self.alive)
+        self.cache.forget(worlds)
+
+    @torch.no_grad()
+    def step(self, actions) -> StepResult:
+        """actions: [B,N] game-local action indices."""
+        actions = torch.as_tensor(actions, device=self.device).long()
+        rewards = self.advance(self.model.action_ids[self.game_id].to(self.device)[actions])
+        return StepResult(frames=self.codebook.decode(self.codes), cells=self.cells, facing=self.facing,
+                          alive=self.alive, rewards=rewards)
+
+    @torch.no_grad()
+    def advance(self, action_ids: torch.Tensor) -> torch.Tensor:
+        """One closed-loop step on codes, given shared action-name ids [B,N]; returns rewards [B,N]."""
+        if self.codes is None:
+            raise RuntimeError("call reset() before step()")
+        model = self.model
+        b, rows, cols = self.codes.shape
+        n = self.num_players
+        # (1) Commit the current block; the action tokens give each player's next state.
+        blocks = self._blocks(self.codes, self.cells, self.facing, self.alive, action_ids)
+        x, layout, rr, cc, ok = model.embed_block(blocks, 0, self.block, "GPFA")
+        h, kv = model.run(x, layout, rr, cc, ok, self.cache)
+        self.cache.append(kv, layout, ok, model.cfg.window)
+        out = model.heads(h[:, 1 + n: 1 + n + rows * cols], h[:, 1 + n + rows * cols:])
+        cell_idx = out["cell_logits"].argmax(-1)
+        alive = out["alive_logit"] > 0
+        moved = torch.stack([cell_idx // cols, cell_idx % cols], -1)
+        cells = torch.where(alive[..., None], moved, self.cells)
+        facing = out["facing_logits"].argmax(-1)
+        rewards = out["reward"].float()
+        # (2) Draw the next frame's codes given the new poses, unmasking on a cosine schedule.
+        self.block += 1
+        codes = torch.full_like(self.codes, model.mask_code)
+        fixed = torch.zeros(b, rows * cols, dtype=torch.bool, device=self.device)
+        done = 0
+        for target in unmask_schedule(rows * cols, self.sampling_steps):
+            nb = self._blocks(codes, cells, facing, alive, action_ids)
+            x, layout, rr, cc, ok = model.embed_block(nb, 0, self.block, "GPF")
+            h, _ = model.run(x, layout, rr, cc, ok, self.cache)
+            logits = F.linear(h[:, 1 + n:], self.head_w, self.head_b)
+            pick, conf = sample_codes(logits, self.temperature, self.generator)
+            pick = self.allowed[pick]
+            flat = codes.view(b, -1)
+            conf = conf.masked_fill(fixed, -1.0)
+            order = conf.argsort(-1, descending=True)
+            newly = torch.zeros_like(fixed).scatter_(1, order[:, : target - done], True) & ~fixed
+            flat = torch.where(newly, pick, flat)
+            fixed = fixed | newly
+            done = target
+            codes = flat.view(b, rows, cols)
+        self.codes, self.cells, self.facing, self.alive = codes, cells, facing, alive
+        return rewards

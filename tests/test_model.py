@@ -1,0 +1,149 @@
+"""The world model on the CPU with a tiny configuration: shapes, subject isolation, sampling, checkpoints."""
+import numpy as np
+import pytest
+import torch
+
+from actionparty_env.model.attention import ACTION, POSE, block_layout, visibility
+from actionparty_env.model.checkpoint import CheckpointError, load_world_model, save_checkpoint
+from actionparty_env.model.codebook import Codebook
+from actionparty_env.model.network import Blocks, ModelConfig, WorldModel
+from actionparty_env.model.sampler import DreamSimulator, unmask_schedule
+
+R, C, N, T, V = 4, 5, 3, 3, 12
+
+
+def tiny_model(seed=0) -> WorldModel:
+    torch.manual_seed(seed)
+    cfg = ModelConfig(vocab_size=V, num_games=2, num_action_names=8, max_players=4, dim=32, depth=2, heads=2,
+                      window=2, pointer_dim=8, max_actions=8)
+    model = WorldModel(cfg, ["game_a", "game_b"], [f"A{i}" for i in range(8)])
+    rng = np.random.default_rng(seed)
+    patches = rng.permutation(V * 4)[:V, None, None, None] * np.ones((1, 8, 8, 3), np.int64)
+    model.patches.copy_(torch.from_numpy((patches % 256).astype(np.uint8)))
+    model.action_ids.copy_(torch.arange(8).repeat(2, 1))
+    return model.eval()
+
+
+def random_blocks(b=2, seed=0) -> Blocks:
+    g = torch.Generator().manual_seed(seed)
+    return Blocks(
+        game=torch.tensor([0, 1][:b]),
+        codes=torch.randint(0, V, (b, T, R, C), generator=g),
+        cells=torch.stack([torch.randint(0, R, (b, T, N), generator=g), torch.randint(0, C, (b, T, N), generator=g)], -1),
+        facing=torch.randint(0, 4, (b, T, N), generator=g),
+        alive=torch.ones(b, T, N, dtype=torch.bool),
+        actions=torch.randint(0, 8, (b, T, N), generator=g),
+        present=torch.ones(b, N, dtype=torch.bool),
+    )
+
+
+def test_forward_shapes():
+    out = tiny_model()(random_blocks())
+    assert out["code_logits"].shape == (2, T, R * C, V)
+    assert out["cell_logits"].shape == (2, T, N, R * C)
+    assert out["facing_logits"].shape == (2, T, N, 4)
+    assert out["alive_logit"].shape == (2, T, N) and out["reward"].shape == (2, T, N)
+
+
+def test_masks_isolate_subjects():
+    layout = block_layout(0, R, C, N, "cpu").cat(block_layout(1, R, C, N, "cpu"))
+    vis = visibility(layout, layout)
+    subject = (layout.kind == POSE) | (layout.kind == ACTION)
+    q_idx, k_idx = torch.nonzero(vis & subject[:, None] & subject[None, :], as_tuple=True)
+    assert len(q_idx) > 0
+    assert torch.equal(layout.player[q_idx], layout.player[k_idx]), "a subject token sees another player's token"
+    # Nothing in block 0 sees block 1 (causal), and frame tokens never see the same block's actions.
+    assert not vis[(layout.block == 0)][:, layout.block == 1].any()
+    frame0 = (layout.kind == 2) & (layout.block == 0)
+    act0 = (layout.kind == ACTION) & (layout.block == 0)
+    assert not vis[frame0][:, act0].any()
+
+
+def test_other_players_action_has_no_path_to_my_state_prediction():
+    model = tiny_model().train()
+    blocks = random_blocks(b=1)
+    emb = model.action_emb
+    captured = {}
+
+    def hook(module, inputs, output):
+        output.retain_grad()
+        captured["a"] = output
+    handle = emb.register_forward_hook(hook)
+    out = model(blocks)
+    handle.remove()
+    # The action embedding of player j at the last block vs player i's next-state outputs there.
+    i, j, t = 0, 2, T - 1
+    target = out["cell_logits"][0, t, i].sum() + out["facing_logits"][0, t, i].sum() + out["reward"][0, t, i]
+    target.backward()
+    grad = captured["a"].grad  # [B, N, d] of the last embed_block call (block T-1)
+    assert grad[0, j].abs().max() == 0, "player j's action leaks into player i's prediction"
+    assert grad[0, i].abs().max() > 0, "player i's own action must matter"
+
+
+def test_sampler_steps_and_is_deterministic():
+    model = tiny_model()
+    frames = model.codebook().decode(torch.randint(0, V, (2, R, C)))
+    cells = torch.tensor([[[0, 0], [1, 1], [2, 2]]] * 2)
+    runs = []
+    for _ in range(2):
+        sim = DreamSimulator(model, "game_a", N, num_worlds=2, sampling_steps=3, temperature=1.0, seed=7)
+        sim.reset(frames, cells, torch.zeros(2, N), torch.ones(2, N, dtype=torch.bool))
+        outs = [sim.step(torch.randint(0, 7, (2, N), generator=torch.Generator().manual_seed(s))) for s in range(5)]
+        runs.append(torch.stack([o.frames for o in outs]))
+        assert outs[-1].frames.shape == (2, R * 8, C * 8, 3) and outs[-1].frames.dtype == torch.uint8
+        assert outs[-1].cells.shape == (2, N, 2) and outs[-1].rewards.dtype == torch.float32
+    assert torch.equal(runs[0], runs[1])
+    # The KV cache keeps only `window` blocks.
+    assert int(sim.cache.layout.block.unique().numel()) == model.cfg.window
+
+
+def test_unmask_schedule_ends_with_all_cells():
+    for k in (1, 2, 4):
+        sched = unmask_schedule(20, k)
+        assert sched[-1] == 20 and sched == sorted(sched)
+
+
+def test_codebook_roundtrip_and_nearest():
+    rng = np.random.default_rng(0)
+    patches = rng.integers(0, 256, (6, 8, 8, 3), dtype=np.uint8)
+    book = Codebook(patches)
+    codes = rng.integers(0, 6, (3, 4))
+    frame = book.decode_numpy(codes)
+    assert np.array_equal(book.encode(frame), codes)
+    assert torch.equal(book.decode(torch.from_numpy(codes)), torch.from_numpy(frame))
+    noisy = frame.copy()
+    noisy[0, 0] ^= 1  # an unseen patch maps to its nearest code
+    assert np.array_equal(book.encode(noisy), codes) and book.unknown_patches == 1
+
+
+def test_checkpoint_roundtrip_is_bit_exact(tmp_path):
+    model = tiny_model(3)
+    save_checkpoint(model, tmp_path / "ck")
+    loaded = load_world_model(tmp_path / "ck")
+    for (k, a), (_, b) in zip(model.state_dict().items(), loaded.state_dict().items()):
+        assert torch.equal(a, b), k
+    assert loaded.games == model.games
+
+
+def test_truncated_checkpoint_names_the_file(tmp_path):
+    save_checkpoint(tiny_model(), tmp_path / "ck")
+    shard = next((tmp_path / "ck").glob("model-*.safetensors"))
+    shard.write_bytes(shard.read_bytes()[:100])
+    with pytest.raises(CheckpointError, match=shard.name):
+        load_world_model(tmp_path / "ck")
+
+
+def test_mismatched_checkpoint_names_the_file(tmp_path):
+    import json
+    save_checkpoint(tiny_model(), tmp_path / "ck")
+    cfg_path = tmp_path / "ck" / "config.json"
+    cfg = json.loads(cfg_path.read_text())
+    cfg["model"]["dim"] = 64
+    cfg_path.write_text(json.dumps(cfg))
+    with pytest.raises(CheckpointError, match=r"model-00001-of-00001.safetensors.*shape"):
+        load_world_model(tmp_path / "ck")
+
+
+def test_unknown_substrate_is_a_clear_error():
+    with pytest.raises(ValueError, match="does not know the substrate 'nope'"):
+        DreamSimulator(tiny_model(), "nope", N)

@@ -1,0 +1,73 @@
+"""The lookup tables a world model is trained with: the cell codebook, which codes each game uses,
+and the shared action-name vocabulary. Built once from the training split of a dataset."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, Dataset
+from tqdm import tqdm
+
+from actionparty_env.games import load_catalog
+from actionparty_env.model.codebook import Codebook, unique_patches
+from training.dataset import list_episodes, read_episode
+
+
+@dataclass
+class Tables:
+    games: list[str]                 # model game index -> substrate name
+    action_vocab: list[str]          # shared action names
+    action_ids: np.ndarray           # [G, max_actions] game-local action -> action-name id
+    codebook: Codebook
+    game_codes: np.ndarray           # [G, V] bool: codes seen in that game
+
+
+class _EpisodePatches(Dataset):
+    """One item per episode: its substrate and the distinct patches of all its frames."""
+
+    def __init__(self, path: str, keys: list[str]):
+        self.path, self.keys = path, keys
+
+    def __len__(self) -> int:
+        return len(self.keys)
+
+    def __getitem__(self, i):
+        ep = read_episode(self.path, self.keys[i])
+        patches = np.unique(np.concatenate([unique_patches(f) for f in ep["frames"]]), axis=0)
+        return ep["header"]["substrate"], patches
+
+
+def build_tables(path: str, max_actions: int, workers: int = 4, split: str = "train") -> Tables:
+    catalog = load_catalog()
+    games = sorted(catalog)
+    vocab = sorted({a for spec in catalog.values() for a in spec.action_names})
+    action_ids = np.zeros((len(games), max_actions), dtype=np.int64)
+    for g, name in enumerate(games):
+        names = catalog[name].action_names
+        if len(names) > max_actions:
+            raise ValueError(f"{name} has {len(names)} actions, more than max_actions={max_actions}")
+        action_ids[g, : len(names)] = [vocab.index(a) for a in names]
+    keys = list_episodes(path, split=split)
+    if not keys:
+        raise ValueError(f"{path}: no {split!r} episodes to build the codebook from")
+    per_game: dict[str, list[np.ndarray]] = {}
+    loader = DataLoader(_EpisodePatches(path, keys), batch_size=None, num_workers=workers)
+    for substrate, patches in tqdm(loader, desc="codebook", total=len(keys)):
+        per_game.setdefault(substrate, []).append(patches)
+    codebook = Codebook.from_patch_sets(p for ps in per_game.values() for p in ps)
+    game_codes = np.zeros((len(games), len(codebook)), dtype=bool)
+    for substrate, sets in per_game.items():
+        for patches in sets:
+            codes = codebook.encode(patches.reshape(-1, 8, 8, 3).transpose(1, 0, 2, 3).reshape(8, -1, 3))
+            game_codes[games.index(substrate), codes.reshape(-1)] = True
+    game_codes[~game_codes.any(1)] = True  # games absent from the data may draw any code
+    return Tables(games, vocab, action_ids, codebook, game_codes)
+
+
+def install_tables(model, tables: Tables) -> None:
+    """Copy the tables into the model's buffers (they travel with its checkpoint)."""
+    model.patches.copy_(torch.from_numpy(tables.codebook.patches))
+    model.game_codes.copy_(torch.from_numpy(tables.game_codes))
+    model.action_ids.copy_(torch.from_numpy(tables.action_ids))
+    model._codebook = tables.codebook
