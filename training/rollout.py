@@ -11,32 +11,30 @@ import torch
 
 from actionparty_env.model.network import WorldModel
 from actionparty_env.model.sampler import DreamSimulator
-from training.dataset import list_episodes, read_episode
+from training.dataset import Episode, list_episodes, read_episode
 
 
 @torch.no_grad()
-def closed_loop(model: WorldModel, episode: dict, steps: int, device="cpu", sampling_steps: int = 2,
-                temperature: float = 0.0, start: int = 0) -> dict[str, np.ndarray]:
-    """Dream `steps` steps of a recorded episode from frame `start`. Returns arrays with a leading time
-    axis of steps+1 (index 0 is the real start): frames, cells, facing, alive, and rewards [steps, N]."""
-    header = episode["header"]
-    steps = min(steps, len(episode["actions"]) - start)
-    n = episode["actions"].shape[1]
-    sim = DreamSimulator(model, header["substrate"], n, 1, device, sampling_steps=sampling_steps,
+def closed_loop(model: WorldModel, episodes: list[Episode], steps: int, device="cpu", sampling_steps: int = 2,
+                temperature: float = 0.0) -> dict[str, np.ndarray]:
+    """Dream `steps` steps of B recorded episodes of one substrate and map size at once, from their
+    first frame. Returns arrays [B, steps+1, ...] (index 0 is the real start): frames, cells, facing,
+    alive, and rewards [B, steps, N]."""
+    substrate = episodes[0].header["substrate"]
+    steps = min([steps] + [len(e.actions) for e in episodes])
+    n = episodes[0].actions.shape[1]
+    sim = DreamSimulator(model, substrate, n, len(episodes), device, sampling_steps=sampling_steps,
                          temperature=temperature)
-    sim.reset(episode["frames"][start][None], episode["cells"][start][None], episode["facing"][start][None],
-              episode["alive"][start][None])
-    frames, cells, facing, alive, rewards = [episode["frames"][start]], [episode["cells"][start]], \
-        [episode["facing"][start]], [episode["alive"][start]], []
-    for t in range(start, start + steps):
-        out = sim.step(torch.as_tensor(episode["actions"][t][None].astype(np.int64)))
-        frames.append(out.frames[0].cpu().numpy())
-        cells.append(out.cells[0].cpu().numpy())
-        facing.append(out.facing[0].cpu().numpy())
-        alive.append(out.alive[0].cpu().numpy())
-        rewards.append(out.rewards[0].cpu().numpy())
-    return {"frames": np.stack(frames), "cells": np.stack(cells), "facing": np.stack(facing),
-            "alive": np.stack(alive), "rewards": np.stack(rewards) if rewards else np.zeros((0, n), np.float32)}
+    first = {k: np.stack([getattr(e, k)[0] for e in episodes]) for k in ("frames", "cells", "facing", "alive")}
+    sim.reset(first["frames"], first["cells"], first["facing"], first["alive"])
+    out = {k: [v] for k, v in first.items()}
+    out["rewards"] = []
+    actions = torch.as_tensor(np.stack([e.actions[:steps] for e in episodes]).astype(np.int64), device=device)
+    for t in range(steps):
+        res = sim.step(actions[:, t])
+        for k in ("frames", "cells", "facing", "alive", "rewards"):
+            out[k].append(getattr(res, k).cpu().numpy())
+    return {k: np.stack(v, axis=1) if v else np.zeros((len(episodes), 0, n), np.float32) for k, v in out.items()}
 
 
 def side_by_side(real: np.ndarray, dream: np.ndarray, scale: int = 2) -> np.ndarray:
@@ -57,10 +55,10 @@ def rollout_gif(model: WorldModel, data: str, prefix: Path, count: int = 2, step
     paths = []
     for key in list(by_substrate.values())[:: max(1, len(by_substrate) // max(count, 1))][:count]:
         episode = read_episode(data, key)
-        if episode["header"]["substrate"] not in model.games:
+        if episode.header["substrate"] not in model.games:
             continue
-        dream = closed_loop(model, episode, steps, device)
-        path = Path(f"{prefix}_{episode['header']['substrate']}.gif")
-        iio.imwrite(path, side_by_side(episode["frames"][: len(dream["frames"])], dream["frames"]), duration=120, loop=0)
+        dream = closed_loop(model, [episode], steps, device)["frames"][0]
+        path = Path(f"{prefix}_{episode.header['substrate']}.gif")
+        iio.imwrite(path, side_by_side(episode.frames[: len(dream)], dream), duration=120, loop=0)
         paths.append(path)
     return paths

@@ -95,9 +95,9 @@ class TrainConfig:
 
 
 # ---- the objective ---------------------------------------------------------------------------------
-def to_blocks(batch: dict, action_ids: torch.Tensor, device) -> tuple[Blocks, torch.Tensor]:
+def to_blocks(batch: dict, action_ids: torch.Tensor, game_map: torch.Tensor, device) -> tuple[Blocks, torch.Tensor]:
     """A collated clip batch -> model inputs (codes unmasked) and the rewards [B,L,N]."""
-    game = batch["game"].to(device)
+    game = game_map[batch["game"].to(device)]
     local = batch["actions"].to(device).long().clamp(min=0)
     blocks = Blocks(
         game=game,
@@ -195,27 +195,22 @@ def lr_at(step: int, cfg: TrainConfig) -> float:
 
 
 class Batches:
-    """An endless, resumable stream of this rank's batches: epoch e is BucketBatchSampler(seed + e)."""
+    """An endless, resumable stream of this rank's batches: epoch e is BucketBatchSampler's epoch e."""
 
     def __init__(self, dataset, cfg: TrainConfig, rank: int, world: int):
-        self.dataset, self.cfg, self.rank, self.world = dataset, cfg, rank, world
+        self.sampler = BucketBatchSampler(dataset, cfg.batch_size, seed=cfg.seed, shuffle=True, drop_last=True,
+                                          num_replicas=world, rank=rank)
 
     def from_step(self, step: int):
-        per_epoch = None
-        epoch = 0
+        self.sampler.set_epoch(0)
+        per_epoch = len(self.sampler)
+        if per_epoch == 0:
+            raise ValueError("the training split has fewer full batches than ranks")
+        epoch, skip = divmod(step, per_epoch)
         while True:
-            batches = list(BucketBatchSampler(self.dataset, self.cfg.batch_size, seed=self.cfg.seed + epoch,
-                                              shuffle=True, drop_last=True))
-            mine = batches[self.rank::self.world][: len(batches) // self.world]
-            if not mine:
-                raise ValueError("the training split has fewer batches than ranks")
-            per_epoch = per_epoch or len(mine)
-            if step >= (epoch + 1) * per_epoch:
-                epoch += 1
-                continue
-            yield from mine[step - epoch * per_epoch:]
-            step = (epoch + 1) * per_epoch
-            epoch += 1
+            self.sampler.set_epoch(epoch)
+            yield from list(self.sampler)[skip:]
+            epoch, skip = epoch + 1, 0
 
 
 def setup_distributed():
@@ -258,13 +253,13 @@ def save_state(path: Path, **state) -> None:
 
 
 @torch.no_grad()
-def evaluate(model: WorldModel, loader_iter, cfg: TrainConfig, device, autocast) -> dict[str, float]:
+def evaluate(model: WorldModel, loader_iter, game_map, cfg: TrainConfig, device, autocast) -> dict[str, float]:
     model.eval()
     gen = torch.Generator(device=device).manual_seed(1234)
     sums: dict[str, float] = {}
     n = 0
     for batch in itertools.islice(loader_iter, cfg.eval_batches):
-        blocks, rewards = to_blocks(batch, model.action_ids, device)
+        blocks, rewards = to_blocks(batch, model.action_ids, game_map, device)
         inputs, masked = mask_frames(blocks, model.game_codes, cfg, gen, model.mask_code)
         with autocast:
             terms = losses(model(inputs), inputs, blocks, rewards, masked, cfg.changed_weight)
@@ -284,8 +279,10 @@ def main(argv=None) -> None:
     model = build_model(cfg, out, rank, world).to(device)
     codebook = model.codebook()
     window = model.cfg.window
-    train_set = ClipDataset(cfg.data, clip_len=window + 1, split="train", codebook=codebook, seed=cfg.seed)
-    val_set = ClipDataset(cfg.data, clip_len=window + 1, split="val", codebook=codebook, seed=cfg.seed)
+    train_set = ClipDataset(cfg.data, clip_len=window + 1, split="train", codebook=codebook)
+    val_set = ClipDataset(cfg.data, clip_len=window + 1, split="val", codebook=codebook)
+    # The dataset numbers games by its own catalog; the model by its own list.
+    game_map = torch.tensor([model.games.index(g) if g in model.games else 0 for g in train_set.games], device=device)
     ema = AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(cfg.ema_decay), use_buffers=True)
     decay, no_decay = [], []
     for name, p in model.named_parameters():
@@ -329,7 +326,7 @@ def main(argv=None) -> None:
     while step < cfg.max_steps and not stop:
         batch = next(data_iter)
         gen = torch.Generator(device=device).manual_seed(cfg.seed * 1_000_003 + step * world + rank)
-        blocks, rewards = to_blocks(batch, model.action_ids, device)
+        blocks, rewards = to_blocks(batch, model.action_ids, game_map, device)
         target = blocks
         use_rollout = cfg.rollout_prob > 0 and step >= cfg.rollout_after * cfg.max_steps and \
             torch.rand((), generator=gen, device=device).item() < cfg.rollout_prob
@@ -368,7 +365,7 @@ def main(argv=None) -> None:
             metrics_file.flush()
             bar.set_postfix(loss=f"{row['loss']:.3f}", cell=f"{row['cell_acc']:.3f}")
         if rank == 0 and (step % cfg.eval_every == 0 or stop or step == cfg.max_steps):
-            val = evaluate(ema.module, iter(val_loader), cfg, device, autocast)
+            val = evaluate(ema.module, iter(val_loader), game_map, cfg, device, autocast)
             for k, v in val.items():
                 writer.add_scalar(k, v, step)
             metrics_file.write(json.dumps({"step": step, **val}) + "\n")
