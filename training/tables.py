@@ -54,7 +54,7 @@ def build_tables(path: str, max_actions: int, workers: int = 4, split: str = "tr
     per_game: dict[str, list[np.ndarray]] = {}
     loader = DataLoader(_EpisodePatches(path, keys), batch_size=None, num_workers=workers)
     for substrate, patches in tqdm(loader, desc="codebook", total=len(keys)):
-        per_game.setdefault(substrate, []).append(patches)
+        per_game.setdefault(substrate, []).append(np.asarray(patches))
     codebook = Codebook.from_patch_sets(p for ps in per_game.values() for p in ps)
     game_codes = np.zeros((len(games), len(codebook)), dtype=bool)
     for substrate, sets in per_game.items():

@@ -353,7 +353,7 @@ def main(argv=None) -> None:
             stop = True
         if rank == 0 and (step % cfg.log_every == 0 or stop):
             elapsed = time.time() - t_log
-            row = {k: float(v) for k, v in terms.items()}
+            row = {k: float(v.detach()) for k, v in terms.items()}
             row.update(step=step, lr=opt.param_groups[0]["lr"], grad_norm=float(grad_norm),
                        tokens_per_s=tokens_seen / max(elapsed, 1e-9), minutes=(time.time() - t_start) / 60,
                        rollout=bool(use_rollout))
