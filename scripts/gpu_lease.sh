@@ -8,8 +8,8 @@
 set -euo pipefail
 ROOT=/tmp/ap
 export PYTHONPATH="/tmp/site:$PWD" PYTHONUNBUFFERED=1
-EPISODES=${EPISODES:-24}
-STEPS=${STEPS:-250}
+EPISODES=${EPISODES:-20}
+STEPS=${STEPS:-300}
 case "$1" in
   start)
     python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl
