@@ -15,9 +15,10 @@ case "$1" in
     python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl
     mkdir -p $ROOT
     nproc; nvidia-smi --query-gpu=name,memory.total --format=csv,noheader
-    /usr/bin/time -v python3 -m training.record --out $ROOT/data --substrates all --episodes-per-substrate $EPISODES \
-      --steps $STEPS --workers 16 --seed 0 2>&1 | grep -v "^\[\|^ *$\|Lua\|W.*lua" | tail -25 | tee $ROOT/record.log
-    python3 -m training.dataset split $ROOT/data --val 2 --test 4 --workers 16 2>&1 | tail -5
+    python3 -m training.record --out $ROOT/data --substrates all --episodes-per-substrate $EPISODES \
+      --steps $STEPS --workers 16 --seed 0 > $ROOT/record.log 2>&1 || echo "record exited $?"
+    python3 -m training.dataset split $ROOT/data --val 2 --test 4 --workers 16 >> $ROOT/record.log 2>&1 || echo "split exited $?"
+    grep -a "recorded\|failed\|Error" $ROOT/record.log | tail -12
     setsid nohup torchrun --standalone --nproc_per_node=1 -m training.train --config training/configs/h100.yaml \
       > $ROOT/train.log 2>&1 < /dev/null &
     sleep 60; tail -c 1500 $ROOT/train.log ;;
