@@ -21,7 +21,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+import gymnasium
 import numpy as np
+from gymnasium import spaces
+from pettingzoo import ParallelEnv
 
 _MAX_SEED = 2**31 - 1
 _LOCATION_OBSERVER = {
@@ -214,3 +217,161 @@ class MeltingPotEngine:
             rewards=rewards,
             done=bool(done),
         )
+
+
+def _agent_action(agent: str, value: Any, num_actions: int) -> int:
+    """One agent's action as an int, or a ValueError naming what is wrong with it."""
+    if isinstance(value, np.ndarray) and value.ndim == 0:
+        value = value[()]
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)):
+        raise ValueError(f"action for {agent} must be an int in [0, {num_actions}), got {type(value).__name__} {value!r}")
+    if not 0 <= int(value) < num_actions:
+        raise ValueError(f"action for {agent} must be in [0, {num_actions}), got {int(value)}")
+    return int(value)
+
+
+class RealParallelEnv(ParallelEnv):
+    """The real Melting Pot substrate as a PettingZoo ParallelEnv.
+
+    Agents are `player_0 .. player_{N-1}` (Melting Pot's players 1..N). The observation is the
+    player's own RGB view (Box uint8, Melting Pot's shape), actions are `Discrete(n)` in Melting Pot's
+    order, rewards are Python floats and `infos[agent]` holds `cell` (row, col), `facing` (0..3 =
+    N, E, S, W) and `alive`. `state()` and `render()` return the global frame, read from the engine
+    only when asked. Melting Pot's end of episode terminates all agents; `max_cycles` truncates all.
+    Removed (zapped) players stay in `agents` with an all-black view and `alive=False` until they
+    respawn, as in Melting Pot.
+    """
+
+    metadata = {"render_modes": ["human", "rgb_array"], "name": "actionparty_real_v0",
+                "is_parallelizable": True, "render_fps": 8}
+
+    def __init__(self, substrate: str, num_players: int | None = None, max_cycles: int = 1000,
+                 render_mode: str | None = None) -> None:
+        from actionparty_env.games import get_game
+
+        check_substrate(substrate)
+        game = get_game(substrate)
+        if num_players is None:
+            num_players = game.num_players
+        if isinstance(num_players, bool) or not isinstance(num_players, (int, np.integer)) or num_players < 1:
+            raise ValueError(f"num_players must be a positive int, got {num_players!r}")
+        if isinstance(max_cycles, bool) or not isinstance(max_cycles, (int, np.integer)) or max_cycles < 1:
+            raise ValueError(f"max_cycles must be a positive int, got {max_cycles!r}")
+        if render_mode is not None and render_mode not in self.metadata["render_modes"]:
+            raise ValueError(f"render_mode must be one of {self.metadata['render_modes']} or None, got {render_mode!r}")
+        self.game = game
+        self.substrate = substrate
+        self.roles = tuple(game.roles[i % len(game.roles)] for i in range(int(num_players)))
+        self.max_cycles = int(max_cycles)
+        self.render_mode = render_mode
+        self.possible_agents = [f"player_{i}" for i in range(int(num_players))]
+        self.agents: list[str] = []
+        self.num_cycles = 0
+        # Spaces are built once: PettingZoo requires the same object on every call.
+        px = game.view_px
+        self._observation_spaces = {a: spaces.Box(0, 255, (px, px, 3), np.uint8) for a in self.possible_agents}
+        self._action_spaces = {a: spaces.Discrete(game.num_actions) for a in self.possible_agents}
+        self._engine = MeltingPotEngine()
+        self._built = False
+        self._seeds = np.random.default_rng()
+        self._last: EngineStep | None = None
+        self._window = None
+        if render_mode == "human":
+            from actionparty_env.render import Window
+
+            self._window = Window(f"{substrate} (real)", fps=self.metadata["render_fps"])
+
+    def observation_space(self, agent: str) -> spaces.Box:
+        self._check_agent(agent)
+        return self._observation_spaces[agent]
+
+    def action_space(self, agent: str) -> spaces.Discrete:
+        self._check_agent(agent)
+        return self._action_spaces[agent]
+
+    def reset(self, seed: int | None = None, options: dict | None = None) -> tuple[dict, dict]:
+        """Rebuild the world. `seed` seeds the engine (and the seeds of later unseeded resets)."""
+        if seed is not None:
+            if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
+                raise ValueError(f"seed must be a non-negative int or None, got {seed!r}")
+            self._seeds = np.random.default_rng(int(seed))
+        else:
+            seed = int(self._seeds.integers(_MAX_SEED))
+        if self._built:
+            step = self._engine.reset(int(seed), frame=False)
+        else:
+            step = self._engine.build(self.substrate, self.roles, int(seed))
+            self._built = True
+        self.agents = list(self.possible_agents)
+        self.num_cycles = 0
+        self._last = step
+        if self.render_mode == "human":
+            self.render()
+        return self._observations(step), self._infos(step)
+
+    def step(self, actions: dict[str, Any]) -> tuple[dict, dict, dict, dict, dict]:
+        """Step all agents together; every live agent must have an action (validated before acting)."""
+        if not self.agents:
+            raise RuntimeError("no live agents: call reset() first (the episode has ended or not begun)")
+        if not isinstance(actions, dict):
+            raise ValueError(f"actions must be a dict {{agent: int}}, got {type(actions).__name__}")
+        unknown = sorted(set(actions) - set(self.agents), key=str)
+        if unknown:
+            raise ValueError(f"unknown agent(s) {unknown}; agents are {self.agents[0]}..{self.agents[-1]}")
+        missing = [a for a in self.agents if a not in actions]
+        if missing:
+            raise ValueError(f"missing action(s) for {missing}; every agent must act each step")
+        n = self.game.num_actions
+        arr = np.array([_agent_action(a, actions[a], n) for a in self.agents], np.int64)
+
+        step = self._engine.step(arr, frame=False)
+        self._last = step
+        self.num_cycles += 1
+        truncated = self.num_cycles >= self.max_cycles
+        obs, infos = self._observations(step), self._infos(step)
+        rewards = {a: float(step.rewards[i]) for i, a in enumerate(self.agents)}
+        terminations = {a: step.done for a in self.agents}
+        truncations = {a: truncated for a in self.agents}
+        if step.done or truncated:
+            self.agents = []
+        if self.render_mode == "human":
+            self.render()
+        return obs, rewards, terminations, truncations, infos
+
+    def state(self) -> np.ndarray:
+        """The global frame, uint8 (rows*8, cols*8, 3)."""
+        if self._last is None:
+            raise RuntimeError("call reset() before state()")
+        return self._engine.frame()
+
+    def render(self) -> np.ndarray | None:
+        if self.render_mode is None:
+            gymnasium.logger.warn("render() called without a render_mode; pass render_mode='rgb_array' or 'human'")
+            return None
+        frame = self.state()
+        if self.render_mode == "rgb_array":
+            return frame
+        self._window.show(frame)
+        return None
+
+    def close(self) -> None:
+        self._engine.close()
+        self._built = False
+        if self._window is not None:
+            self._window.close()
+
+    def _check_agent(self, agent: str) -> None:
+        if agent not in self._action_spaces:
+            raise ValueError(f"unknown agent {agent!r}; agents are {self.possible_agents[0]}..{self.possible_agents[-1]}")
+
+    def _observations(self, step: EngineStep) -> dict[str, np.ndarray]:
+        return {a: step.views[i] for i, a in enumerate(self.possible_agents)}
+
+    def _infos(self, step: EngineStep) -> dict[str, dict]:
+        return {a: {"cell": (int(step.cells[i, 0]), int(step.cells[i, 1])), "facing": int(step.facing[i]),
+                    "alive": bool(step.alive[i])} for i, a in enumerate(self.possible_agents)}
+
+
+def real_parallel_env(substrate: str, **kwargs: Any) -> RealParallelEnv:
+    """`RealParallelEnv(substrate, num_players=None, max_cycles=1000, render_mode=None)`."""
+    return RealParallelEnv(substrate, **kwargs)

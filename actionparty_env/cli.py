@@ -1,0 +1,139 @@
+"""The `actionparty` command.
+
+    actionparty catalog [GAME] [--json]          list the games (or one game's details)
+    actionparty real GAME --steps 100 --gif out/real.gif   run the real Melting Pot with random actions
+
+Each subcommand is a `main(argv) -> int | None` function in some module, named in COMMANDS and
+imported only when that subcommand runs (so `actionparty catalog` never imports torch or Melting Pot).
+A module adds its subcommand with one line in COMMANDS; a name may have two words ("dataset check").
+"""
+from __future__ import annotations
+
+import argparse
+import importlib
+import json
+import sys
+import time
+
+# name -> (module, function, one-line help)
+COMMANDS: dict[str, tuple[str, str, str]] = {
+    "catalog": ("actionparty_env.cli", "catalog_main", "list the games in the catalog, or one game's details"),
+    "real": ("actionparty_env.cli", "real_main", "run the real Melting Pot with random actions, write a GIF"),
+}
+
+
+def _usage() -> str:
+    width = max(len(n) for n in COMMANDS)
+    lines = [f"  {n:<{width}}  {h}" for n, (_, _, h) in sorted(COMMANDS.items())]
+    return "usage: actionparty COMMAND [ARGS]   (actionparty COMMAND --help for its options)\n\ncommands:\n" + "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if not argv or argv[0] in ("-h", "--help"):
+        print(_usage())
+        return 0
+    for words in (2, 1):  # longest name first: "dataset check" before "dataset"
+        name = " ".join(argv[:words])
+        if len(argv) >= words and name in COMMANDS:
+            module, function, _ = COMMANDS[name]
+            result = getattr(importlib.import_module(module), function)(argv[words:])
+            return int(result or 0)
+    print(f"actionparty: unknown command {argv[0]!r}\n\n{_usage()}", file=sys.stderr)
+    return 2
+
+
+def catalog_main(argv: list[str]) -> int:
+    from actionparty_env.games import get_game, load_catalog
+
+    p = argparse.ArgumentParser(prog="actionparty catalog", description="The games in the shipped catalog "
+                                "(regenerate it from Melting Pot with `python -m training.catalog`).")
+    p.add_argument("game", nargs="?", help="show this game's details")
+    p.add_argument("--json", action="store_true", help="print JSON")
+    args = p.parse_args(argv)
+    if args.game:
+        try:
+            game = get_game(args.game)
+        except ValueError as e:
+            p.error(str(e))
+        d = game.to_dict()
+        if args.json:
+            print(json.dumps(d, indent=1))
+        else:
+            for k, v in d.items():
+                print(f"{k:17s} {v}")
+        return 0
+    games = load_catalog()
+    if args.json:
+        print(json.dumps([g.to_dict() for g in games.values()], indent=1))
+        return 0
+    print(f"{'game':60s} {'players':>7s} {'actions':>7s} {'map':>7s} {'view':>4s}  identity")
+    for g in games.values():
+        print(f"{g.name:60s} {g.num_players:7d} {g.num_actions:7d} {f'{g.map_rows}x{g.map_cols}':>7s} "
+              f"{g.view_px:4d}  {'visible' if g.identity_visible else 'hidden'}")
+    print(f"{len(games)} games")
+    return 0
+
+
+def real_main(argv: list[str]) -> int:
+    import numpy as np
+
+    from actionparty_env.real import RealParallelEnv
+    from actionparty_env.render import beside, save_gif, tile
+
+    p = argparse.ArgumentParser(prog="actionparty real",
+                                description="Run a real Melting Pot substrate with uniformly random actions.")
+    p.add_argument("game", help="substrate name, e.g. coins (see `actionparty catalog`)")
+    p.add_argument("--steps", type=int, default=100)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--num-players", type=int, default=None)
+    p.add_argument("--gif", default=None, help="write the global frame (and the players' views) as a GIF here")
+    p.add_argument("--views", action="store_true", help="put the players' views beside the frame in the GIF")
+    p.add_argument("--scale", type=int, default=2, help="GIF upscale factor")
+    args = p.parse_args(argv)
+    if args.steps < 1:
+        p.error("--steps must be >= 1")
+    try:
+        env = RealParallelEnv(args.game, num_players=args.num_players, max_cycles=args.steps)
+    except ValueError as e:
+        p.error(str(e))
+    rng = np.random.default_rng(args.seed)
+
+    def picture() -> np.ndarray:
+        frame = env.state()
+        return beside(frame, tile(list(obs.values()))) if args.views else frame
+
+    start = time.perf_counter()
+    obs, infos = env.reset(seed=args.seed)
+    frames = [picture()] if args.gif else []
+    totals = dict.fromkeys(env.possible_agents, 0.0)
+    dead_steps = dict.fromkeys(env.possible_agents, 0)
+    steps, ended = 0, "max steps"
+    while env.agents:
+        actions = {a: int(rng.integers(env.action_space(a).n)) for a in env.agents}
+        obs, rewards, terms, truncs, infos = env.step(actions)
+        steps += 1
+        for a in rewards:
+            totals[a] += rewards[a]
+            dead_steps[a] += not infos[a]["alive"]
+        if args.gif:
+            frames.append(picture())
+        if any(terms.values()):
+            ended = "Melting Pot ended the episode"
+    elapsed = time.perf_counter() - start
+    print(f"{args.game}: {steps} steps with {len(env.possible_agents)} players, random actions, seed {args.seed} "
+          f"({ended}); {elapsed:.2f} s including reset and {'GIF frames' if args.gif else 'no frames'}")
+    print(f"map {env.state().shape[0] // 8}x{env.state().shape[1] // 8} cells, actions: {', '.join(env.game.action_names)}")
+    print(f"{'agent':10s} {'return':>8s} {'dead steps':>10s}  final cell, facing, alive")
+    for a in env.possible_agents:
+        i = infos[a]
+        print(f"{a:10s} {totals[a]:8.2f} {dead_steps[a]:10d}  {i['cell']}, {'NESW'[i['facing']]}, {i['alive']}")
+    if args.gif:
+        path = save_gif(frames, args.gif, fps=env.metadata["render_fps"], scale=args.scale)
+        print(f"wrote {len(frames)} frames to {path}")
+    env.close()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
