@@ -41,7 +41,7 @@ import torch
 from torch.utils.data import Dataset, Sampler
 from tqdm import tqdm
 
-from training.splits import KEY_BASE, SPLITS, split_of_index
+from training.splits import KEY_BASE, SPLITS, episode_key, parse_episode_key, split_of_index
 
 SCHEMA_VERSION = 1
 MAP_SIZE = 64 << 30          # LMDB reserves address space only; the file grows as data comes
@@ -68,22 +68,7 @@ class CorruptEpisodeError(ValueError):
         self.key, self.reason = key, reason
 
 
-# ----------------------------------------------------------------------------- keys and frames
-
-def episode_key(substrate: str, index: int) -> str:
-    return f"{EP_PREFIX}{substrate}/{index:06d}"
-
-
-def parse_episode_key(key: str) -> tuple[str, int]:
-    parts = key.split("/")
-    if len(parts) != 3 or parts[0] + "/" != EP_PREFIX or len(parts[2]) != 6 or not parts[2].isdigit():
-        raise ValueError(f"not an episode key: {key!r} (expected ep/<substrate>/<index:06d>)")
-    return parts[1], int(parts[2])
-
-
-def compress_frame(frame: np.ndarray, level: int = 6) -> bytes:
-    return zlib.compress(np.ascontiguousarray(frame, dtype=np.uint8).tobytes(), level)
-
+# ----------------------------------------------------------------------------- frames
 
 def pack_frames(compressed: Sequence[bytes]) -> tuple[np.ndarray, np.ndarray]:
     """(frame_blob uint8, frame_offsets int64 [len+1]) from per-frame zlib streams."""

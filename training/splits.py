@@ -38,6 +38,18 @@ RETRY_STRIDE = 1_000_003
 MAX_ATTEMPTS = 3
 
 
+def episode_key(substrate: str, index: int) -> str:
+    """The LMDB key of an episode (schema v1): ep/<substrate>/<index:06d>."""
+    return f"ep/{substrate}/{index:06d}"
+
+
+def parse_episode_key(key: str) -> tuple[str, int]:
+    parts = key.split("/")
+    if len(parts) != 3 or parts[0] != "ep" or len(parts[2]) != 6 or not parts[2].isdigit():
+        raise ValueError(f"not an episode key: {key!r} (expected ep/<substrate>/<index:06d>)")
+    return parts[1], int(parts[2])
+
+
 def check_split(split: str) -> str:
     if split not in SPLITS:
         raise ValueError(f"unknown split {split!r}; choose one of {SPLITS}")
