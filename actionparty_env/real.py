@@ -35,9 +35,9 @@ _LOCATION_OBSERVER = {
 
 def substrate_names() -> tuple[str, ...]:
     """All Melting Pot substrates, sorted."""
-    from actionparty_env.meltingpot_import import substrate
+    from actionparty_env.meltingpot_import import SUBSTRATES
 
-    return tuple(sorted(substrate.SUBSTRATES))
+    return SUBSTRATES
 
 
 def check_substrate(name: str) -> None:
@@ -62,10 +62,10 @@ def build_lab2d_settings(substrate_name: str, roles: Sequence[str], seed: int) -
     """
     from ml_collections import config_dict
 
-    from actionparty_env.meltingpot_import import builder, substrate
+    from actionparty_env.meltingpot_import import builder, get_config
 
     check_substrate(substrate_name)
-    cfg = substrate.get_config(substrate_name)
+    cfg = get_config(substrate_name)
     state = random.getstate()
     random.seed(seed)
     try:
@@ -125,10 +125,10 @@ class MeltingPotEngine:
 
     def build(self, substrate_name: str, roles: Sequence[str] | None = None, seed: int = 0) -> EngineStep:
         """Set the substrate and roles (None = the default roles) and reset with `seed`."""
-        from actionparty_env.meltingpot_import import substrate
+        from actionparty_env.meltingpot_import import get_config
 
         check_substrate(substrate_name)
-        cfg = substrate.get_config(substrate_name)
+        cfg = get_config(substrate_name)
         roles = tuple(cfg.default_player_roles if roles is None else roles)
         bad = sorted(set(roles) - set(cfg.valid_roles))
         if not roles or bad:

@@ -92,10 +92,10 @@ def describe(name: str) -> dict[str, Any]:
     import dmlab2d
     import numpy as np
 
-    from actionparty_env.meltingpot_import import builder, substrate
+    from actionparty_env.meltingpot_import import builder, get_config
     from actionparty_env.real import build_lab2d_settings
 
-    roles = tuple(substrate.get_config(name).default_player_roles)
+    roles = tuple(get_config(name).default_player_roles)
     cfg, s = build_lab2d_settings(name, roles, seed=0)
     flat = builder.parse_python_settings_for_dmlab2d(s)
     other = builder.parse_python_settings_for_dmlab2d(build_lab2d_settings(name, roles, seed=1)[1])
