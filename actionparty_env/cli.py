@@ -19,6 +19,9 @@ import time
 COMMANDS: dict[str, tuple[str, str, str]] = {
     "catalog": ("actionparty_env.cli", "catalog_main", "list the games in the catalog, or one game's details"),
     "real": ("actionparty_env.cli", "real_main", "run the real Melting Pot with random actions, write a GIF"),
+    "record": ("training.record", "main", "record real Melting Pot episodes into an LMDB dataset"),
+    "dataset check": ("training.dataset", "check_main", "validate a dataset: counts, histograms, bad records"),
+    "dataset split": ("training.splits", "main", "record a dataset's held-out val/test episodes"),
 }
 
 

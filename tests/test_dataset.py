@@ -178,7 +178,7 @@ def test_corrupt_record_is_named(data, damage, message, capsys):
     report = check_dataset(path, progress=False)
     assert [p for p in report.problems if key in p], report.problems
     assert len(report.problems) == 1
-    assert ds.main(["check", str(path)]) == 1
+    assert ds.check_main([str(path)]) == 1
     assert key in capsys.readouterr().out
     with pytest.raises(CorruptEpisodeError, match=key):  # the reader fails on first touch
         clips = ClipDataset(path, clip_len=2, split="train", substrates=["alpha"])
@@ -207,7 +207,7 @@ def test_header_mismatch_and_missing_are_named(data, capsys):
     assert any("ep/alpha/000001" in p and "missing" in p for p in report.problems), report.problems
     with pytest.raises(CorruptEpisodeError, match="ep/beta/000000"):
         read_episode(path, "ep/beta/000000")
-    assert ds.main(["check", str(path)]) == 1
+    assert ds.check_main([str(path)]) == 1
 
 
 def test_check_reports_counts_and_histograms(data, capsys):
@@ -218,6 +218,6 @@ def test_check_reports_counts_and_histograms(data, capsys):
     expected = np.bincount(np.concatenate([ep.actions.ravel() for k, (ep, _) in episodes.items()
                                            if k.startswith("ep/alpha")]), minlength=3)
     assert report.histograms["alpha"].tolist() == expected.tolist()
-    assert ds.main(["check", str(path)]) == 0
+    assert ds.check_main([str(path)]) == 0
     out = capsys.readouterr().out
     assert "schema version: 1" in out and "FORWARD" in out and "0 problem(s)" in out

@@ -18,8 +18,8 @@ they need. A damaged record raises `CorruptEpisodeError` naming its key.
 `ClipDataset` yields clips of `clip_len` consecutive frames: frames t..t+L-1 with the actions taken
 at them (the last action leads out of the clip), the states at them and the rewards of those
 actions, so a clip may start at t = 0..T-L. `BucketBatchSampler` batches clips of one map size;
-`collate_clips` pads the player axis. `python -m training.dataset check DIR` (`actionparty dataset
-check DIR`) validates a whole dataset.
+`collate_clips` pads the player axis. `actionparty dataset check DIR` (or `python -m
+training.dataset DIR`) validates a whole dataset.
 """
 from __future__ import annotations
 
@@ -592,17 +592,13 @@ def format_report(report: CheckReport, catalog: dict) -> str:
     return "\n".join(lines)
 
 
-def main(argv: list[str] | None = None) -> int:
-    """`actionparty dataset check DIR` (and `split`, handed to training.splits)."""
-    argv = sys.argv[1:] if argv is None else argv
-    if argv[:1] == ["split"]:
-        from training import splits
-        return splits.main(argv[1:])
-    parser = argparse.ArgumentParser(prog="actionparty dataset")
-    sub = parser.add_subparsers(dest="command", required=True)
-    check = sub.add_parser("check", help="validate every record; non-zero exit on problems")
-    check.add_argument("dir")
-    sub.add_parser("split", help="record held-out val/test episodes (see training.splits)")
+def check_main(argv: list[str] | None = None) -> int:
+    """`actionparty dataset check DIR`: exit 1 if any record is corrupt or missing."""
+    parser = argparse.ArgumentParser(prog="actionparty dataset check",
+                                     description="Validate every record of a dataset; counts per "
+                                                 "substrate and split, action histograms, bytes per "
+                                                 "frame, and every corrupt or missing record by key.")
+    parser.add_argument("dir")
     args = parser.parse_args(argv)
     try:
         report = check_dataset(args.dir)
@@ -615,4 +611,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(check_main())

@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import argparse
 import hashlib
+import sys
 
 SPLITS = ("train", "val", "test")
 KEY_BASE = {"train": 0, "val": 800_000, "test": 900_000}
@@ -88,7 +89,7 @@ def seed_range(split: str) -> range:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """`actionparty dataset split DIR --val K --test K [--workers N]`."""
+    """`actionparty dataset split DIR --val K --test K [--workers N]` (or python -m training.splits)."""
     from training import record  # the recorder imports the engine; keep `check` light
 
     parser = argparse.ArgumentParser(prog="actionparty dataset split",
@@ -101,3 +102,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     summaries = record.record_heldout(args.dir, {"val": args.val, "test": args.test}, args.workers)
     return 0 if all(not s.failed for s in summaries) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
