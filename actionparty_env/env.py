@@ -1,0 +1,312 @@
+"""The dream: Melting Pot as the world model draws it, behind PettingZoo's ParallelEnv.
+
+`reset(seed)` starts from a real start state (bundled with the checkpoint, or a fresh real reset);
+from then on every frame and player state comes from the simulator's own previous output (closed
+loop). Each `step` is one simulator call for all players; each player's observation is cropped from
+the generated frame at its predicted cell and facing (views.py), so the spaces are the real env's.
+
+`DreamWorlds` is the part shared with the batched `DreamVecEnv`: B worlds of one substrate, their
+simulator (loaded lazily), start states and the view crop.
+"""
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, Union
+
+import gymnasium
+import numpy as np
+import torch
+from gymnasium import spaces
+from pettingzoo import ParallelEnv
+
+from actionparty_env.games import GameSpec, get_game
+from actionparty_env.real import _agent_action
+from actionparty_env.simulator import Simulator, StartState, StartStates, StepResult
+from actionparty_env.views import ViewTable, egocentric_views
+
+MAX_SEED = 2**31 - 1
+VIEW_TABLES_FILE = "view_tables.npz"
+# A simulator, or a factory (num_players, num_worlds, device) -> simulator, e.g.
+# functools.partial(CopyLastFrameSimulator, game). None: the world model of the checkpoint.
+SimulatorArg = Union[Simulator, Callable[[int, int, torch.device], Simulator], None]
+
+
+def default_checkpoint() -> Path:
+    from actionparty_env.model.checkpoint import DEFAULT_CHECKPOINT
+
+    return DEFAULT_CHECKPOINT
+
+
+def resolve_device(device: str | torch.device) -> torch.device:
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        return torch.device(device)
+    except (RuntimeError, TypeError) as e:
+        raise ValueError(f"device must be 'auto', 'cpu', 'cuda' or a torch.device, got {device!r}") from e
+
+
+@functools.lru_cache(maxsize=4)
+def _load_model(folder: str, device: str):
+    """One copy of a checkpoint's weights per process and device, shared by every env using it."""
+    from actionparty_env.model.checkpoint import load_world_model
+
+    return load_world_model(folder, device)
+
+
+def _positive_int(name: str, value: Any, upper: int | None = None) -> int:
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1 or \
+            (upper is not None and value > upper):
+        bound = f" in 1..{upper}" if upper is not None else " >= 1"
+        raise ValueError(f"{name} must be an int{bound}, got {value!r}")
+    return int(value)
+
+
+class DreamWorlds:
+    """B dream worlds of one substrate with N players each, stepped by one simulator call.
+
+    Holds the simulator (built on first use, so a pickled copy never carries weights), the start
+    states and the view crop. Tensors stay on `device`; callers convert once for all players.
+    """
+
+    def __init__(self, substrate: str, *, checkpoint: str | Path | None = None, num_players: int | None = None,
+                 num_worlds: int = 1, device: str | torch.device = "auto", sampling_steps: int | None = None,
+                 temperature: float | None = None, start: str = "bundled", simulator: SimulatorArg = None):
+        self.game: GameSpec = get_game(substrate)  # ValueError naming close matches
+        self.substrate = substrate
+        self.num_players = _positive_int("num_players", self.game.num_players if num_players is None else num_players,
+                                         self.game.num_players)
+        self.num_worlds = _positive_int("num_worlds", num_worlds)
+        if start not in ("bundled", "real"):
+            raise ValueError(f"start must be 'bundled' (the checkpoint's start states) or 'real' (a fresh "
+                             f"Melting Pot reset), got {start!r}")
+        if sampling_steps is not None:
+            _positive_int("sampling_steps", sampling_steps, 16)
+        if temperature is not None and not (isinstance(temperature, (int, float)) and temperature >= 0):
+            raise ValueError(f"temperature must be a float >= 0, got {temperature!r}")
+        self.device = resolve_device(device)
+        self.start = start
+        self.folder = Path(checkpoint) if checkpoint is not None else default_checkpoint()
+        self._sim_arg = simulator
+        self._sim_kwargs = {k: v for k, v in (("sampling_steps", sampling_steps), ("temperature", temperature))
+                            if v is not None}
+        if simulator is None:
+            from actionparty_env.model.checkpoint import read_config
+
+            known = read_config(self.folder)["games"]  # CheckpointError (a ValueError) names the file
+            if substrate not in known:
+                raise ValueError(f"the checkpoint {self.folder} does not know the substrate {substrate!r}; "
+                                 f"it knows: {', '.join(known)}")
+        self.starts = StartStates.load(self.folder) if start == "bundled" else None
+        if self.starts is not None and substrate not in self.starts.states:
+            raise ValueError(f"{self.folder / 'start_states.npz'} has no start states for {substrate!r}; "
+                             f"it has: {', '.join(self.starts.substrates())}")
+        self.view_table = self._load_view_table()
+        self._sim: Simulator | None = None
+        self.last: StepResult | None = None
+
+    def _load_view_table(self) -> ViewTable | None:
+        path = self.folder / VIEW_TABLES_FILE
+        if not path.is_file():
+            return None
+        with np.load(path, allow_pickle=False) as npz:
+            prefix = f"{self.substrate}/"
+            return ViewTable.load(npz, prefix) if f"{prefix}keys" in npz.files else None
+
+    @property
+    def sim(self) -> Simulator:
+        if self._sim is None:
+            arg, n, b = self._sim_arg, self.num_players, self.num_worlds
+            if arg is None:
+                from actionparty_env.model.sampler import DreamSimulator
+
+                model = _load_model(str(self.folder.resolve()), str(self.device))
+                self._sim = DreamSimulator(model, self.game, n, num_worlds=b, device=self.device, **self._sim_kwargs)
+            elif callable(arg) and not isinstance(arg, Simulator):
+                self._sim = arg(n, b, self.device)
+            else:
+                self._sim = arg
+            if (self._sim.num_worlds, self._sim.num_players) != (b, n):
+                raise ValueError(f"the simulator holds {self._sim.num_worlds} worlds of {self._sim.num_players} "
+                                 f"players; this env needs {b} of {n}")
+        return self._sim
+
+    def start_state(self, seed: int, shape: tuple[int, ...] | None = None) -> StartState:
+        if self.starts is None:
+            return StartStates.from_real(self.substrate, seed, self.num_players)
+        return self.starts.pick(self.substrate, seed, self.num_players, shape=shape)
+
+    def reset(self, seeds: list[int], worlds: torch.Tensor | None = None, reseed: int | None = None) -> torch.Tensor:
+        """Start the worlds marked in `worlds` ([B] bool, None = all) from start states picked by
+        `seeds` (one per marked world); `reseed` reseeds the simulator. Returns all views."""
+        b = self.num_worlds
+        marked = [True] * b if worlds is None else worlds.tolist()
+        if self.last is None and not all(marked):
+            raise RuntimeError("the first reset must start every world")
+        shape = None if self.last is None else tuple(self.last.frames.shape[1:])
+        states = iter([self.start_state(int(s), shape) for s in seeds])
+        pick = [next(states) if m else None for m in marked]
+        old = self.last
+        frames = torch.stack([torch.from_numpy(s.frame) if s else old.frames[i].cpu() for i, s in enumerate(pick)])
+        if len({tuple(f.shape) for f in frames}) > 1:
+            raise ValueError(f"{self.substrate}: start states of different map sizes cannot share one simulator")
+        cells = torch.stack([torch.from_numpy(s.cells) if s else old.cells[i].cpu() for i, s in enumerate(pick)])
+        facing = torch.stack([torch.from_numpy(s.facing) if s else old.facing[i].cpu() for i, s in enumerate(pick)])
+        alive = torch.stack([torch.from_numpy(s.alive) if s else old.alive[i].cpu() for i, s in enumerate(pick)])
+        sim = self.sim
+        if reseed is not None and hasattr(sim, "reseed"):
+            sim.reseed(int(reseed))
+        mask = None if worlds is None else worlds.to(self.device)
+        sim.reset(frames.to(self.device), cells.to(self.device), facing.to(self.device), alive.to(self.device), mask)
+        dev = self.device
+        self.last = StepResult(frames.to(dev), cells.long().to(dev), facing.long().to(dev), alive.bool().to(dev),
+                               torch.zeros(b, self.num_players, dtype=torch.float32, device=dev))
+        return self.views(self.last)
+
+    def step(self, actions: torch.Tensor) -> torch.Tensor:
+        """One simulator call for every world; actions [B,N] long (validated by the caller)."""
+        self.last = self.sim.step(actions.to(self.device))
+        return self.views(self.last)
+
+    def views(self, result: StepResult) -> torch.Tensor:
+        """uint8 [B,N,V,V,3]: each player's view of its world, black for players not alive."""
+        return egocentric_views(result.frames, result.cells, result.facing, self.game.view, result.alive,
+                                self.view_table)
+
+
+class DreamParallelEnv(ParallelEnv):
+    """One dream world of a Melting Pot substrate as a PettingZoo ParallelEnv.
+
+    Agents, spaces and `infos` (`cell`, `facing`, `alive`) are those of `RealParallelEnv`.
+    Rewards come from the model's reward head. The dream has no end of its own: every agent
+    truncates together at `max_cycles`. `state()`/`render()` give the generated global frame.
+    """
+
+    metadata = {"render_modes": ["human", "rgb_array"], "name": "actionparty_dream_v0",
+                "is_parallelizable": True, "render_fps": 8}
+
+    def __init__(self, substrate: str, *, checkpoint: str | Path | None = None, num_players: int | None = None,
+                 device: str | torch.device = "auto", sampling_steps: int | None = None,
+                 temperature: float | None = None, max_cycles: int = 1000, render_mode: str | None = None,
+                 start: str = "bundled", simulator: SimulatorArg = None) -> None:
+        self.max_cycles = _positive_int("max_cycles", max_cycles)
+        if render_mode is not None and render_mode not in self.metadata["render_modes"]:
+            raise ValueError(f"render_mode must be one of {self.metadata['render_modes']} or None, got {render_mode!r}")
+        self.dream = DreamWorlds(substrate, checkpoint=checkpoint, num_players=num_players, num_worlds=1,
+                                 device=device, sampling_steps=sampling_steps, temperature=temperature,
+                                 start=start, simulator=simulator)
+        self.game = self.dream.game
+        self.substrate = substrate
+        self.render_mode = render_mode
+        self.possible_agents = [f"player_{i}" for i in range(self.dream.num_players)]
+        self.agents: list[str] = []
+        self.num_cycles = 0
+        # Spaces are built once: PettingZoo requires the same object on every call.
+        px = self.game.view_px
+        self._observation_spaces = {a: spaces.Box(0, 255, (px, px, 3), np.uint8) for a in self.possible_agents}
+        self._action_spaces = {a: spaces.Discrete(self.game.num_actions) for a in self.possible_agents}
+        self._seeds = np.random.default_rng()
+        self._window = None
+        if render_mode == "human":
+            from actionparty_env.render import Window
+
+            self._window = Window(f"{substrate} (dream)", fps=self.metadata["render_fps"])
+
+    def observation_space(self, agent: str) -> spaces.Box:
+        self._check_agent(agent)
+        return self._observation_spaces[agent]
+
+    def action_space(self, agent: str) -> spaces.Discrete:
+        self._check_agent(agent)
+        return self._action_spaces[agent]
+
+    def reset(self, seed: int | None = None, options: dict | None = None) -> tuple[dict, dict]:
+        """Start from a real start state picked by `seed`; the same seed and actions give the same
+        frames on one device. `seed` also seeds later unseeded resets."""
+        if seed is not None:
+            if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or not 0 <= seed <= MAX_SEED:
+                raise ValueError(f"seed must be an int in 0..{MAX_SEED} or None, got {seed!r}")
+            self._seeds = np.random.default_rng(int(seed))
+        else:
+            seed = int(self._seeds.integers(MAX_SEED))
+        views = self.dream.reset([int(seed)], reseed=int(seed))
+        self.agents = list(self.possible_agents)
+        self.num_cycles = 0
+        if self.render_mode == "human":
+            self.render()
+        return self._observations(views), self._infos()
+
+    def step(self, actions: dict[str, Any]) -> tuple[dict, dict, dict, dict, dict]:
+        """Step all agents together; every agent must have a valid action (checked before anything moves)."""
+        if not self.agents:
+            raise RuntimeError("no live agents: call reset() first (the episode has ended or not begun)")
+        if not isinstance(actions, dict):
+            raise ValueError(f"actions must be a dict {{agent: int}}, got {type(actions).__name__}")
+        unknown = sorted(set(actions) - set(self.agents), key=str)
+        if unknown:
+            raise ValueError(f"unknown agent(s) {unknown}; agents are {self.agents[0]}..{self.agents[-1]}")
+        missing = [a for a in self.agents if a not in actions]
+        if missing:
+            raise ValueError(f"missing action(s) for {missing}; every agent must act each step")
+        n = self.game.num_actions
+        arr = torch.tensor([[_agent_action(a, actions[a], n) for a in self.agents]], dtype=torch.long)
+
+        views = self.dream.step(arr)
+        self.num_cycles += 1
+        truncated = self.num_cycles >= self.max_cycles
+        rewards = self.dream.last.rewards[0].cpu().tolist()
+        obs, infos = self._observations(views), self._infos()
+        rewards = {a: float(rewards[i]) for i, a in enumerate(self.agents)}
+        terminations = {a: False for a in self.agents}
+        truncations = {a: truncated for a in self.agents}
+        if truncated:
+            self.agents = []
+        if self.render_mode == "human":
+            self.render()
+        return obs, rewards, terminations, truncations, infos
+
+    def state(self) -> np.ndarray:
+        """The generated global frame, uint8 (rows*8, cols*8, 3)."""
+        if self.dream.last is None:
+            raise RuntimeError("call reset() before state()")
+        return self.dream.last.frames[0].cpu().numpy()
+
+    def render(self) -> np.ndarray | None:
+        if self.render_mode is None:
+            gymnasium.logger.warn("render() called without a render_mode; pass render_mode='rgb_array' or 'human'")
+            return None
+        frame = self.state()
+        if self.render_mode == "rgb_array":
+            return frame
+        self._window.show(frame)
+        return None
+
+    def close(self) -> None:
+        if self._window is not None:
+            self._window.close()
+
+    def _check_agent(self, agent: str) -> None:
+        if agent not in self._action_spaces:
+            raise ValueError(f"unknown agent {agent!r}; agents are {self.possible_agents[0]}..{self.possible_agents[-1]}")
+
+    def _observations(self, views: torch.Tensor) -> dict[str, np.ndarray]:
+        views = views[0].cpu().numpy()
+        return {a: views[i] for i, a in enumerate(self.possible_agents)}
+
+    def _infos(self) -> dict[str, dict]:
+        last = self.dream.last
+        cells, facing, alive = last.cells[0].tolist(), last.facing[0].tolist(), last.alive[0].tolist()
+        return {a: {"cell": (int(cells[i][0]), int(cells[i][1])), "facing": int(facing[i]), "alive": bool(alive[i])}
+                for i, a in enumerate(self.possible_agents)}
+
+
+def parallel_env(substrate: str, *, checkpoint: str | Path | None = None, num_players: int | None = None,
+                 device: str | torch.device = "auto", sampling_steps: int | None = None,
+                 temperature: float | None = None, max_cycles: int = 1000, render_mode: str | None = None,
+                 start: str = "bundled", simulator: SimulatorArg = None) -> DreamParallelEnv:
+    """The dream of `substrate` as a PettingZoo ParallelEnv (checkpoint=None: the bundled model)."""
+    return DreamParallelEnv(substrate, checkpoint=checkpoint, num_players=num_players, device=device,
+                            sampling_steps=sampling_steps, temperature=temperature, max_cycles=max_cycles,
+                            render_mode=render_mode, start=start, simulator=simulator)

@@ -1,0 +1,187 @@
+"""What the dream envs step: the `Simulator` protocol, its `StepResult`, the copy-last-frame
+baseline, and the real start states a dream begins from.
+
+A simulator holds B worlds of one game with N players each and advances all of them in one call;
+`actionparty_env.model.sampler.DreamSimulator` is the world model behind this protocol and
+`CopyLastFrameSimulator` the baseline (nothing ever changes). `StartStates` reads the
+`start_states.npz` of a checkpoint folder (real reset states per substrate) or takes a fresh real
+reset from Melting Pot.
+"""
+from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol, runtime_checkable
+
+import numpy as np
+import torch
+
+START_STATES_FILE = "start_states.npz"
+
+
+@dataclass
+class StepResult:
+    frames: torch.Tensor   # [B,H,W,3] uint8
+    cells: torch.Tensor    # [B,N,2] long (row, col)
+    facing: torch.Tensor   # [B,N] long, 0..3 = N, E, S, W
+    alive: torch.Tensor    # [B,N] bool
+    rewards: torch.Tensor  # [B,N] float32
+
+
+@runtime_checkable
+class Simulator(Protocol):
+    game: object  # a GameSpec or a substrate name
+    num_worlds: int
+    num_players: int
+    device: torch.device
+
+    def reset(self, frames: torch.Tensor, cells: torch.Tensor, facing: torch.Tensor, alive: torch.Tensor,
+              worlds: torch.Tensor | None = None) -> None:
+        """Start all worlds (or those where `worlds` [B] bool is set) from the given states."""
+
+    def step(self, actions: torch.Tensor) -> StepResult:
+        """Advance every world one step; actions [B,N] long."""
+
+
+class CopyLastFrameSimulator:
+    """The copy-last-frame baseline: frames and player states never change, rewards are 0.
+
+    A real simulator, not a stand-in: the benchmarks score it as the floor, and its cost is the
+    env's own overhead (cropping views, bookkeeping) without a model.
+    """
+
+    def __init__(self, game, num_players: int, num_worlds: int = 1, device: str | torch.device = "cpu"):
+        self.game = game
+        self.num_players = int(num_players)
+        self.num_worlds = int(num_worlds)
+        self.device = torch.device(device)
+        self._state: StepResult | None = None
+
+    def reset(self, frames, cells, facing, alive, worlds=None) -> None:
+        b, n = self.num_worlds, self.num_players
+        frames = torch.as_tensor(frames, device=self.device)
+        cells = torch.as_tensor(cells, device=self.device).long()
+        facing = torch.as_tensor(facing, device=self.device).long()
+        alive = torch.as_tensor(alive, device=self.device).bool()
+        if frames.shape[0] != b or frames.dtype != torch.uint8 or frames.ndim != 4 or \
+                cells.shape != (b, n, 2) or facing.shape != (b, n) or alive.shape != (b, n):
+            raise ValueError(f"reset expects frames uint8 [{b},H,W,3], cells [{b},{n},2], facing and alive "
+                             f"[{b},{n}]; got {tuple(frames.shape)} {frames.dtype}, {tuple(cells.shape)}, "
+                             f"{tuple(facing.shape)}, {tuple(alive.shape)}")
+        new = StepResult(frames.clone(), cells.clone(), facing.clone(), alive.clone(),
+                         torch.zeros(b, n, dtype=torch.float32, device=self.device))
+        if worlds is None or self._state is None:
+            self._state = new
+            return
+        w = torch.as_tensor(worlds, device=self.device).bool()
+        if new.frames.shape[1:] != self._state.frames.shape[1:]:
+            raise ValueError("all worlds of a simulator share one map size")
+        s = self._state
+        self._state = StepResult(torch.where(w[:, None, None, None], new.frames, s.frames),
+                                 torch.where(w[:, None, None], new.cells, s.cells),
+                                 torch.where(w[:, None], new.facing, s.facing),
+                                 torch.where(w[:, None], new.alive, s.alive), s.rewards)
+
+    def step(self, actions) -> StepResult:
+        if self._state is None:
+            raise RuntimeError("call reset() before step()")
+        actions = torch.as_tensor(actions, device=self.device)
+        if actions.shape != (self.num_worlds, self.num_players):
+            raise ValueError(f"actions must be [{self.num_worlds},{self.num_players}], got {tuple(actions.shape)}")
+        s = self._state
+        return StepResult(s.frames, s.cells, s.facing, s.alive, torch.zeros_like(s.rewards))
+
+
+@dataclass(frozen=True)
+class StartState:
+    """One real reset state: the global frame and every player's cell, facing and alive flag."""
+
+    frame: np.ndarray   # uint8 [H,W,3]
+    cells: np.ndarray   # int64 [N,2] (row, col)
+    facing: np.ndarray  # int64 [N]
+    alive: np.ndarray   # bool [N]
+
+    @property
+    def num_players(self) -> int:
+        return len(self.cells)
+
+    def first(self, n: int) -> "StartState":
+        return StartState(self.frame, self.cells[:n], self.facing[:n], self.alive[:n])
+
+
+class StartStates:
+    """Real start states per substrate, as stored in a checkpoint's `start_states.npz`:
+    `"{substrate}/{j}/frame"`, `".../cells"`, `".../facing"`, `".../alive"` for j = 0..S-1."""
+
+    def __init__(self, states: dict[str, list[StartState]]):
+        self.states = states
+
+    @classmethod
+    def load(cls, folder: str | Path) -> "StartStates":
+        path = Path(folder) / START_STATES_FILE
+        if not path.is_file():
+            raise ValueError(f"{path}: missing; a checkpoint folder needs start states to reset a dream "
+                             f"(or pass start='real' with Melting Pot installed)")
+        states: dict[str, dict[int, dict[str, np.ndarray]]] = {}
+        with np.load(path, allow_pickle=False) as npz:
+            for key in npz.files:
+                try:
+                    substrate, j, field = key.rsplit("/", 2)
+                    states.setdefault(substrate, {}).setdefault(int(j), {})[field] = npz[key]
+                except ValueError as e:
+                    raise ValueError(f"{path}: bad entry {key!r} (expected 'substrate/j/field')") from e
+        out = {}
+        for substrate, by_j in states.items():
+            try:
+                out[substrate] = [StartState(np.asarray(d["frame"], np.uint8), np.asarray(d["cells"], np.int64),
+                                             np.asarray(d["facing"], np.int64), np.asarray(d["alive"], bool))
+                                  for _, d in sorted(by_j.items())]
+            except KeyError as e:
+                raise ValueError(f"{path}: {substrate} lacks the field {e}") from e
+        return cls(out)
+
+    def save(self, folder: str | Path) -> Path:
+        path = Path(folder) / START_STATES_FILE
+        arrays = {}
+        for substrate, states in self.states.items():
+            for j, s in enumerate(states):
+                arrays.update({f"{substrate}/{j}/frame": s.frame.astype(np.uint8),
+                               f"{substrate}/{j}/cells": s.cells.astype(np.int16),
+                               f"{substrate}/{j}/facing": s.facing.astype(np.int8),
+                               f"{substrate}/{j}/alive": s.alive.astype(bool)})
+        np.savez_compressed(path, **arrays)
+        return path
+
+    def substrates(self) -> list[str]:
+        return sorted(self.states)
+
+    def pick(self, substrate: str, seed: int, num_players: int, shape: tuple[int, ...] | None = None) -> StartState:
+        """A start state chosen by `seed`, among those with exactly `num_players` players if any,
+        otherwise the first `num_players` players of a larger one (the others stay in the picture);
+        `shape` keeps only frames of that shape (worlds of one simulator share a map size)."""
+        if substrate not in self.states:
+            raise ValueError(f"no start states for {substrate!r}; the file holds {self.substrates()}")
+        states = [s for s in self.states[substrate] if shape is None or s.frame.shape == tuple(shape)]
+        exact = [s for s in states if s.num_players == num_players]
+        larger = [s for s in states if s.num_players > num_players]
+        if not exact and not larger:
+            raise ValueError(f"{substrate}: no start state with >= {num_players} players"
+                             + (f" and a {shape} frame" if shape else ""))
+        if not exact:
+            warnings.warn(f"{substrate}: no start state with {num_players} players; using the first "
+                          f"{num_players} of a larger one (the others' avatars stay drawn)", stacklevel=2)
+        pool = exact or larger
+        return pool[int(np.random.default_rng(seed).integers(len(pool)))].first(num_players)
+
+    @staticmethod
+    def from_real(substrate: str, seed: int, num_players: int | None = None) -> StartState:
+        """A fresh real reset of Melting Pot (needs Melting Pot installed)."""
+        from actionparty_env.games import get_game
+        from actionparty_env.real import MeltingPotEngine  # lazy: the dream never needs Melting Pot
+
+        game = get_game(substrate)
+        n = game.num_players if num_players is None else int(num_players)
+        roles = tuple(game.roles[i % len(game.roles)] for i in range(n))
+        step = MeltingPotEngine().build(substrate, roles, int(seed))
+        return StartState(step.frame, step.cells, step.facing, step.alive)

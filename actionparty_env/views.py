@@ -1,0 +1,276 @@
+"""Egocentric views: crop a global frame the way Melting Pot draws a player's own `RGB` view.
+
+Melting Pot's view of a player at cell (row, col) facing f is a window of cells `forward` ahead,
+`backward` behind, `left` and `right` to the sides, rotated so that the facing points up. Cells
+outside the map are black (on a torus map the view wraps around). Sprites turn with the view, so the
+crop is one table of pixel offsets per facing, built once, and a gather: `egocentric_view` (numpy,
+one player) and `egocentric_views` (torch, B worlds x N players in one gather) share that table.
+Players that are not alive see black, as in Melting Pot.
+
+Two things the global frame does not say: sprites declared `noRotate` keep their orientation in
+every view (often a floor under a rotating sprite, so only part of the 8x8 cell turns), and a
+player's own avatar is drawn with its own `spriteMap` colours. Both are a fixed function of the
+global patch, the facing and "is this my own cell", so a `ViewTable` fitted on real views lists the
+patches drawn differently from the rotated global patch, and the crop swaps them in.
+"""
+from __future__ import annotations
+
+from collections import Counter, defaultdict
+from collections.abc import Mapping
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+
+import numpy as np
+import torch
+
+SPRITE = 8  # pixels per map cell in every Melting Pot substrate
+_SIDES = ("left", "right", "forward", "backward")
+# Fixed odd weights of a multiplicative hash of a patch's 48 32-bit words (int64, wraps the same way
+# in numpy and torch); the low 3 bits of a key hold the facing and the "own cell" flag.
+_HASH_W = np.random.default_rng(20261124).integers(1, 2**62, 48, dtype=np.int64) | 1
+
+
+def _key(view_spec: Mapping) -> tuple[int, int, int, int, bool]:
+    missing = [k for k in _SIDES if k not in view_spec]
+    if missing:
+        raise ValueError(f"view_spec lacks {missing}; expected keys {_SIDES} (+ 'centered', 'torus')")
+    if view_spec.get("centered", False):
+        # No Melting Pot substrate uses a centered view; refuse rather than guess dmlab2d's rule.
+        raise ValueError("centered views are not supported (no Melting Pot substrate uses one)")
+    sides = tuple(int(view_spec[k]) for k in _SIDES)
+    if min(sides) < 0:
+        raise ValueError(f"view_spec sides must be >= 0, got {dict(zip(_SIDES, sides))}")
+    return (*sides, bool(view_spec.get("torus", False)))  # type: ignore[return-value]
+
+
+def view_size(view_spec: Mapping) -> tuple[int, int]:
+    """(height, width) of the view in pixels."""
+    left, right, forward, backward, _ = _key(view_spec)
+    return (forward + backward + 1) * SPRITE, (left + right + 1) * SPRITE
+
+
+@lru_cache(maxsize=None)
+def _offsets(key: tuple) -> np.ndarray:
+    """int64 [4 facings, 2 (dy, dx), Vh, Vw]: world pixel of each view pixel, relative to the
+    top-left pixel of the player's cell."""
+    left, right, forward, backward, _ = key
+    vh, vw = (forward + backward + 1) * SPRITE, (left + right + 1) * SPRITE
+    y, x = np.meshgrid(np.arange(vh), np.arange(vw), indexing="ij")
+    # Offsets in the facing-up view (down, right) from the player's cell, centred on the cell
+    # (p - 3.5) so that rotating them also rotates each sprite about its own centre.
+    u = y - forward * SPRITE - 3.5
+    v = x - left * SPRITE - 3.5
+    out = np.empty((4, 2, vh, vw), dtype=np.int64)
+    # World (dy, dx) for facing N, E, S, W: "up" in the view is that compass direction.
+    for facing, (dy, dx) in enumerate(((u, v), (v, -u), (-u, -v), (-v, u))):
+        out[facing, 0] = (dy + 3.5).astype(np.int64)
+        out[facing, 1] = (dx + 3.5).astype(np.int64)
+    return out
+
+
+def _cell_offsets(key: tuple) -> np.ndarray:
+    """int64 [4, 2, Vr, Vc]: world cell of each view cell, relative to the player's cell."""
+    return _offsets(key)[:, :, ::SPRITE, ::SPRITE] // SPRITE
+
+
+def _place(ys, xs, h: int, w: int, torus: bool):
+    """Map world pixel coordinates into the frame: wrap on a torus, else flag what lies outside."""
+    if torus:
+        return ys % h, xs % w, (ys == ys)
+    inside = (ys >= 0) & (ys < h) & (xs >= 0) & (xs < w)
+    return ys.clip(0, h - 1), xs.clip(0, w - 1), inside
+
+
+def _patch_hash_np(frame: np.ndarray) -> np.ndarray:
+    """uint8 [H,W,3] -> int64 [R,C] hash of each cell's 8x8x3 patch."""
+    h, w, _ = frame.shape
+    words = np.ascontiguousarray(
+        frame.reshape(h // SPRITE, SPRITE, w // SPRITE, SPRITE, 3).transpose(0, 2, 1, 3, 4)
+    ).reshape(h // SPRITE, w // SPRITE, 192).view(np.int32)
+    with np.errstate(over="ignore"):
+        return (words.astype(np.int64) * _HASH_W).sum(-1)
+
+
+def _patch_hash_torch(frames: torch.Tensor) -> torch.Tensor:
+    """uint8 [B,H,W,3] -> int64 [B,R,C], equal to `_patch_hash_np` per frame."""
+    b, h, w, _ = frames.shape
+    cells = frames.view(b, h // SPRITE, SPRITE, w // SPRITE, SPRITE, 3).permute(0, 1, 3, 2, 4, 5)
+    words = cells.contiguous().view(b, h // SPRITE, w // SPRITE, 192).view(torch.int32)
+    weights = torch.as_tensor(_HASH_W, device=frames.device)
+    return (words.long() * weights).sum(-1)
+
+
+def _table_key(hashes, facing, own):
+    return (hashes & ~7) | (facing << 1) | own
+
+
+@dataclass
+class ViewTable:
+    """Patches Melting Pot draws differently in a view than the rotated global patch.
+
+    keys int64 [K] sorted (patch hash, facing, own-cell flag); patches uint8 [K,8,8,3] as drawn in
+    the view. Made by `ViewTable.fit` from real views (see `record_view_table`).
+    """
+
+    keys: np.ndarray
+    patches: np.ndarray
+
+    def __post_init__(self):
+        self.keys = np.asarray(self.keys, dtype=np.int64)
+        self.patches = np.asarray(self.patches, dtype=np.uint8).reshape(-1, SPRITE, SPRITE, 3)
+        if len(self.keys) != len(self.patches) or np.any(np.diff(self.keys) <= 0):
+            raise ValueError("ViewTable needs strictly increasing keys, one per patch")
+        self._torch: dict[torch.device, tuple[torch.Tensor, torch.Tensor]] = {}
+
+    def __len__(self) -> int:
+        return len(self.keys)
+
+    def on(self, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+        if device not in self._torch:
+            self._torch[device] = (torch.from_numpy(self.keys).to(device),
+                                   torch.from_numpy(self.patches).to(device))
+        return self._torch[device]
+
+    @classmethod
+    def fit(cls, frames: np.ndarray, cells: np.ndarray, facing: np.ndarray, views: np.ndarray,
+            view_spec: Mapping) -> "ViewTable":
+        """Learn from real samples: frames uint8 [S,H,W,3], cells [S,N,2], facing [S,N] and the
+        engine's own views uint8 [S,N,Vh,Vw,3] (all-black views, i.e. dead players, are skipped).
+        A key seen with several view patches keeps the most frequent one."""
+        key = _key(view_spec)
+        seen: dict[int, Counter] = defaultdict(Counter)
+        base: dict[int, bytes] = {}
+        coff = _cell_offsets(key)
+        for frame, cs, fs, vs in zip(frames, cells, facing, views):
+            hashes = _patch_hash_np(frame)
+            rows, cols = hashes.shape
+            for (r, c), f, real in zip(cs, fs, vs):
+                if not real.any():
+                    continue
+                f = int(f)
+                mine = egocentric_view(frame, (r, c), f, view_spec)
+                rr, cc, inside = _place(r + coff[f, 0], c + coff[f, 1], rows, cols, key[4])
+                own = np.zeros(inside.shape, np.int64)
+                own[key[2], key[0]] = 1
+                keys = _table_key(hashes[rr, cc], f, own)
+                vr, vc = inside.shape
+                real_p = real.reshape(vr, SPRITE, vc, SPRITE, 3).transpose(0, 2, 1, 3, 4)
+                mine_p = mine.reshape(vr, SPRITE, vc, SPRITE, 3).transpose(0, 2, 1, 3, 4)
+                for i, j in zip(*np.nonzero(inside)):
+                    k = int(keys[i, j])
+                    seen[k][real_p[i, j].tobytes()] += 1
+                    base[k] = mine_p[i, j].tobytes()
+        out = sorted((k, c.most_common(1)[0][0]) for k, c in seen.items() if c.most_common(1)[0][0] != base[k])
+        patches = np.frombuffer(b"".join(p for _, p in out), np.uint8).reshape(-1, SPRITE, SPRITE, 3)
+        return cls(np.array([k for k, _ in out], np.int64), patches)
+
+    def save(self, path: str | Path, prefix: str = "") -> dict[str, np.ndarray]:
+        """The arrays to store in an npz under `prefix` (e.g. "coins/"); written if `path` is set."""
+        arrays = {f"{prefix}keys": self.keys, f"{prefix}patches": self.patches}
+        if path:
+            np.savez_compressed(path, **arrays)
+        return arrays
+
+    @classmethod
+    def load(cls, npz, prefix: str = "") -> "ViewTable":
+        return cls(npz[f"{prefix}keys"], npz[f"{prefix}patches"])
+
+
+def egocentric_view(frame: np.ndarray, cell, facing: int, view_spec: Mapping, alive: bool = True,
+                    table: ViewTable | None = None) -> np.ndarray:
+    """One player's view: uint8 [Vh, Vw, 3] from a global uint8 frame [H, W, 3]."""
+    frame = np.asarray(frame)
+    if frame.ndim != 3 or frame.shape[2] != 3 or frame.dtype != np.uint8:
+        raise ValueError(f"frame must be uint8 [H,W,3], got {frame.dtype} {frame.shape}")
+    if not 0 <= int(facing) <= 3:
+        raise ValueError(f"facing must be 0..3 (N, E, S, W), got {facing}")
+    if table is not None:  # one code path for the table: the batched one
+        views = egocentric_views(torch.from_numpy(frame)[None], torch.as_tensor([[cell]]),
+                                 torch.as_tensor([[int(facing)]]), view_spec,
+                                 torch.as_tensor([[bool(alive)]]), table)
+        return views[0, 0].numpy()
+    key = _key(view_spec)
+    off = _offsets(key)[int(facing)]
+    view = np.zeros(off.shape[1:] + (3,), dtype=np.uint8)
+    if not alive:
+        return view
+    ys, xs, inside = _place(int(cell[0]) * SPRITE + off[0], int(cell[1]) * SPRITE + off[1],
+                            frame.shape[0], frame.shape[1], key[4])
+    view[inside] = frame[ys[inside], xs[inside]]
+    return view
+
+
+@lru_cache(maxsize=None)
+def _offsets_torch(key: tuple, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    return torch.from_numpy(_offsets(key)).to(device), torch.from_numpy(_cell_offsets(key)).to(device)
+
+
+def egocentric_views(frames: torch.Tensor, cells: torch.Tensor, facing: torch.Tensor,
+                     view_spec: Mapping, alive: torch.Tensor | None = None,
+                     table: ViewTable | None = None) -> torch.Tensor:
+    """All players' views in one gather.
+
+    frames uint8 [B,H,W,3], cells [B,N,2] (row, col), facing [B,N], alive bool [B,N] or None,
+    table: patches drawn differently in views (None: rotate every patch)
+    -> uint8 [B,N,Vh,Vw,3] on the frames' device.
+    """
+    if frames.ndim != 4 or frames.shape[-1] != 3 or frames.dtype != torch.uint8:
+        raise ValueError(f"frames must be uint8 [B,H,W,3], got {frames.dtype} {tuple(frames.shape)}")
+    b, h, w, _ = frames.shape
+    key = _key(view_spec)
+    off, coff = _offsets_torch(key, frames.device)  # [4,2,Vh,Vw], [4,2,Vr,Vc]
+    cells = torch.as_tensor(cells, device=frames.device).long()
+    facing = torch.as_tensor(facing, device=frames.device).long()
+    if cells.shape[:1] != (b,) or cells.shape[-1] != 2 or facing.shape != cells.shape[:2]:
+        raise ValueError(f"cells [B,N,2] and facing [B,N] must match frames' B={b}, got "
+                         f"{tuple(cells.shape)} and {tuple(facing.shape)}")
+    if ((facing < 0) | (facing > 3)).any():
+        raise ValueError("facing must be 0..3 (N, E, S, W)")
+    live = (torch.ones_like(facing, dtype=torch.bool) if alive is None
+            else torch.as_tensor(alive, device=frames.device).bool())
+    rel = off[facing]  # [B,N,2,Vh,Vw]
+    ys, xs, inside = _place(cells[..., 0, None, None] * SPRITE + rel[:, :, 0],
+                            cells[..., 1, None, None] * SPRITE + rel[:, :, 1], h, w, key[4])
+    inside = inside & live[..., None, None]
+    flat = (ys * w + xs).flatten(1)  # [B, N*Vh*Vw]
+    pix = torch.gather(frames.reshape(b, h * w, 3), 1, flat[..., None].expand(-1, -1, 3))
+    views = pix.view(*ys.shape, 3) * inside[..., None]
+    if table is None or len(table) == 0:
+        return views
+    # Swap in the patches the table knows: look up (patch hash, facing, own cell) per view cell.
+    keys, patches = table.on(frames.device)
+    rows, cols = h // SPRITE, w // SPRITE
+    crel = coff[facing]  # [B,N,2,Vr,Vc]
+    rr, cc, cin = _place(cells[..., 0, None, None] + crel[:, :, 0], cells[..., 1, None, None] + crel[:, :, 1],
+                         rows, cols, key[4])
+    hashes = _patch_hash_torch(frames).view(b, rows * cols)
+    src = torch.gather(hashes, 1, (rr * cols + cc).flatten(1)).view(rr.shape)
+    own = torch.zeros_like(src)
+    own[:, :, key[2], key[0]] = 1
+    q = _table_key(src, facing[..., None, None], own)
+    idx = torch.searchsorted(keys, q).clamp(max=len(keys) - 1)
+    hit = (keys[idx] == q) & cin & live[..., None, None]  # [B,N,Vr,Vc]
+    n, vr, vc = rr.shape[1:]
+    tiles = views.view(b, n, vr, SPRITE, vc, SPRITE, 3).permute(0, 1, 2, 4, 3, 5, 6)
+    tiles = torch.where(hit[..., None, None, None], patches[idx], tiles)
+    return tiles.permute(0, 1, 2, 4, 3, 5, 6).reshape(views.shape)
+
+
+
+def record_view_table(substrate: str, steps: int = 300, seed: int = 0) -> ViewTable:
+    """Fit a ViewTable on `steps` uniformly random steps of the real game (needs Melting Pot)."""
+    from actionparty_env.games import get_game
+    from actionparty_env.real import MeltingPotEngine  # lazy: the dream never needs Melting Pot
+
+    game = get_game(substrate)
+    engine = MeltingPotEngine()
+    step = engine.build(substrate, seed=seed)
+    rng = np.random.default_rng(seed)
+    frames, cells, facing, views = [], [], [], []
+    for _ in range(steps):
+        frames.append(step.frame), cells.append(step.cells), facing.append(step.facing), views.append(step.views)
+        step = engine.step(rng.integers(game.num_actions, size=engine.num_players))
+        if step.done:
+            step = engine.reset(int(rng.integers(2**31 - 1)))
+    return ViewTable.fit(np.stack(frames), np.stack(cells), np.stack(facing), np.stack(views), game.view)
