@@ -84,10 +84,20 @@ def test_record_and_read_back(tmp_path):
     assert check_dataset(tmp_path, progress=False).problems == []
 
 
+def test_episode_that_ends_early_keeps_its_real_length(tmp_path):
+    summary = record(RecordConfig(str(tmp_path), ("coins",), 1, steps=5000, workers=1))
+    ep = read_episode(tmp_path, "ep/coins/000000")
+    assert ep.header["ended"] and 0 < ep.header["length"] < 5000  # coins ends on its own
+    assert ep.frames.shape[0] == ep.header["length"] + 1 == summary.frames
+    assert ep.actions.shape[0] == ep.rewards.shape[0] == ep.header["length"]
+    assert check_dataset(tmp_path, progress=False).problems == []
+
+
 def _count_episodes(path: Path) -> int:
-    if not (path / "data.mdb").exists():
+    try:  # the writer may be creating the files right now
+        env = lmdb.open(str(path), readonly=True, lock=False)
+    except lmdb.Error:
         return 0
-    env = lmdb.open(str(path), readonly=True, lock=False)
     try:
         with env.begin() as txn:
             return sum(1 for k in txn.cursor().iternext(values=False) if k.startswith(b"ep/"))

@@ -31,6 +31,7 @@ import dataclasses
 import json
 import multiprocessing as mp
 import os
+import re
 import sys
 import tempfile
 import time
@@ -94,6 +95,7 @@ class RecordSummary:
     bytes: int = 0                       # stored record bytes
     seconds: float = 0.0
     failed: dict[str, str] = field(default_factory=dict)     # substrate -> last error
+    timing: dict[str, dict] = field(default_factory=dict)    # substrate -> summed worker timing
     raw: dict[str, dict] = field(default_factory=dict)       # key -> engine output (return_raw)
 
     def __str__(self) -> str:
@@ -108,13 +110,16 @@ class RecordSummary:
 # ----------------------------------------------------------------------------- worker side
 
 def run_episode(task: Task) -> dict:
-    """Play one episode in this process. Returns the header, the zlib-compressed frames and the
-    per-step arrays in their stored dtypes (and the engine's raw output if the task asks)."""
+    """Play one episode in this process. Returns the header, the zlib-compressed frames, the
+    per-step arrays in their stored dtypes, the time spent building and stepping (not stored),
+    and the engine's raw output if the task asks."""
     from actionparty_env.real import MeltingPotEngine  # the engine only in workers
 
     seed = task.seed
+    t0 = time.perf_counter()
     engine = MeltingPotEngine()
     obs = engine.build(task.substrate, task.roles, seed)
+    t1 = time.perf_counter()
     policy = make_policy(task.policy, task.action_set, len(task.roles), seed)
     height, width = obs.frame.shape[:2]
     frames, raw_frames = [zlib.compress(obs.frame.tobytes(), FRAME_ZLIB_LEVEL)], [obs.frame]
@@ -134,6 +139,7 @@ def run_episode(task: Task) -> dict:
         if obs.done:
             break
     n, length = len(task.roles), len(actions)
+    timing = {"build_s": t1 - t0, "steps_s": time.perf_counter() - t1, "steps": length}
     header = {
         "substrate": task.substrate, "roles": list(task.roles), "seed": seed,
         "policy": policy.describe(), "num_players": n, "map_rows": height // 8,
@@ -143,7 +149,7 @@ def run_episode(task: Task) -> dict:
     }
     as_array = lambda xs, dtype, shape: np.asarray(xs, dtype=dtype).reshape(shape)  # noqa: E731
     parts = {
-        "header": header, "frames": frames,
+        "header": header, "frames": frames, "timing": timing,
         "actions": as_array(actions, np.int16, (length, n)),
         "cells": as_array(cells, np.int16, (length + 1, n, 2)),
         "facing": as_array(facing, np.int8, (length + 1, n)),
@@ -195,10 +201,13 @@ class _Worker:
         child.close()
 
     def last_words(self) -> str:
-        """The last line the worker printed (why an engine aborted, usually)."""
+        """Why the worker died, from what it printed: the first error line (dmlab2d prints the Lua
+        error, then a stack trace), else the last line."""
         with open(self.log_path, errors="replace") as f:
-            lines = [line.strip() for line in f.read()[-4000:].splitlines() if line.strip()]
-        return lines[-1][-300:] if lines else ""
+            text = re.sub(r"\x1b\[[0-9;]*m", "", f.read()[-20000:])
+        lines = [line.strip() for line in text.splitlines() if line.strip()]
+        errors = [line for line in lines if line.startswith("ERROR:")]
+        return (errors or lines or [""])[0 if errors else -1][-300:]
 
     def stop(self) -> None:
         try:
@@ -349,6 +358,9 @@ def record(cfg: RecordConfig, return_raw: bool = False) -> RecordSummary:
             summary.bytes += len(data)
             if "raw" in parts:
                 summary.raw[task.key] = parts["raw"]
+            timing = summary.timing.setdefault(task.substrate, dict.fromkeys(parts["timing"], 0))
+            for k, v in parts["timing"].items():
+                timing[k] += v
             bar.update()
             bar.set_postfix(fps=f"{summary.frames / (time.time() - t0):.0f}")
         bar.close()
