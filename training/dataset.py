@@ -147,8 +147,11 @@ def _check_consistent(ep: StoredEpisode) -> None:
     if missing:
         raise ValueError(f"header lacks {missing}")
     t, n = h["length"], h["num_players"]
-    if not (isinstance(t, int) and isinstance(n, int) and t >= 0 and n >= 1):
-        raise ValueError(f"header length {t!r} / num_players {n!r} are not valid counts")
+    counts = {"length": (t, 0), "num_players": (n, 1), "map_rows": (h["map_rows"], 1),
+              "map_cols": (h["map_cols"], 1)}
+    bad = {k: v for k, (v, least) in counts.items() if not (isinstance(v, int) and v >= least)}
+    if bad:
+        raise ValueError(f"header counts are not valid: {bad}")
     if h["split"] not in SPLITS:
         raise ValueError(f"header split {h['split']!r} is not one of {SPLITS}")
     if ep.key:
