@@ -104,8 +104,8 @@ class MeltingPotEngine:
     `build(substrate, roles, seed)` makes the settings and the first world; `reset(seed)` rebuilds the
     Lua world (as Melting Pot's reset wrapper does) and starts an episode; `step(actions)` takes an
     int array [N] of action indices in Melting Pot's order. `frame=True` asks for WORLD.RGB too.
-    `default_observations=True` reads every observation Melting Pot's own substrate would (the
-    benchmark's baseline); the results are the same, only slower.
+    `default_observations=True` also reads every observation the Lua world exposes each step, as
+    Melting Pot's own dm_env stack does (the benchmark's baseline); the results are the same.
     """
 
     def __init__(self, default_observations: bool = False) -> None:
@@ -134,10 +134,8 @@ class MeltingPotEngine:
         if not roles or bad:
             raise ValueError(f"{substrate_name}: invalid roles {bad or roles}; valid: {sorted(cfg.valid_roles)}")
         self.close()
-        self.substrate, self.roles, self._cfg = substrate_name, roles, cfg
+        self.substrate, self.roles = substrate_name, roles
         self._action_table = [dict(a) for a in cfg.action_set]
-        self._individual = [n for n in cfg.individual_observation_names]
-        self._global = [n for n in cfg.global_observation_names]
         return self.reset(seed)
 
     def reset(self, seed: int, frame: bool = True) -> EngineStep:
@@ -184,7 +182,7 @@ class MeltingPotEngine:
         # [actions, keys] and two index arrays map [N] action indices to it in one gather.
         names = self._raw.action_discrete_names()
         keys = sorted({k for a in self._action_table for k in a})
-        values = np.zeros((len(self._action_table) + 1, len(keys) + 1), np.int32)  # last row/col: zeros
+        values = np.zeros((len(self._action_table), len(keys) + 1), np.int32)  # last column: unset keys
         for i, a in enumerate(self._action_table):
             for k, v in a.items():
                 values[i, keys.index(k)] = v
@@ -202,11 +200,8 @@ class MeltingPotEngine:
         views = np.stack([np.asarray(raw.observation(f"{i}.RGB"), np.uint8) for i in range(1, n + 1)])
         pos = np.array([raw.observation(f"{i}.POSITION") for i in range(1, n + 1)], np.int64).reshape(n, 2)
         facing = np.array([raw.observation(f"{i}.ORIENTATION") for i in range(1, n + 1)], np.int64).reshape(n)
-        if self.default_observations:  # what Melting Pot's own wrappers would read every step
-            for i in range(1, n + 1):
-                for name in self._individual:
-                    raw.observation(f"{i}.{name}")
-            for name in self._global:
+        if self.default_observations:  # dmlab2d.Environment reads all of them every step
+            for name in raw.observation_names():
                 raw.observation(name)
         return EngineStep(
             frame=self.frame() if frame else None,
