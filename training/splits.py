@@ -100,7 +100,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--test", type=int, required=True, help="test episodes per substrate")
     parser.add_argument("--workers", type=int, default=None, help="default: one per core")
     args = parser.parse_args(argv)
-    summaries = record.record_heldout(args.dir, {"val": args.val, "test": args.test}, args.workers)
+    try:
+        summaries = record.record_heldout(args.dir, {"val": args.val, "test": args.test},
+                                          args.workers)
+    except ValueError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
     return 0 if all(not s.failed for s in summaries) else 1
 
 
