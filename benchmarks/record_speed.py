@@ -72,13 +72,18 @@ def bench_record(path: str, substrates: tuple[str, ...], episodes: int, steps: i
                     "steps_per_s_one_core": t["steps"] / max(t["steps_s"], 1e-9),
                     "frame_bytes": report.frame_bytes[sub] / frames}
     frames = sum(report.frames.values())
-    return {"substrates": len(substrates), "episodes_per_substrate": episodes, "steps": steps,
+    # One episode of each substrate, T steps long, spread over the workers: builds amortise.
+    long_run = {t: workers * len(per) * (t + 1) / sum(p["build_s"] + t / p["steps_per_s_one_core"]
+                                                       for p in per.values())
+                for t in (1000, 5000)}
+    return {"substrates": len(per), "episodes_per_substrate": episodes, "steps": steps,
             "workers": workers, "episodes": summary.episodes, "frames": summary.frames,
             "seconds": summary.seconds, "frames_per_s": summary.frames / summary.seconds,
             "megabytes": summary.bytes / 2**20,
             "frame_bytes_per_frame": sum(report.frame_bytes.values()) / frames,
             "record_bytes_per_frame": summary.bytes / summary.frames,
-            "failed": summary.failed, "per_substrate": per}
+            "failed": summary.failed, "estimated_frames_per_s_by_episode_steps": long_run,
+            "per_substrate": per}
 
 
 def build_codebook(path: str):
@@ -125,6 +130,10 @@ def to_markdown(result: dict) -> str:
              f"{r['megabytes']:.1f} MB). Stored bytes per frame: **{r['frame_bytes_per_frame']:.0f}** "
              f"(zlib-6 frame), {r['record_bytes_per_frame']:.0f} (whole record)."
              + (f" Failed: {r['failed']}." if r["failed"] else ""), "",
+             "From the per-core numbers below, episodes of T steps on all substrates would record at "
+             + ", ".join(f"{v:.0f} frames/s (T = {t})" for t, v in
+                         r["estimated_frames_per_s_by_episode_steps"].items())
+             + f" with {r['workers']} workers (workers x frames / (build + T / steps/s)).", "",
              "| substrate | frames | build (s) | steps/s, one core | bytes/frame |",
              "|---|---:|---:|---:|---:|"]
     for sub, p in r["per_substrate"].items():
@@ -165,7 +174,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.data is None:
             shutil.rmtree(path, ignore_errors=True)
     result = {"suffix": args.out_suffix, "machine": host, "commit": git_commit(),
-              "command": "python -m benchmarks.record_speed " + " ".join(sys.argv[1:] if argv is None else argv),
+              "command": " ".join(["python -m benchmarks.record_speed", *(sys.argv[1:] if argv is None else argv)]),
               "record": rec, "reader": reader}
     RESULTS.mkdir(parents=True, exist_ok=True)
     stem = RESULTS / f"record_speed_{args.out_suffix}"
