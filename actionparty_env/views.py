@@ -15,7 +15,6 @@ patches drawn differently from the rotated global patch, and the crop swaps them
 """
 from __future__ import annotations
 
-from collections import Counter, defaultdict
 from collections.abc import Mapping
 from dataclasses import dataclass
 from functools import lru_cache
@@ -82,27 +81,39 @@ def _place(ys, xs, h: int, w: int, torus: bool):
     return ys.clip(0, h - 1), xs.clip(0, w - 1), inside
 
 
-def _patch_hash_np(frame: np.ndarray) -> np.ndarray:
-    """uint8 [H,W,3] -> int64 [R,C] hash of each cell's 8x8x3 patch."""
-    h, w, _ = frame.shape
-    words = np.ascontiguousarray(
-        frame.reshape(h // SPRITE, SPRITE, w // SPRITE, SPRITE, 3).transpose(0, 2, 1, 3, 4)
-    ).reshape(h // SPRITE, w // SPRITE, 192).view(np.int32)
-    with np.errstate(over="ignore"):
-        return (words.astype(np.int64) * _HASH_W).sum(-1)
-
-
 def _patch_hash_torch(frames: torch.Tensor) -> torch.Tensor:
-    """uint8 [B,H,W,3] -> int64 [B,R,C], equal to `_patch_hash_np` per frame."""
+    """uint8 [B,H,W,3] -> int64 [B,R,C]: a hash of each cell's 8x8x3 patch."""
     b, h, w, _ = frames.shape
-    cells = frames.view(b, h // SPRITE, SPRITE, w // SPRITE, SPRITE, 3).permute(0, 1, 3, 2, 4, 5)
+    cells = frames.reshape(b, h // SPRITE, SPRITE, w // SPRITE, SPRITE, 3).permute(0, 1, 3, 2, 4, 5)
     words = cells.contiguous().view(b, h // SPRITE, w // SPRITE, 192).view(torch.int32)
     weights = torch.as_tensor(_HASH_W, device=frames.device)
     return (words.long() * weights).sum(-1)
 
 
-def _table_key(hashes, facing, own):
-    return (hashes & ~7) | (facing << 1) | own
+def _view_keys(frames: torch.Tensor, cells: torch.Tensor, facing: torch.Tensor, key: tuple):
+    """Table keys of every view cell, int64 [B,N,Vr,Vc] (hash of the global patch it shows, the
+    facing, the player's own cell flag), and whether that cell lies on the map."""
+    b, h, w, _ = frames.shape
+    rows, cols = h // SPRITE, w // SPRITE
+    crel = _offsets_torch(key, frames.device)[1][facing]  # [B,N,2,Vr,Vc]
+    rr, cc, inside = _place(cells[..., 0, None, None] + crel[:, :, 0], cells[..., 1, None, None] + crel[:, :, 1],
+                            rows, cols, key[4])
+    hashes = torch.gather(_patch_hash_torch(frames).view(b, rows * cols), 1, (rr * cols + cc).flatten(1))
+    own = torch.zeros_like(rr)
+    own[:, :, key[2], key[0]] = 1
+    return (hashes.view(rr.shape) & ~7) | (facing[..., None, None] << 1) | own, inside
+
+
+def _tiles(views: torch.Tensor) -> torch.Tensor:
+    """[...,Vh,Vw,3] -> [...,Vr,Vc,8,8,3] (one 8x8 tile per view cell); `_untile` inverts it."""
+    *lead, vh, vw, _ = views.shape
+    t = views.reshape(*lead, vh // SPRITE, SPRITE, vw // SPRITE, SPRITE, 3)
+    return t.transpose(-4, -3)
+
+
+def _untile(tiles: torch.Tensor) -> torch.Tensor:
+    *lead, vr, vc, _, _, _ = tiles.shape
+    return tiles.transpose(-4, -3).reshape(*lead, vr * SPRITE, vc * SPRITE, 3)
 
 
 @dataclass
@@ -138,32 +149,23 @@ class ViewTable:
         """Learn from real samples: frames uint8 [S,H,W,3], cells [S,N,2], facing [S,N] and the
         engine's own views uint8 [S,N,Vh,Vw,3] (all-black views, i.e. dead players, are skipped).
         A key seen with several view patches keeps the most frequent one."""
-        key = _key(view_spec)
-        seen: dict[int, Counter] = defaultdict(Counter)
-        base: dict[int, bytes] = {}
-        coff = _cell_offsets(key)
-        for frame, cs, fs, vs in zip(frames, cells, facing, views):
-            hashes = _patch_hash_np(frame)
-            rows, cols = hashes.shape
-            for (r, c), f, real in zip(cs, fs, vs):
-                if not real.any():
-                    continue
-                f = int(f)
-                mine = egocentric_view(frame, (r, c), f, view_spec)
-                rr, cc, inside = _place(r + coff[f, 0], c + coff[f, 1], rows, cols, key[4])
-                own = np.zeros(inside.shape, np.int64)
-                own[key[2], key[0]] = 1
-                keys = _table_key(hashes[rr, cc], f, own)
-                vr, vc = inside.shape
-                real_p = real.reshape(vr, SPRITE, vc, SPRITE, 3).transpose(0, 2, 1, 3, 4)
-                mine_p = mine.reshape(vr, SPRITE, vc, SPRITE, 3).transpose(0, 2, 1, 3, 4)
-                for i, j in zip(*np.nonzero(inside)):
-                    k = int(keys[i, j])
-                    seen[k][real_p[i, j].tobytes()] += 1
-                    base[k] = mine_p[i, j].tobytes()
-        out = sorted((k, c.most_common(1)[0][0]) for k, c in seen.items() if c.most_common(1)[0][0] != base[k])
-        patches = np.frombuffer(b"".join(p for _, p in out), np.uint8).reshape(-1, SPRITE, SPRITE, 3)
-        return cls(np.array([k for k, _ in out], np.int64), patches)
+        frames, cells, facing = (torch.as_tensor(np.asarray(x)) for x in (frames, cells, facing))
+        real = torch.as_tensor(np.asarray(views))
+        cells, facing = cells.long(), facing.long()
+        alive = real.flatten(2).any(-1).bool()
+        keys, inside = _view_keys(frames, cells, facing, _key(view_spec))
+        mine = _tiles(egocentric_views(frames, cells, facing, view_spec, alive))
+        use = inside & alive[..., None, None]
+        keys, real_p, mine_p = keys[use].numpy(), _tiles(real)[use].flatten(1).numpy(), mine[use].flatten(1).numpy()
+        # Count each (key, view patch) pair; per key keep the most frequent patch if it differs from
+        # the rotated global patch (which is the same for every sample of a key).
+        _, pair, counts = np.unique(np.column_stack([keys.view(np.uint8).reshape(-1, 8), real_p]), axis=0,
+                                    return_index=True, return_counts=True)
+        order = np.lexsort((-counts, keys[pair]))
+        first = pair[order][np.r_[True, np.diff(keys[pair][order]) != 0]]
+        first = first[(real_p[first] != mine_p[first]).any(1)]
+        first = first[np.argsort(keys[first])]
+        return cls(keys[first], real_p[first])
 
     def save(self, path: str | Path, prefix: str = "") -> dict[str, np.ndarray]:
         """The arrays to store in an npz under `prefix` (e.g. "coins/"); written if `path` is set."""
@@ -186,7 +188,7 @@ def egocentric_view(frame: np.ndarray, cell, facing: int, view_spec: Mapping, al
     if not 0 <= int(facing) <= 3:
         raise ValueError(f"facing must be 0..3 (N, E, S, W), got {facing}")
     if table is not None:  # one code path for the table: the batched one
-        views = egocentric_views(torch.from_numpy(frame)[None], torch.as_tensor([[cell]]),
+        views = egocentric_views(torch.from_numpy(frame)[None], torch.as_tensor(np.asarray(cell).reshape(1, 1, 2)),
                                  torch.as_tensor([[int(facing)]]), view_spec,
                                  torch.as_tensor([[bool(alive)]]), table)
         return views[0, 0].numpy()
@@ -219,7 +221,7 @@ def egocentric_views(frames: torch.Tensor, cells: torch.Tensor, facing: torch.Te
         raise ValueError(f"frames must be uint8 [B,H,W,3], got {frames.dtype} {tuple(frames.shape)}")
     b, h, w, _ = frames.shape
     key = _key(view_spec)
-    off, coff = _offsets_torch(key, frames.device)  # [4,2,Vh,Vw], [4,2,Vr,Vc]
+    off = _offsets_torch(key, frames.device)[0]  # [4,2,Vh,Vw]
     cells = torch.as_tensor(cells, device=frames.device).long()
     facing = torch.as_tensor(facing, device=frames.device).long()
     if cells.shape[:1] != (b,) or cells.shape[-1] != 2 or facing.shape != cells.shape[:2]:
@@ -240,22 +242,10 @@ def egocentric_views(frames: torch.Tensor, cells: torch.Tensor, facing: torch.Te
         return views
     # Swap in the patches the table knows: look up (patch hash, facing, own cell) per view cell.
     keys, patches = table.on(frames.device)
-    rows, cols = h // SPRITE, w // SPRITE
-    crel = coff[facing]  # [B,N,2,Vr,Vc]
-    rr, cc, cin = _place(cells[..., 0, None, None] + crel[:, :, 0], cells[..., 1, None, None] + crel[:, :, 1],
-                         rows, cols, key[4])
-    hashes = _patch_hash_torch(frames).view(b, rows * cols)
-    src = torch.gather(hashes, 1, (rr * cols + cc).flatten(1)).view(rr.shape)
-    own = torch.zeros_like(src)
-    own[:, :, key[2], key[0]] = 1
-    q = _table_key(src, facing[..., None, None], own)
+    q, cin = _view_keys(frames, cells, facing, key)
     idx = torch.searchsorted(keys, q).clamp(max=len(keys) - 1)
     hit = (keys[idx] == q) & cin & live[..., None, None]  # [B,N,Vr,Vc]
-    n, vr, vc = rr.shape[1:]
-    tiles = views.view(b, n, vr, SPRITE, vc, SPRITE, 3).permute(0, 1, 2, 4, 3, 5, 6)
-    tiles = torch.where(hit[..., None, None, None], patches[idx], tiles)
-    return tiles.permute(0, 1, 2, 4, 3, 5, 6).reshape(views.shape)
-
+    return _untile(torch.where(hit[..., None, None, None], patches[idx], _tiles(views)))
 
 
 def record_view_table(substrate: str, steps: int = 300, seed: int = 0) -> ViewTable:
