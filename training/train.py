@@ -102,7 +102,9 @@ def to_blocks(batch: dict, action_ids: torch.Tensor, game_map: torch.Tensor, dev
     blocks = Blocks(
         game=game,
         codes=batch["codes"].to(device).long(),
-        cells=batch["cells"].to(device).long().clamp(min=0),
+        # Dead players keep a meaningless POSITION (MELTINGPOT.md): keep it inside the map.
+        cells=torch.minimum(batch["cells"].to(device).long().clamp(min=0),
+                            torch.tensor(batch["codes"].shape[-2:], device=device) - 1),
         facing=batch["facing"].to(device).long().clamp(0, 3),
         alive=batch["alive"].to(device).bool(),
         actions=action_ids[game][:, None, None, :].expand(-1, *local.shape[1:], -1).gather(-1, local[..., None]).squeeze(-1),
