@@ -257,6 +257,12 @@ class RealParallelEnv(ParallelEnv):
         self.game = game
         self.substrate = substrate
         self.roles = tuple(game.roles[i % len(game.roles)] for i in range(int(num_players)))
+        if num_players != game.num_players:  # the substrate's settings builder knows the counts it takes
+            try:
+                build_lab2d_settings(substrate, self.roles, seed=0)
+            except (AssertionError, IndexError, KeyError, ValueError) as e:
+                raise ValueError(f"{substrate} does not take {num_players} players "
+                                 f"(default {game.num_players}): {type(e).__name__}: {e}") from None
         self.max_cycles = int(max_cycles)
         self.render_mode = render_mode
         self.possible_agents = [f"player_{i}" for i in range(int(num_players))]

@@ -72,7 +72,8 @@ def _machine() -> dict[str, Any]:
         pass
     commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True)
     return {"cpu": cpu, "cores": os.cpu_count(), "python": platform.python_version(), "platform": platform.platform(),
-            "git_commit": commit.stdout.strip() or "unknown", "date": time.strftime("%Y-%m-%d %H:%M:%S %Z")}
+            "git_commit": commit.stdout.strip() or "unknown", "date": time.strftime("%Y-%m-%d %H:%M:%S %Z"),
+            "load_average_1min": round(os.getloadavg()[0], 2)}
 
 
 def _markdown(doc: dict[str, Any]) -> str:
@@ -83,7 +84,8 @@ def _markdown(doc: dict[str, Any]) -> str:
         "# Real Melting Pot speed (CPU)", "",
         f"Command: `{doc['command']}`  ",
         f"Machine: {m['cpu']}, {m['cores']} cores (each substrate on one process), Python {m['python']}; "
-        f"commit {m['git_commit']}, {m['date']}.", "",
+        f"commit {m['git_commit']}, {m['date']}. 1-minute load average {m['load_average_1min_before']} before, "
+        f"{m['load_average_1min']} after (other work on the machine slows every column alike).", "",
         f"Env steps/s (all players act once per step) over {doc['steps']} random steps, resets not timed. "
         "env = RealParallelEnv's reads (views + cell/facing + reward); recorder = env + global frame; "
         "default = every observation dmlab2d exposes every step, as Melting Pot's own stack reads them.", "",
@@ -124,9 +126,11 @@ def main(argv: list[str] | None = None) -> None:
     names = args.games or list(load_catalog())
     for n in names:
         get_game(n)  # a ValueError naming close matches for a typo, before any work
+    load_before = round(os.getloadavg()[0], 2)
     results = [_measure_in_subprocess(n, args.steps) for n in tqdm(names, desc="real speed")]
-    command = "python -m benchmarks.real_speed" + (" " + " ".join(argv if argv is not None else sys.argv[1:])).rstrip()
-    doc = {"command": command.strip(), "steps": args.steps, "machine": _machine(), "results": results}
+    command = "python -m benchmarks.real_speed " + " ".join(argv if argv is not None else sys.argv[1:])
+    machine = {**_machine(), "load_average_1min_before": load_before}
+    doc = {"command": command.strip(), "steps": args.steps, "machine": machine, "results": results}
     RESULTS.mkdir(parents=True, exist_ok=True)
     (RESULTS / f"real_speed_{args.tag}.json").write_text(json.dumps(doc, indent=1) + "\n")
     (RESULTS / f"real_speed_{args.tag}.md").write_text(_markdown(doc))

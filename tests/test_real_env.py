@@ -245,6 +245,7 @@ def test_good_action_types_after_bad_input(stepped_env):
     ({"num_players": 0}, "num_players must be a positive int"),
     ({"max_cycles": 1.5}, "max_cycles must be a positive int"),
     ({"render_mode": "ansi"}, "render_mode must be one of"),
+    ({"num_players": 3}, "coins does not take 3 players"),
 ])
 def test_bad_constructor_arguments(kwargs, message):
     with pytest.raises(ValueError, match=message):
