@@ -10,7 +10,7 @@ from torch.utils.data import DataLoader, Dataset
 from tqdm import tqdm
 
 from actionparty_env.games import load_catalog
-from actionparty_env.model.codebook import Codebook, unique_patches
+from actionparty_env.model.codebook import Codebook, unique_patches, unique_rows
 from training.dataset import list_episodes, read_episode
 
 
@@ -34,8 +34,8 @@ class _EpisodePatches(Dataset):
 
     def __getitem__(self, i):
         ep = read_episode(self.path, self.keys[i])
-        patches = np.unique(np.concatenate([unique_patches(f) for f in ep["frames"]]), axis=0)
-        return ep["header"]["substrate"], patches
+        patches = np.concatenate([unique_patches(f) for f in ep.frames])
+        return ep.header["substrate"], patches[unique_rows(patches)[0]]
 
 
 def build_tables(path: str, max_actions: int, workers: int = 4, split: str = "train") -> Tables:

@@ -186,7 +186,12 @@ class WorldModel(nn.Module):
             keys_ok = torch.cat([cache.key_ok, key_ok], dim=1)
         else:
             keys_layout, keys_ok = layout, key_ok
-        mask = visibility(layout, keys_layout)[None, None] & keys_ok[:, None, None, :]
+        mask = visibility(layout, keys_layout)[None, None]
+        if not bool(keys_ok.all()):  # only padded players or reset worlds need a per-world mask
+            mask = mask & keys_ok[:, None, None, :]
+        # An additive mask made once, in the activations' dtype, saves SDPA a conversion per layer.
+        mask = torch.zeros(mask.shape, dtype=x.dtype if not torch.is_autocast_enabled(x.device.type)
+                           else torch.get_autocast_dtype(x.device.type), device=x.device).masked_fill_(~mask, float("-inf"))
         new_kv = []
         for i, layer in enumerate(self.layers):
             past_k = cache.k[i] if cache is not None else None
