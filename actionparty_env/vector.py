@@ -122,8 +122,8 @@ class DreamVecEnv(VecEnv):
 
     def get_attr(self, attr_name: str, indices: VecEnvIndices = None) -> list[Any]:
         """Slots share one env: a slot's value is what `set_attr` gave it, else the env's attribute."""
-        return [self._slot_attrs.get(i, {}).get(attr_name, getattr(self, attr_name))
-                for i in self._get_indices(indices)]
+        slots = [self._slot_attrs.get(i, {}) for i in self._get_indices(indices)]
+        return [slot[attr_name] if attr_name in slot else getattr(self, attr_name) for slot in slots]
 
     def set_attr(self, attr_name: str, value: Any, indices: VecEnvIndices = None) -> None:
         for i in self._get_indices(indices):
