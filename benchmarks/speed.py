@@ -1,0 +1,299 @@
+"""Dream speed: env-steps/s (one step = every player of one world acts once) for one world and for
+B worlds batched in one sampler call, peak memory and FLOPs per step, beside the real Melting Pot
+on the same machine.
+
+    python -m benchmarks.speed --device cuda --checkpoint actionparty_env/checkpoints/default
+    python -m benchmarks.speed --device cpu --random-init training/configs/h100.yaml --batches 1 16 64
+
+Rows per substrate: `env` is DreamParallelEnv (the user's single-world path: dict actions, numpy
+views, infos); `B=...` is DreamWorlds, the core of DreamVecEnv: one simulator call for B worlds plus
+the batched view crop and the copy of all views to host memory; `copy-last` is the same env around
+the copy-last-frame baseline, i.e. the env's own overhead without a model; `real` is the real
+Melting Pot's env steps/s (RealParallelEnv's reads, benchmarks.real_speed) on this machine.
+`--random-init CONFIG` measures a randomly initialised model with that training config's
+architecture (speed does not depend on the weights), its codebook made of the real start frames'
+patches padded to `--vocab` codes; it needs Melting Pot for the start states.
+Writes benchmarks/results/speed_<device>.json and .md with the machine, command and git commit.
+"""
+from __future__ import annotations
+
+import argparse
+import functools
+import json
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+RESULTS = ROOT / "benchmarks" / "results"
+DEFAULT_SUBSTRATES = ("coins", "clean_up", "territory__open", "allelopathic_harvest__open")
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def _reset_peak(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
+    else:
+        try:  # Linux: writing 5 to clear_refs resets the process's peak resident set size (VmHWM)
+            Path("/proc/self/clear_refs").write_text("5")
+        except OSError:
+            pass
+
+
+def _peak_mib(device: torch.device) -> float:
+    if device.type == "cuda":
+        return torch.cuda.max_memory_allocated(device) / 2**20
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def _timed(step, device: torch.device, steps: int, max_seconds: float) -> tuple[int, float]:
+    """Run `step` at least twice and until `steps` steps or `max_seconds`; return (steps, seconds)."""
+    step(), step()  # warm-up (allocations, kernels, the KV cache filling its window)
+    _sync(device)
+    done, start = 0, time.perf_counter()
+    while done < steps and (done < 2 or time.perf_counter() - start < max_seconds):
+        step()
+        done += 1
+    _sync(device)
+    return done, time.perf_counter() - start
+
+
+def measure_batched(substrate: str, checkpoint: Path, device: torch.device, num_worlds: int, steps: int,
+                    max_seconds: float, **sim_kwargs) -> dict[str, Any]:
+    """B worlds in one simulator call, views cropped and copied to host memory as DreamVecEnv does."""
+    from actionparty_env.env import DreamWorlds
+
+    worlds = DreamWorlds(substrate, checkpoint=checkpoint, num_worlds=num_worlds, device=device, **sim_kwargs)
+    _reset_peak(device)
+    worlds.reset(list(range(num_worlds)), reseed=0)
+    gen = torch.Generator().manual_seed(0)
+    actions = torch.randint(0, worlds.game.num_actions, (64, num_worlds, worlds.num_players), generator=gen)
+    actions = actions.to(device)
+    t = iter(range(10**9))
+
+    def step():
+        np.ascontiguousarray(worlds.step(actions[next(t) % 64]).cpu().numpy())
+
+    n, seconds = _timed(step, device, steps, max_seconds)
+    return {"num_worlds": num_worlds, "steps": n, "seconds": round(seconds, 3),
+            "env_steps_per_s": num_worlds * n / seconds, "ms_per_call": 1000 * seconds / n,
+            "peak_mib": round(_peak_mib(device), 1)}
+
+
+def measure_env(substrate: str, checkpoint: Path, device: torch.device, steps: int, max_seconds: float,
+                simulator=None, **sim_kwargs) -> dict[str, Any]:
+    """DreamParallelEnv, one world, as a PettingZoo user steps it."""
+    from actionparty_env.env import parallel_env
+
+    env = parallel_env(substrate, checkpoint=checkpoint, device=device, max_cycles=10**9, simulator=simulator,
+                       **sim_kwargs)
+    env.reset(seed=0)
+    rng = np.random.default_rng(0)
+    n_actions = env.game.num_actions
+
+    def step():
+        env.step({a: int(rng.integers(n_actions)) for a in env.agents})
+
+    n, seconds = _timed(step, device, steps, max_seconds)
+    return {"steps": n, "seconds": round(seconds, 3), "env_steps_per_s": n / seconds}
+
+
+def flops_per_step(substrate: str, checkpoint: Path, device: torch.device, **sim_kwargs) -> float:
+    """FLOPs of one world-step (matmuls and attention, counted by torch's FlopCounterMode)."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    from actionparty_env.env import DreamWorlds
+
+    worlds = DreamWorlds(substrate, checkpoint=checkpoint, num_worlds=1, device=device, **sim_kwargs)
+    worlds.reset([0], reseed=0)
+    actions = torch.zeros(1, worlds.num_players, dtype=torch.long, device=device)
+    for _ in range(4):  # fill the KV cache's window: later steps attend to the full context
+        worlds.step(actions)
+    with FlopCounterMode(display=False) as counter:
+        worlds.step(actions)
+    return float(counter.get_total_flops())
+
+
+def real_env_speed(substrate: str, steps: int) -> float | str:
+    try:
+        from benchmarks.real_speed import measure
+    except ImportError as e:  # e.g. no Melting Pot on this machine
+        return f"unavailable ({e})"
+    try:
+        return measure(substrate, steps)["env_steps_per_s"]
+    except ImportError as e:
+        return f"unavailable ({e})"
+
+
+def random_init_checkpoint(config_yaml: str, substrates: list[str], vocab: int, folder: Path) -> Path:
+    """A randomly initialised model with the architecture of a training config (all catalog games),
+    start states from real resets, codebook = the start frames' patches padded with random ones."""
+    import yaml
+
+    from actionparty_env.games import load_catalog
+    from actionparty_env.model.checkpoint import save_checkpoint
+    from actionparty_env.model.codebook import Codebook, unique_patches
+    from actionparty_env.model.network import ModelConfig, WorldModel
+    from actionparty_env.simulator import StartStates
+
+    catalog = load_catalog()
+    games = sorted(catalog)
+    names = sorted({a for g in catalog.values() for a in g.action_names})
+    max_actions = max(g.num_actions for g in catalog.values())
+    starts = {s: [StartStates.from_real(s, seed) for seed in range(2)] for s in substrates}
+    real = np.concatenate([unique_patches(st.frame) for sts in starts.values() for st in sts])
+    pad = np.random.default_rng(0).integers(0, 256, (max(vocab - len(real), 0), 192), dtype=np.uint8)
+    book = Codebook.from_patch_sets([real, pad])
+    arch = yaml.safe_load(Path(config_yaml).read_text())["model"]
+    cfg = ModelConfig(vocab_size=len(book), num_games=len(games), num_action_names=len(names),
+                      max_actions=max_actions, **arch)
+    torch.manual_seed(0)
+    model = WorldModel(cfg, games, names)
+    model.patches.copy_(torch.from_numpy(book.patches.copy()))
+    for g, name in enumerate(games):
+        ids = [names.index(a) for a in catalog[name].action_names]
+        model.action_ids[g, : len(ids)] = torch.tensor(ids)
+    save_checkpoint(model, folder)
+    StartStates(starts).save(folder)
+    return folder
+
+
+def _markdown(doc: dict[str, Any]) -> str:
+    m = doc["machine"]
+    lines = [f"# Dream speed ({doc['device']})", "",
+             f"Command: `{doc['command']}`  ",
+             f"Machine: {m.get('gpu') or m['cpu']}; {m['cores']} CPU cores, torch {m['torch']} ({m['threads']} threads); "
+             f"commit {m['git_commit']}, {m['date']}; 1-minute load average {m['load_average_1min']}.  ",
+             f"Model: {doc['model']}; sampling steps {doc['sampling_steps']}.", "",
+             "Env-steps/s: one step = every player of one world acts once. `env` = DreamParallelEnv (one world, "
+             "dict actions, numpy views); `B=n` = n worlds in one sampler call plus the batched view crop and the "
+             "copy of all views to host (DreamVecEnv's core); `copy-last` = the same env around the copy-last-frame "
+             "baseline (env overhead alone); `real` = RealParallelEnv on this machine (benchmarks.real_speed). "
+             "TFLOP/s = FLOPs per world-step (torch FlopCounterMode: matmuls + attention) x env-steps/s.", "",
+             "| substrate | players | map | run | env-steps/s | ms per call | peak MiB | GFLOP/step | TFLOP/s |",
+             "|---|---|---|---|---|---|---|---|---|"]
+    for r in doc["results"]:
+        head = f"| {r['substrate']} | {r['players']} | {r['map']} "
+        gflop = r.get("gflop_per_step")
+        if "error" in r:
+            lines.append(head + f"| | failed: {r['error']} | | | | |")
+            continue
+        for row in r["rows"]:
+            if "env_steps_per_s" not in row:
+                lines.append(head + f"| {row['run']} | {row.get('skipped') or row.get('error')} | | | | |")
+                continue
+            rate = row["env_steps_per_s"]
+            ms = row.get("ms_per_call", 1000 / rate)
+            model_row = gflop is not None and row["run"] != "copy-last"
+            lines.append(head + f"| {row['run']} | {rate:.1f} | {ms:.1f} | {row.get('peak_mib', '')} "
+                         f"| {f'{gflop:.2f}' if model_row else ''} | {f'{gflop * rate / 1000:.3f}' if model_row else ''} |")
+        real = r.get("real_env_steps_per_s")
+        lines.append(head + f"| real | {f'{real:.0f}' if isinstance(real, float) else real} | | | | |")
+    return "\n".join(lines) + "\n"
+
+
+def main(argv: list[str] | None = None) -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    src = p.add_mutually_exclusive_group(required=True)
+    src.add_argument("--checkpoint", help="a checkpoint folder (config.json, weights, start_states.npz)")
+    src.add_argument("--random-init", metavar="CONFIG_YAML", help="random weights with this training config's model")
+    p.add_argument("--device", default="auto", help="cpu, cuda or auto")
+    p.add_argument("--substrates", nargs="*", default=list(DEFAULT_SUBSTRATES))
+    p.add_argument("--batches", nargs="*", type=int, default=[1, 16, 64, 256])
+    p.add_argument("--steps", type=int, default=50, help="timed steps per run (at most)")
+    p.add_argument("--max-seconds", type=float, default=20.0, help="time per run (at least 2 steps are timed)")
+    p.add_argument("--sampling-steps", type=int, default=None)
+    p.add_argument("--vocab", type=int, default=4096, help="codebook size for --random-init")
+    p.add_argument("--real-steps", type=int, default=300)
+    p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
+    p.add_argument("--out-dir", default=str(RESULTS))
+    args = p.parse_args(argv)
+    from tqdm import tqdm
+
+    from actionparty_env.env import resolve_device
+    from actionparty_env.games import get_game
+    from actionparty_env.model.checkpoint import read_config
+    from actionparty_env.simulator import CopyLastFrameSimulator
+    from benchmarks.real_speed import _machine
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    device = resolve_device(args.device)
+    for s in args.substrates:
+        get_game(s)  # a ValueError naming close matches, before any work
+    tmp = None
+    if args.random_init:
+        tmp = tempfile.TemporaryDirectory()
+        checkpoint = random_init_checkpoint(args.random_init, args.substrates, args.vocab, Path(tmp.name))
+        model_desc = f"random weights, architecture of {args.random_init}"
+    else:
+        checkpoint = Path(args.checkpoint)
+        model_desc = str(checkpoint)
+    config = read_config(checkpoint)
+    model_desc += f" ({', '.join(f'{k}={v}' for k, v in config['model'].items() if k in ('dim', 'depth', 'heads', 'window', 'vocab_size'))})"
+    sim_kwargs = {"sampling_steps": args.sampling_steps} if args.sampling_steps else {}
+    results = []
+    bar = tqdm(total=len(args.substrates) * (len(args.batches) + 3), desc="dream speed")
+    for substrate in args.substrates:
+        game = get_game(substrate)
+        record: dict[str, Any] = {"substrate": substrate, "players": game.num_players,
+                                  "map": f"{game.map_rows}x{game.map_cols}", "rows": []}
+        results.append(record)
+        if substrate not in config["games"]:
+            record["error"] = "not in the checkpoint"
+            bar.update(len(args.batches) + 3)
+            continue
+        record["gflop_per_step"] = flops_per_step(substrate, checkpoint, device, **sim_kwargs) / 1e9
+        record["rows"].append({"run": "env", **measure_env(substrate, checkpoint, device, args.steps, args.max_seconds,
+                                                           **sim_kwargs)})
+        bar.update()
+        copy_last = functools.partial(CopyLastFrameSimulator, game)
+        record["rows"].append({"run": "copy-last", **measure_env(substrate, checkpoint, device, args.steps,
+                                                                 args.max_seconds, simulator=copy_last)})
+        bar.update()
+        too_slow = False
+        for b in args.batches:
+            if too_slow:
+                record["rows"].append({"run": f"B={b}", "skipped": "skipped: the previous B took over max-seconds/4 per call"})
+            else:
+                try:
+                    row = measure_batched(substrate, checkpoint, device, b, args.steps, args.max_seconds, **sim_kwargs)
+                    record["rows"].append({"run": f"B={b}", **row})
+                    too_slow = row["ms_per_call"] > 1000 * args.max_seconds / 4
+                except torch.cuda.OutOfMemoryError:
+                    record["rows"].append({"run": f"B={b}", "error": "out of GPU memory"})
+                    torch.cuda.empty_cache()
+                    too_slow = True
+            bar.update()
+        record["real_env_steps_per_s"] = real_env_speed(substrate, args.real_steps)
+        bar.update()
+    bar.close()
+    machine = {**_machine(), "torch": torch.__version__, "threads": torch.get_num_threads(),
+               "gpu": torch.cuda.get_device_name(device) if device.type == "cuda" else None}
+    command = "python -m benchmarks.speed " + " ".join(argv if argv is not None else sys.argv[1:])
+    doc = {"command": command.strip(), "device": device.type, "model": model_desc,
+           "sampling_steps": args.sampling_steps or "sampler default", "machine": machine,
+           "results": results}
+    out = Path(args.out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / f"speed_{device.type}.json").write_text(json.dumps(doc, indent=1) + "\n")
+    (out / f"speed_{device.type}.md").write_text(_markdown(doc))
+    print(_markdown(doc))
+    if tmp is not None:
+        tmp.cleanup()
+
+
+if __name__ == "__main__":
+    main()
