@@ -146,7 +146,11 @@ class DreamWorlds:
         if self.last is None and not all(marked):
             raise RuntimeError("the first reset must start every world")
         shape = None if self.last is None else tuple(self.last.frames.shape[1:])
-        states = iter([self.start_state(int(s), shape) for s in seeds])
+        states = []
+        for seed in seeds:  # every world of one simulator has the first world's map size
+            states.append(self.start_state(int(seed), shape))
+            shape = states[0].frame.shape
+        states = iter(states)
         pick = [next(states) if m else None for m in marked]
         old = self.last
         frames = torch.stack([torch.from_numpy(s.frame) if s else old.frames[i].cpu() for i, s in enumerate(pick)])

@@ -170,6 +170,38 @@ def random_init_checkpoint(config_yaml: str, substrates: list[str], vocab: int, 
     return folder
 
 
+def measure_substrate(record: dict, substrate: str, checkpoint: Path, device: torch.device, args, bar,
+                      **sim_kwargs) -> None:
+    """Fill `record` with every run for one substrate (FLOPs, env, copy-last, each B, real)."""
+    from actionparty_env.games import get_game
+    from actionparty_env.simulator import CopyLastFrameSimulator
+
+    record["gflop_per_step"] = flops_per_step(substrate, checkpoint, device, **sim_kwargs) / 1e9
+    record["rows"].append({"run": "env", **measure_env(substrate, checkpoint, device, args.steps, args.max_seconds,
+                                                       **sim_kwargs)})
+    bar.update()
+    copy_last = functools.partial(CopyLastFrameSimulator, get_game(substrate))
+    record["rows"].append({"run": "copy-last", **measure_env(substrate, checkpoint, device, args.steps,
+                                                             args.max_seconds, simulator=copy_last)})
+    bar.update()
+    too_slow = False
+    for b in args.batches:
+        if too_slow:
+            record["rows"].append({"run": f"B={b}", "skipped": "skipped: the previous B took over max-seconds/4 per call"})
+        else:
+            try:
+                row = measure_batched(substrate, checkpoint, device, b, args.steps, args.max_seconds, **sim_kwargs)
+                record["rows"].append({"run": f"B={b}", **row})
+                too_slow = row["ms_per_call"] > 1000 * args.max_seconds / 4
+            except torch.cuda.OutOfMemoryError:
+                record["rows"].append({"run": f"B={b}", "error": "out of GPU memory"})
+                torch.cuda.empty_cache()
+                too_slow = True
+        bar.update()
+    record["real_env_steps_per_s"] = real_env_speed(substrate, args.real_steps)
+    bar.update()
+
+
 def _markdown(doc: dict[str, Any]) -> str:
     m = doc["machine"]
     lines = [f"# Dream speed ({doc['device']})", "",
@@ -187,9 +219,6 @@ def _markdown(doc: dict[str, Any]) -> str:
     for r in doc["results"]:
         head = f"| {r['substrate']} | {r['players']} | {r['map']} "
         gflop = r.get("gflop_per_step")
-        if "error" in r:
-            lines.append(head + f"| | failed: {r['error']} | | | | |")
-            continue
         for row in r["rows"]:
             if "env_steps_per_s" not in row:
                 lines.append(head + f"| {row['run']} | {row.get('skipped') or row.get('error')} | | | | |")
@@ -199,8 +228,11 @@ def _markdown(doc: dict[str, Any]) -> str:
             model_row = gflop is not None and row["run"] != "copy-last"
             lines.append(head + f"| {row['run']} | {rate:.1f} | {ms:.1f} | {row.get('peak_mib', '')} "
                          f"| {f'{gflop:.2f}' if model_row else ''} | {f'{gflop * rate / 1000:.3f}' if model_row else ''} |")
-        real = r.get("real_env_steps_per_s")
-        lines.append(head + f"| real | {f'{real:.0f}' if isinstance(real, float) else real} | | | | |")
+        if "real_env_steps_per_s" in r:
+            real = r["real_env_steps_per_s"]
+            lines.append(head + f"| real | {f'{real:.0f}' if isinstance(real, float) else real} | | | | |")
+        if "error" in r:
+            lines.append(head + f"| | failed: {r['error']} | | | | |")
     return "\n".join(lines) + "\n"
 
 
@@ -225,7 +257,6 @@ def main(argv: list[str] | None = None) -> None:
     from actionparty_env.env import resolve_device
     from actionparty_env.games import get_game
     from actionparty_env.model.checkpoint import read_config
-    from actionparty_env.simulator import CopyLastFrameSimulator
     from benchmarks.real_speed import _machine
 
     if args.threads:
@@ -255,30 +286,10 @@ def main(argv: list[str] | None = None) -> None:
             record["error"] = "not in the checkpoint"
             bar.update(len(args.batches) + 3)
             continue
-        record["gflop_per_step"] = flops_per_step(substrate, checkpoint, device, **sim_kwargs) / 1e9
-        record["rows"].append({"run": "env", **measure_env(substrate, checkpoint, device, args.steps, args.max_seconds,
-                                                           **sim_kwargs)})
-        bar.update()
-        copy_last = functools.partial(CopyLastFrameSimulator, game)
-        record["rows"].append({"run": "copy-last", **measure_env(substrate, checkpoint, device, args.steps,
-                                                                 args.max_seconds, simulator=copy_last)})
-        bar.update()
-        too_slow = False
-        for b in args.batches:
-            if too_slow:
-                record["rows"].append({"run": f"B={b}", "skipped": "skipped: the previous B took over max-seconds/4 per call"})
-            else:
-                try:
-                    row = measure_batched(substrate, checkpoint, device, b, args.steps, args.max_seconds, **sim_kwargs)
-                    record["rows"].append({"run": f"B={b}", **row})
-                    too_slow = row["ms_per_call"] > 1000 * args.max_seconds / 4
-                except torch.cuda.OutOfMemoryError:
-                    record["rows"].append({"run": f"B={b}", "error": "out of GPU memory"})
-                    torch.cuda.empty_cache()
-                    too_slow = True
-            bar.update()
-        record["real_env_steps_per_s"] = real_env_speed(substrate, args.real_steps)
-        bar.update()
+        try:
+            measure_substrate(record, substrate, checkpoint, device, args, bar, **sim_kwargs)
+        except Exception as e:  # one substrate's failure (e.g. its start states) must not lose the others
+            record["error"] = f"{type(e).__name__}: {e}"
     bar.close()
     machine = {**_machine(), "torch": torch.__version__, "threads": torch.get_num_threads(),
                "gpu": torch.cuda.get_device_name(device) if device.type == "cuda" else None}
