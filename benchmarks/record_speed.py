@@ -121,7 +121,8 @@ def to_markdown(result: dict) -> str:
     r, m = result["record"], result["machine"]
     lines = [f"# Dataset recording and reading speed ({result['suffix']})", "",
              f"Machine: {m['cpu']}, {m['cores']} cores (load average {m['load_average_at_start']:.1f} "
-             f"at start); Python {m['python']}, torch {m['torch']}.",
+             f"at start, {m['load_average_at_end']:.1f} at end: a load above the core count means "
+             f"other jobs shared the CPUs); Python {m['python']}, torch {m['torch']}.",
              f"Command: `{result['command']}`; git commit {result['commit'][:12]}.", "",
              "## Recording", "",
              f"{r['substrates']} substrates x {r['episodes_per_substrate']} episode(s) x {r['steps']} "
@@ -173,6 +174,7 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         if args.data is None:
             shutil.rmtree(path, ignore_errors=True)
+    host["load_average_at_end"] = os.getloadavg()[0]
     result = {"suffix": args.out_suffix, "machine": host, "commit": git_commit(),
               "command": " ".join(["python -m benchmarks.record_speed", *(sys.argv[1:] if argv is None else argv)]),
               "record": rec, "reader": reader}
