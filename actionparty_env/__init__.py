@@ -2,7 +2,9 @@
 a PettingZoo ParallelEnv, beside the real Melting Pot with the same spaces and ground truth.
 
     import actionparty_env
+    env = actionparty_env.parallel_env("coins")        # the dream (the bundled world model)
     env = actionparty_env.real_parallel_env("coins")   # the real game (needs Melting Pot installed)
+    env = pettingzoo.make("parallel", "actionparty/dream-v0", substrate="coins")  # via PettingZoo's registry
 
 Imports are lazy, so `import actionparty_env` needs neither Melting Pot nor torch.
 """
@@ -19,14 +21,23 @@ __version__ = "0.1.0"
 _LAZY = {
     "real_parallel_env": "actionparty_env.real",
     "RealParallelEnv": "actionparty_env.real",
-    # --- dream env (added by the dream-env module: env.py / vector.py) ---
-    # "parallel_env": "actionparty_env.env",
-    # "DreamParallelEnv": "actionparty_env.env",
-    # "DreamVecEnv": "actionparty_env.vector",
-    # --- end dream env ---
+    "parallel_env": "actionparty_env.env",
+    "DreamParallelEnv": "actionparty_env.env",
+    "DreamVecEnv": "actionparty_env.vector",
 }
 
 __all__ = ["GameSpec", "get_game", "load_catalog", *_LAZY]
+
+
+def _register() -> None:
+    """Register the dream with PettingZoo's parallel-env registry (the entry point loads lazily)."""
+    import pettingzoo
+
+    if "actionparty/dream-v0" not in pettingzoo.parallel_registry:
+        pettingzoo.register("parallel", id="actionparty/dream-v0", entry_point="actionparty_env.env:parallel_env")
+
+
+_register()
 
 
 def __getattr__(name: str) -> Any:

@@ -2,6 +2,7 @@
 
     actionparty catalog [GAME] [--json]          list the games (or one game's details)
     actionparty real GAME --steps 100 --gif out/real.gif   run the real Melting Pot with random actions
+    actionparty play GAME --steps 100 --gif out/dream.gif  the same in the dream (the world model)
 
 Each subcommand is a `main(argv) -> int | None` function in some module, named in COMMANDS and
 imported only when that subcommand runs (so `actionparty catalog` never imports torch or Melting Pot).
@@ -19,6 +20,7 @@ import time
 COMMANDS: dict[str, tuple[str, str, str]] = {
     "catalog": ("actionparty_env.cli", "catalog_main", "list the games in the catalog, or one game's details"),
     "real": ("actionparty_env.cli", "real_main", "run the real Melting Pot with random actions, write a GIF"),
+    "play": ("actionparty_env.cli", "play_main", "run the dream (world model) with random actions, write a GIF"),
     "record": ("training.record", "main", "record real Melting Pot episodes into an LMDB dataset"),
     "dataset check": ("training.dataset", "check_main", "validate a dataset: counts, histograms, bad records"),
     "dataset split": ("training.splits", "main", "record a dataset's held-out val/test episodes"),
@@ -78,14 +80,8 @@ def catalog_main(argv: list[str]) -> int:
     return 0
 
 
-def real_main(argv: list[str]) -> int:
-    import numpy as np
-
-    from actionparty_env.real import RealParallelEnv
-    from actionparty_env.render import beside, save_gif, tile
-
-    p = argparse.ArgumentParser(prog="actionparty real",
-                                description="Run a real Melting Pot substrate with uniformly random actions.")
+def _rollout_parser(prog: str, description: str) -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog=prog, description=description)
     p.add_argument("game", help="substrate name, e.g. coins (see `actionparty catalog`)")
     p.add_argument("--steps", type=int, default=100)
     p.add_argument("--seed", type=int, default=0)
@@ -93,6 +89,13 @@ def real_main(argv: list[str]) -> int:
     p.add_argument("--gif", default=None, help="write the global frame (and the players' views) as a GIF here")
     p.add_argument("--views", action="store_true", help="put the players' views beside the frame in the GIF")
     p.add_argument("--scale", type=int, default=2, help="GIF upscale factor")
+    return p
+
+
+def real_main(argv: list[str]) -> int:
+    from actionparty_env.real import RealParallelEnv
+
+    p = _rollout_parser("actionparty real", "Run a real Melting Pot substrate with uniformly random actions.")
     args = p.parse_args(argv)
     if args.steps < 1:
         p.error("--steps must be >= 1")
@@ -100,6 +103,39 @@ def real_main(argv: list[str]) -> int:
         env = RealParallelEnv(args.game, num_players=args.num_players, max_cycles=args.steps)
     except ValueError as e:
         p.error(str(e))
+    return _random_rollout(env, args)
+
+
+def play_main(argv: list[str]) -> int:
+    from actionparty_env.env import parallel_env
+
+    p = _rollout_parser("actionparty play", "Run the dream of a substrate (the world model, closed loop from a "
+                        "real start state) with uniformly random actions.")
+    p.add_argument("--checkpoint", default=None, help="checkpoint folder (default: the bundled one)")
+    p.add_argument("--device", default="auto", help="cpu, cuda or auto")
+    p.add_argument("--sampling-steps", type=int, default=None)
+    p.add_argument("--temperature", type=float, default=None)
+    p.add_argument("--start", choices=("bundled", "real"), default="bundled",
+                   help="start from the checkpoint's start states or a fresh real reset (needs Melting Pot)")
+    args = p.parse_args(argv)
+    if args.steps < 1:
+        p.error("--steps must be >= 1")
+    try:
+        env = parallel_env(args.game, checkpoint=args.checkpoint, num_players=args.num_players, device=args.device,
+                           sampling_steps=args.sampling_steps, temperature=args.temperature, max_cycles=args.steps,
+                           start=args.start)
+    except ValueError as e:
+        p.error(str(e))
+    print(f"dream of {args.game} on {env.dream.device} from {env.dream.folder}")
+    return _random_rollout(env, args)
+
+
+def _random_rollout(env, args) -> int:
+    """Step a RealParallelEnv or DreamParallelEnv with random actions; print what happened, write a GIF."""
+    import numpy as np
+
+    from actionparty_env.render import beside, save_gif, tile
+
     rng = np.random.default_rng(args.seed)
 
     def picture() -> np.ndarray:

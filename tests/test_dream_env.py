@@ -278,3 +278,21 @@ def test_start_states_roundtrip_and_pick(tmp_path, checkpoint):
 def test_view_table_file_is_used(checkpoint):
     env = dream(checkpoint)
     assert isinstance(env.dream.view_table, ViewTable) and len(env.dream.view_table) > 0
+
+
+def test_pettingzoo_registry_makes_the_dream(checkpoint):
+    import actionparty_env  # noqa: F401  (registers actionparty/dream-v0)
+    import pettingzoo
+
+    env = pettingzoo.make("parallel", "actionparty/dream-v0", substrate=SUBSTRATE, checkpoint=checkpoint, device="cpu")
+    assert isinstance(env, DreamParallelEnv) and env.substrate == SUBSTRATE
+
+
+def test_cli_play_writes_a_gif_and_says_what_happened(checkpoint, tmp_path, capsys):
+    from actionparty_env.cli import main
+
+    gif = tmp_path / "dream.gif"
+    assert main(["play", SUBSTRATE, "--checkpoint", str(checkpoint), "--device", "cpu", "--steps", "4",
+                 "--gif", str(gif), "--views"]) == 0
+    out = capsys.readouterr().out
+    assert "coins: 4 steps with 2 players" in out and "player_1" in out and gif.stat().st_size > 0
