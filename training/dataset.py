@@ -19,7 +19,7 @@ they need. A damaged record raises `CorruptEpisodeError` naming its key.
 at them (the last action leads out of the clip), the states at them and the rewards of those
 actions, so a clip may start at t = 0..T-L. `BucketBatchSampler` batches clips of one map size;
 `collate_clips` pads the player axis. `actionparty dataset check DIR` (or `python -m
-training.dataset DIR`) validates a whole dataset.
+training.dataset check DIR`) validates a whole dataset.
 """
 from __future__ import annotations
 
@@ -613,5 +613,7 @@ def check_main(argv: list[str] | None = None) -> int:
     return 1 if report.problems else 0
 
 
-if __name__ == "__main__":
-    sys.exit(check_main())
+if __name__ == "__main__":  # python -m training.dataset {check,split} ... == actionparty dataset ...
+    from actionparty_env.cli import main
+
+    sys.exit(main(["dataset", *sys.argv[1:]]))

@@ -47,7 +47,7 @@ from tqdm import tqdm
 # Workers import this module (spawn): keep torch (training.dataset) out of its top level, it costs
 # each worker seconds to import; the parent imports the store where it writes.
 from training.policies import POLICIES, make_policy
-from training.splits import MAX_ATTEMPTS, check_split, episode_key, episode_seed, key_index
+from training.splits import MAX_ATTEMPTS, SPLITS, check_split, episode_key, episode_seed, key_index
 
 FRAME_ZLIB_LEVEL = 6
 
@@ -412,7 +412,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--workers", type=int, default=os.cpu_count() or 1)
     parser.add_argument("--seed", type=int, default=0, help="base seed")
     parser.add_argument("--policy", default="mix", choices=POLICIES)
-    parser.add_argument("--split", default="train", help="train, val or test (see training/splits.py)")
+    parser.add_argument("--split", default="train", choices=SPLITS,
+                        help="held-out splits get their own seeds and keys (training/splits.py)")
     args = parser.parse_args(argv)
     cfg = RecordConfig(args.out, tuple(s.strip() for s in args.substrates.split(",") if s.strip()),
                        args.episodes_per_substrate, args.steps, args.workers, args.seed,
