@@ -40,6 +40,7 @@ from collections import deque
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from multiprocessing.connection import wait
+from pathlib import Path
 
 import numpy as np
 from tqdm import tqdm
@@ -167,26 +168,30 @@ def run_episode(task: Task) -> dict:
 def _worker_main(conn, log_path: str) -> None:
     """Serve tasks until told to stop (None) or the parent is gone. stdout and stderr (Lua's
     warnings on every build, its last words if the engine aborts) go to `log_path`, emptied for
-    each task, so they neither bury the progress bar nor get lost."""
+    each task, so they neither bury the progress bar nor get lost; an orderly exit removes it
+    (after a crash the parent reads it, then removes it)."""
     log = os.open(log_path, os.O_WRONLY | os.O_APPEND)
     os.dup2(log, 1)
     os.dup2(log, 2)
-    while True:
-        try:
-            task = conn.recv()
-        except (EOFError, OSError):
-            return
-        if task is None:
-            return
-        os.ftruncate(log, 0)
-        try:
-            reply = ("ok", run_episode(task))
-        except Exception as e:  # a Python-level engine error: retried like a crash
-            reply = ("error", f"{type(e).__name__}: {e}")
-        try:
-            conn.send(reply)
-        except (BrokenPipeError, OSError):
-            return
+    try:
+        while True:
+            try:
+                task = conn.recv()
+            except (EOFError, OSError):  # the parent is gone (killed, say)
+                return
+            if task is None:
+                return
+            os.ftruncate(log, 0)
+            try:
+                reply = ("ok", run_episode(task))
+            except Exception as e:  # a Python-level engine error: retried like a crash
+                reply = ("error", f"{type(e).__name__}: {e}")
+            try:
+                conn.send(reply)
+            except OSError:
+                return
+    finally:
+        os.unlink(log_path)
 
 
 # ----------------------------------------------------------------------------- parent side
@@ -203,8 +208,11 @@ class _Worker:
     def last_words(self) -> str:
         """Why the worker died, from what it printed: the first error line (dmlab2d prints the Lua
         error, then a stack trace), else the last line."""
-        with open(self.log_path, errors="replace") as f:
-            text = re.sub(r"\x1b\[[0-9;]*m", "", f.read()[-20000:])
+        try:
+            with open(self.log_path, errors="replace") as f:
+                text = re.sub(r"\x1b\[[0-9;]*m", "", f.read()[-20000:])
+        except FileNotFoundError:  # it exited through its own cleanup
+            return ""
         lines = [line.strip() for line in text.splitlines() if line.strip()]
         errors = [line for line in lines if line.startswith("ERROR:")]
         return (errors or lines or [""])[0 if errors else -1][-300:]
@@ -219,7 +227,7 @@ class _Worker:
             self.proc.kill()
             self.proc.join()
         self.conn.close()
-        os.unlink(self.log_path)
+        Path(self.log_path).unlink(missing_ok=True)  # a worker that exits in order removes it
 
 
 def run_tasks(tasks: Sequence[Task], workers: int) -> Iterator[tuple[Task, dict | None, str]]:
