@@ -24,10 +24,9 @@ from pettingzoo import ParallelEnv
 from actionparty_env.games import GameSpec, get_game
 from actionparty_env.real import _agent_action
 from actionparty_env.simulator import Simulator, StartState, StartStates, StepResult
-from actionparty_env.views import ViewTable, egocentric_views
+from actionparty_env.views import VIEW_TABLES_FILE, ViewTable, egocentric_views
 
 MAX_SEED = 2**31 - 1
-VIEW_TABLES_FILE = "view_tables.npz"
 # A simulator, or a factory (num_players, num_worlds, device) -> simulator, e.g.
 # functools.partial(CopyLastFrameSimulator, game). None: the world model of the checkpoint.
 SimulatorArg = Union[Simulator, Callable[[int, int, torch.device], Simulator], None]

@@ -19,7 +19,7 @@ from actionparty_env.model.codebook import Codebook, unique_patches
 from actionparty_env.model.network import ModelConfig, WorldModel
 from actionparty_env.real import MeltingPotEngine, RealParallelEnv
 from actionparty_env.simulator import CopyLastFrameSimulator, StartState, StartStates
-from actionparty_env.views import ViewTable, record_view_table
+from actionparty_env.views import ViewTable, write_view_tables
 
 SUBSTRATE = "coins"
 START_SEEDS = (11, 12, 13)
@@ -47,8 +47,7 @@ def make_checkpoint(folder: Path, substrate: str = SUBSTRATE) -> dict:
     model.patches.copy_(torch.from_numpy(book.patches.copy()))
     model.action_ids[0] = torch.arange(game.num_actions)
     save_checkpoint(model, folder)
-    arrays = record_view_table(substrate, steps=60, seed=1).save(None, prefix=f"{substrate}/")
-    np.savez_compressed(folder / "view_tables.npz", **arrays)
+    write_view_tables(folder, [substrate], steps=60, seed=1)
     return real_views
 
 
