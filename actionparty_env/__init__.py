@@ -33,7 +33,8 @@ def _register() -> None:
     """Register the dream with PettingZoo's parallel-env registry (the entry point loads lazily)."""
     import pettingzoo
 
-    if "actionparty/dream-v0" not in pettingzoo.parallel_registry:
+    # PettingZoo has a registry since 1.27; older versions (setup.cfg allows >= 1.24) have none.
+    if hasattr(pettingzoo, "register") and "actionparty/dream-v0" not in pettingzoo.parallel_registry:
         pettingzoo.register("parallel", id="actionparty/dream-v0", entry_point="actionparty_env.env:parallel_env")
 
 
