@@ -79,7 +79,7 @@ def score(action_names, actions, real, dream, avatar_codes, codes_fn, horizons):
 
 
 def evaluate(checkpoint, data: str, split: str = "test", horizons=(1, 20, 100), device="cpu",
-             sampling_steps: int = 2, temperature: float = 0.0, substrates=None) -> dict:
+             sampling_steps: int = 1, temperature: float = 0.0, substrates=None) -> dict:
     model = load_world_model(checkpoint, device)
     catalog = load_catalog()
     book = model.codebook()
@@ -141,7 +141,7 @@ def main(argv=None) -> None:
     p.add_argument("--split", default="test")
     p.add_argument("--horizons", type=int, nargs="+", default=[1, 20, 100])
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
-    p.add_argument("--sampling-steps", type=int, default=2)
+    p.add_argument("--sampling-steps", type=int, default=1)
     p.add_argument("--temperature", type=float, default=0.0)
     p.add_argument("--out", default="benchmarks/results/closed_loop")
     args = p.parse_args(argv)

@@ -15,7 +15,7 @@ from training.dataset import Episode, list_episodes, read_episode
 
 
 @torch.no_grad()
-def closed_loop(model: WorldModel, episodes: list[Episode], steps: int, device="cpu", sampling_steps: int = 2,
+def closed_loop(model: WorldModel, episodes: list[Episode], steps: int, device="cpu", sampling_steps: int = 1,
                 temperature: float = 0.0) -> dict[str, np.ndarray]:
     """Dream `steps` steps of B recorded episodes of one substrate and map size at once, from their
     first frame. Returns arrays [B, steps+1, ...] (index 0 is the real start): frames, cells, facing,

@@ -37,7 +37,7 @@ class DreamSimulator:
     """The world model behind the `Simulator` protocol (actionparty_env/simulator.py)."""
 
     def __init__(self, model: WorldModel, game, num_players: int, num_worlds: int = 1, device="cpu",
-                 sampling_steps: int = 2, temperature: float = 0.0, seed: int = 0):
+                 sampling_steps: int = 1, temperature: float = 0.0, seed: int = 0):
         """`game`: a substrate name, a GameSpec, or the model's game index."""
         if isinstance(game, int):
             self.game_id = game
