@@ -274,7 +274,7 @@ class DreamParallelEnv(ParallelEnv):
         """The generated global frame, uint8 (rows*8, cols*8, 3)."""
         if self.dream.last is None:
             raise RuntimeError("call reset() before state()")
-        return self.dream.last.frames[0].cpu().numpy()
+        return self.dream.last.frames[0].cpu().numpy().copy()  # never a view of the simulator's state
 
     def render(self) -> np.ndarray | None:
         if self.render_mode is None:

@@ -233,6 +233,11 @@ def _markdown(doc: dict[str, Any]) -> str:
             lines.append(head + f"| real | {f'{real:.0f}' if isinstance(real, float) else real} | | | | |")
         if "error" in r:
             lines.append(head + f"| | failed: {r['error']} | | | | |")
+    need = [f"{r['substrate']} {r['gflop_per_step'] * 10:.0f}" for r in doc["results"] if r.get("gflop_per_step")]
+    if need:
+        lines += ["", "What bounds it: every world-step costs the FLOPs above (one pass that commits the block and "
+                  "reads the players' next states, plus one pass per sampling step, each over every map cell). "
+                  "10,000 env-steps/s needs that x 10,000 sustained: " + ", ".join(need) + " TFLOP/s."]
     return "\n".join(lines) + "\n"
 
 
@@ -251,6 +256,7 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--real-steps", type=int, default=300)
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
     p.add_argument("--out-dir", default=str(RESULTS))
+    p.add_argument("--tag", default=None, help="results file suffix: speed_<tag>.json/.md (default: the device)")
     args = p.parse_args(argv)
     from tqdm import tqdm
 
@@ -299,8 +305,9 @@ def main(argv: list[str] | None = None) -> None:
            "results": results}
     out = Path(args.out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    (out / f"speed_{device.type}.json").write_text(json.dumps(doc, indent=1) + "\n")
-    (out / f"speed_{device.type}.md").write_text(_markdown(doc))
+    tag = args.tag or device.type
+    (out / f"speed_{tag}.json").write_text(json.dumps(doc, indent=1) + "\n")
+    (out / f"speed_{tag}.md").write_text(_markdown(doc))
     print(_markdown(doc))
     if tmp is not None:
         tmp.cleanup()
