@@ -3,7 +3,8 @@ config.json with the training summary and metrics, and start_states.npz of real 
 
     python -m training.bundle --run runs/x --data data/mp --out actionparty_env/checkpoints/default
 
-Start states are the first frame (a real reset) and frame 50 of every validation episode; the
+`--view-tables` adds the per-substrate view tables (actionparty_env/views.py) that make the dream's
+egocentric views match Melting Pot's pixel for pixel. Start states are the first frame (a real reset) and frame 50 of every validation episode; the
 benchmarks' test episodes are never bundled.
 """
 from __future__ import annotations
@@ -17,6 +18,7 @@ import numpy as np
 import torch
 
 from actionparty_env.model.checkpoint import load_world_model, read_config, save_checkpoint
+from actionparty_env.views import write_view_tables
 from training.dataset import list_episodes, read_episode
 
 
@@ -40,6 +42,8 @@ def main(argv=None) -> None:
     p.add_argument("--data", required=True)
     p.add_argument("--out", required=True)
     p.add_argument("--metrics", help="a JSON of measured metrics to store in config.json")
+    p.add_argument("--view-tables", action="store_true",
+                   help="also record view_tables.npz from the real game (needs Melting Pot; ~7 min on one core)")
     args = p.parse_args(argv)
     export = Path(args.run) / "export"
     model = load_world_model(export)
@@ -49,6 +53,8 @@ def main(argv=None) -> None:
     out = Path(args.out)
     save_checkpoint(model, out, extra=extra, float_dtype=torch.bfloat16)
     np.savez_compressed(out / "start_states.npz", **start_states(args.data))
+    if args.view_tables:
+        write_view_tables(out)
     sizes = {f.name: f.stat().st_size for f in out.iterdir()}
     print(json.dumps(sizes, indent=1), f"\ntotal {sum(sizes.values()) / 2**20:.1f} MiB")
 
