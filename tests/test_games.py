@@ -49,7 +49,8 @@ def test_known_facts():
     assert (get_game("clean_up").map_rows, get_game("clean_up").map_cols) == (21, 30)
     assert get_game("collaborative_cooking__asymmetric").view_px == 40
     assert get_game("commons_harvest__open").view == {"left": 5, "right": 5, "forward": 9, "backward": 1,
-                                                       "centered": False}
+                                                       "centered": False, "torus": False}
+    assert get_game("territory__rooms").view["torus"] and get_game("allelopathic_harvest__open").view["torus"]
     assert get_game("hidden_agenda").action_names[-6:] == tuple(f"VOTE_{i}" for i in range(1, 7))
 
 

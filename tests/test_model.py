@@ -97,6 +97,25 @@ def test_sampler_steps_and_is_deterministic():
     assert int(sim.cache.layout.block.unique().numel()) == model.cfg.window
 
 
+def test_partial_reset_restarts_only_the_chosen_worlds():
+    model = tiny_model()
+    book = model.codebook()
+    frames = book.decode(torch.randint(0, V, (2, R, C)))
+    cells = torch.tensor([[[0, 0], [1, 1], [2, 2]]] * 2)
+    sim = DreamSimulator(model, "game_a", N, num_worlds=2)
+    sim.reset(frames, cells, torch.zeros(2, N), torch.ones(2, N, dtype=torch.bool))
+    for _ in range(3):
+        sim.step(torch.zeros(2, N, dtype=torch.long))
+    before = sim.codes.clone()
+    fresh = book.decode(torch.randint(0, V, (2, R, C)))
+    sim.reset(fresh, cells.flip(1), torch.ones(2, N), torch.ones(2, N, dtype=torch.bool), worlds=torch.tensor([True, False]))
+    assert torch.equal(sim.codes[1], before[1]) and torch.equal(book.decode(sim.codes[0]), fresh[0])
+    assert torch.equal(sim.cells[0], cells[0].flip(0)) and torch.equal(sim.facing[0], torch.ones(N, dtype=torch.long))
+    assert not sim.cache.key_ok[0].any() and sim.cache.key_ok[1].all()  # world 0 forgets its past
+    out = sim.step(torch.zeros(2, N, dtype=torch.long))
+    assert out.cells.shape == (2, N, 2) and out.facing.shape == (2, N)
+
+
 def test_unmask_schedule_ends_with_all_cells():
     for k in (1, 2, 4):
         sched = unmask_schedule(20, k)

@@ -113,7 +113,6 @@ def test_crop_reproduces_melting_pot_views(substrate, measured):
     assert m["plain"] >= PLAIN_FLOOR.get(substrate, PLAIN_DEFAULT_FLOOR), m
 
 
-@pytest.mark.xfail(strict=True, reason="data/games.json lacks view['torus'] (training/catalog.py; asked for)")
 def test_catalog_marks_torus_maps(measured):
     wrong = [s for s in SUBSTRATES if bool(get_game(s).view.get("torus", False)) != measured[s]["torus"]]
     assert not wrong, f"the catalog's view['torus'] disagrees with Melting Pot's topology in {wrong}"

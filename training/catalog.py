@@ -107,7 +107,7 @@ def describe(name: str) -> dict[str, Any]:
     if view.shape[0] != view.shape[1] or frame.shape[0] % 8 or frame.shape[1] % 8:
         raise RuntimeError(f"{name}: unexpected shapes frame {frame.shape} view {view.shape}")
     action_set = [dict(a) for a in cfg.action_set]
-    v = _avatar_view(s)
+    v = {**_avatar_view(s), "torus": s.get("topology") == "TORUS"}  # views wrap on a torus map
     if (v["forward"] + v["backward"] + 1) * 8 != view.shape[0]:
         raise RuntimeError(f"{name}: view kwargs {v} do not match the {view.shape} view")
     return {

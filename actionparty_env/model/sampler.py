@@ -100,11 +100,11 @@ class DreamSimulator:
         if codes.shape[1:] != self.codes.shape[1:]:
             raise ValueError(f"all worlds of a simulator share one map size: {tuple(self.codes.shape[1:])} cells, "
                              f"got {tuple(codes.shape[1:])}")
-        w = worlds[:, None, None]
-        self.codes = torch.where(w, codes, self.codes)
-        self.cells = torch.where(w[..., None], cells, self.cells)
-        self.facing = torch.where(w, facing, self.facing)
-        self.alive = torch.where(w, alive, self.alive)
+        per_cell, per_player = worlds[:, None, None], worlds[:, None]
+        self.codes = torch.where(per_cell, codes, self.codes)
+        self.cells = torch.where(per_cell, cells, self.cells)
+        self.facing = torch.where(per_player, facing, self.facing)
+        self.alive = torch.where(per_player, alive, self.alive)
         self.cache.forget(worlds)
 
     @torch.no_grad()
