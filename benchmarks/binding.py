@@ -189,12 +189,13 @@ def main(argv: list[str] | None = None) -> None:
     total = {"states": len(states), "counts": {k: sum(r["counts"][k] for r in per.values()) for k in COUNTS}}
     for row in [*per.values(), total]:
         row["shares"] = shares(row["counts"])
-    sources = sorted({s.source.split("/")[0] if s.source.startswith("start/") else f"{args.split} episodes"
-                      for s in states})
+    episodes = len({s.source.split("@")[0] for s in states if not s.source.startswith("start/")})
+    sources = f"up to {args.starts} bundled start states per substrate" + (
+        f"; steps {args.times} of {episodes} recorded {args.split} episodes in {args.data}" if args.data else "")
     doc = {"command": "python -m benchmarks.binding " + " ".join(sys.argv[1:] if argv is None else argv),
            "machine": machine(), "device": str(device), "commit": git_commit(),
            "date": time.strftime("%Y-%m-%d %H:%M:%S %Z"), "seconds": time.time() - start,
-           "checkpoint": str(args.checkpoint), "states": len(states), "state_sources": ", ".join(sources),
+           "checkpoint": "bundled default" if Path(args.checkpoint) == DEFAULT_CHECKPOINT else args.checkpoint, "states": len(states), "state_sources": sources,
            "min_distance": args.min_distance, "sampling_steps": args.sampling_steps, "moves": MOVES,
            "overall": total, "substrates": per}
     out = Path(args.out) if args.out else RESULTS / f"binding_{device.type}"
