@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import hashlib
 import itertools
 import json
 import math
@@ -248,6 +249,18 @@ def build_model(cfg: TrainConfig, out: Path, rank: int, world: int) -> WorldMode
     return model
 
 
+def weight_digests(model: WorldModel, world: int) -> list[str]:
+    """SHA-256 of every rank's weights (state_dict order): DDP keeps the replicas equal; this proves it."""
+    digest = hashlib.sha256()
+    for v in model.state_dict().values():
+        digest.update(v.detach().cpu().contiguous().reshape(-1).view(torch.uint8).numpy().tobytes())
+    if world == 1:
+        return [digest.hexdigest()]
+    digests = [None] * world
+    dist.all_gather_object(digests, digest.hexdigest())
+    return digests
+
+
 def save_state(path: Path, **state) -> None:
     tmp = path.with_suffix(".tmp")
     torch.save(state, tmp)
@@ -353,6 +366,10 @@ def main(argv=None) -> None:
         bar.update(1)
         if cfg.max_minutes and (time.time() - t_start) / 60 > cfg.max_minutes:
             stop = True
+        if world > 1 and cfg.max_minutes:
+            flag = torch.tensor(float(stop), device=device)
+            dist.all_reduce(flag, op=dist.ReduceOp.MAX)  # all ranks stop (and checkpoint) at the same step
+            stop = bool(flag.item())
         if rank == 0 and (step % cfg.log_every == 0 or stop):
             elapsed = time.time() - t_log
             row = {k: float(v.detach()) for k, v in terms.items()}
@@ -374,13 +391,10 @@ def main(argv=None) -> None:
             metrics_file.flush()
             write_samples(ema.module, cfg, out / "samples" / f"step{step:07d}", device)
         if step % cfg.ckpt_every == 0 or stop or step == cfg.max_steps:
+            digests = weight_digests(model, world)
             if rank == 0:
                 save_state(state_path, model=model.state_dict(), ema=ema.state_dict(), opt=opt.state_dict(),
-                           step=step, config=dataclasses.asdict(cfg))
-        if world > 1 and cfg.max_minutes:
-            flag = torch.tensor(float(stop), device=device)
-            dist.all_reduce(flag, op=dist.ReduceOp.MAX)  # all ranks stop together
-            stop = bool(flag.item())
+                           step=step, config=dataclasses.asdict(cfg), weights_sha256=digests)
     bar.close()
     if rank == 0:
         summary = {"steps": step, "minutes": (time.time() - t_start) / 60, "train_config": dataclasses.asdict(cfg),

@@ -1,0 +1,235 @@
+"""The trainer (training/train.py) on a tiny dataset recorded from the real Melting Pot: the loss falls,
+a run killed with SIGKILL resumes at its checkpoint's step and then repeats the uninterrupted run
+bit for bit, and the objective's pieces (to_blocks, mask_frames, losses) do what they say."""
+from __future__ import annotations
+
+import dataclasses
+import fcntl
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from actionparty_env.model.checkpoint import load_world_model
+from training.dataset import BucketBatchSampler, ClipDataset, collate_clips
+from training.train import TrainConfig, losses, mask_frames, to_blocks
+
+ROOT = Path(__file__).resolve().parents[1]
+SUBSTRATES = "coins,collaborative_cooking__asymmetric"  # two map sizes, 2 players each, fast to record
+STEPS = 60
+# Logged every step, checkpointed every 10; no GIFs and one validation pass at the end (speed).
+RUN_SETTINGS = [f"max_steps={STEPS}", "ckpt_every=10", "log_every=1", "eval_every=1000", "sample_gifs=0"]
+
+
+def subprocess_env() -> dict[str, str]:
+    # One thread: deterministic and fast on a shared 2-core machine; the repo importable from anywhere.
+    return {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT), "PYTHONUNBUFFERED": "1"}
+
+
+def shared_tmp(tmp_path_factory) -> Path:
+    """A folder shared by every pytest-xdist worker of this session (the session's own folder otherwise)."""
+    base = tmp_path_factory.getbasetemp()
+    return base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base
+
+
+def tiny_dataset(tmp_path_factory) -> Path:
+    """2 substrates x 3 episodes x 30 steps for training, 1 episode each for val and test, recorded from
+    the real Melting Pot once per session (a lock lets xdist workers share it)."""
+    root = shared_tmp(tmp_path_factory)
+    path = root / "tiny_training_data"
+    with open(root / "tiny_training_data.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not (path / "complete").exists():
+            for split, episodes in (("train", 3), ("val", 1), ("test", 1)):
+                subprocess.run([sys.executable, "-m", "training.record", "--out", str(path), "--substrates",
+                                SUBSTRATES, "--episodes-per-substrate", str(episodes), "--steps", "30",
+                                "--workers", "2", "--seed", "0", "--split", split],
+                               cwd=ROOT, env=subprocess_env(), check=True, capture_output=True)
+            (path / "complete").touch()
+    return path
+
+
+def train_command(data: Path, out: Path, extra: tuple[str, ...] = ()) -> list[str]:
+    return [sys.executable, "-m", "training.train", "--config", str(ROOT / "training/configs/tiny.yaml"),
+            "--set", f"data={data}", f"out={out}", *RUN_SETTINGS, *extra]
+
+
+def run_training(command: list[str]) -> str:
+    proc = subprocess.run(command, cwd=ROOT, env=subprocess_env(), capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return proc.stdout + proc.stderr
+
+
+def train_losses(run: Path) -> dict[int, dict[str, float]]:
+    """step -> logged training terms; a step logged twice (before a kill and after the resume) keeps
+    its last row."""
+    rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    return {r["step"]: r for r in rows if "loss" in r}
+
+
+def load_state(run: Path) -> dict:
+    return torch.load(run / "train_state.pt", map_location="cpu", weights_only=False)
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory) -> Path:
+    return tiny_dataset(tmp_path_factory)
+
+
+@pytest.fixture(scope="module")
+def reference_run(data, tmp_path_factory) -> Path:
+    """One uninterrupted 60-step run, shared by the loss test and the resume test."""
+    out = tmp_path_factory.mktemp("reference_run")
+    run_training(train_command(data, out))
+    return out
+
+
+def test_loss_falls_on_a_tiny_recorded_dataset(reference_run):
+    rows = train_losses(reference_run)
+    assert sorted(rows) == list(range(1, STEPS + 1))
+    # Means over 15 steps each: batches alternate between the two map sizes, whose losses differ.
+    early = {k: np.mean([rows[s][k] for s in range(1, 16)]) for k in ("loss", "code", "alive")}
+    late = {k: np.mean([rows[s][k] for s in range(STEPS - 14, STEPS + 1)]) for k in ("loss", "code", "alive")}
+    assert late["loss"] < 0.85 * early["loss"], (early, late)  # measured: 9.7 -> 7.2
+    assert late["code"] < 0.9 * early["code"], (early, late)
+    assert late["alive"] < early["alive"], (early, late)
+    assert all(np.isfinite(r["loss"]) and np.isfinite(r["grad_norm"]) for r in rows.values())
+    val = [json.loads(line) for line in (reference_run / "metrics.jsonl").read_text().splitlines()
+           if "val/loss" in line]
+    assert len(val) == 1 and val[0]["step"] == STEPS and np.isfinite(val[0]["val/loss"])
+    # The export is a checkpoint the env loads.
+    model = load_world_model(reference_run / "export")
+    assert model.cfg.dim == 32 and "coins" in model.games
+
+
+def test_killed_run_resumes_at_its_step_and_repeats_the_uninterrupted_run(data, reference_run, tmp_path):
+    out = tmp_path / "killed"
+    state_path = out / "train_state.pt"
+    proc = subprocess.Popen(train_command(data, out), cwd=ROOT, env=subprocess_env(),
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.time() + 120
+        while not state_path.exists() and proc.poll() is None and time.time() < deadline:
+            time.sleep(0.02)
+        assert proc.poll() is None, "the run ended before it could be killed"
+        proc.send_signal(signal.SIGKILL)  # no clean-up at all
+    finally:
+        proc.kill()
+        proc.wait()
+    killed_at = load_state(out)["step"]
+    assert 10 <= killed_at < STEPS and killed_at % 10 == 0
+    assert not (out / "export").exists(), "the killed run got to the end"
+
+    log = run_training(train_command(data, out))
+    assert f"resumed from {state_path} at step {killed_at}" in log
+    resumed, reference = train_losses(out), train_losses(reference_run)
+    assert sorted(resumed) == list(range(1, STEPS + 1))
+    for step in range(1, STEPS + 1):  # steps before the kill, and every step after the resume
+        assert resumed[step]["loss"] == reference[step]["loss"], step
+    final, expected = load_state(out), load_state(reference_run)
+    assert final["step"] == STEPS
+    assert final["weights_sha256"] == expected["weights_sha256"]
+    for name in ("model", "ema"):
+        for key, value in expected[name].items():
+            assert torch.equal(final[name][key], value), f"{name}.{key}"
+
+
+# ---- the objective's pieces, on real clips --------------------------------------------------------------
+@pytest.fixture(scope="module")
+def batch(data, reference_run):
+    model = load_world_model(reference_run / "export")
+    clips = ClipDataset(str(data), clip_len=model.cfg.window + 1, split="train", codebook=model.codebook())
+    sampler = BucketBatchSampler(clips, 4, seed=0, shuffle=True, drop_last=True)
+    game_map = torch.tensor([model.games.index(g) for g in clips.games])
+    raw = collate_clips([clips[i] for i in next(iter(sampler))])
+    return model, raw, game_map
+
+
+def test_to_blocks_maps_games_and_actions_and_keeps_cells_on_the_map(batch):
+    model, raw, game_map = batch
+    raw = {k: v.clone() for k, v in raw.items()}
+    raw["cells"][0, 0, 0] = torch.tensor([999, -5])  # a dead player's meaningless POSITION
+    blocks, rewards = to_blocks(raw, model.action_ids, game_map, "cpu")
+    rows, cols = raw["codes"].shape[-2:]
+    assert torch.equal(blocks.game, game_map[raw["game"]])
+    assert blocks.cells[0, 0, 0].tolist() == [rows - 1, 0]
+    assert (blocks.cells[..., 0] < rows).all() and (blocks.cells[..., 1] < cols).all() and (blocks.cells >= 0).all()
+    # Game-local action k of game g becomes the shared action-name id action_ids[g, k].
+    expected = model.action_ids[blocks.game][:, None, None, :].expand(*raw["actions"].shape, -1)
+    assert torch.equal(blocks.actions, expected.gather(-1, raw["actions"][..., None]).squeeze(-1))
+    assert (blocks.actions[raw["actions"] == 0] == model.action_vocab.index("NOOP")).all()  # action 0 is NOOP
+    assert rewards.dtype == torch.float32 and rewards.shape == raw["rewards"].shape
+
+
+def test_mask_frames_masks_and_corrupts_only_what_it_reports(batch):
+    model, raw, game_map = batch
+    blocks, _ = to_blocks(raw, model.action_ids, game_map, "cpu")
+    cfg = dataclasses.replace(TrainConfig(), corrupt_max=0.5)
+    inputs, masked = mask_frames(blocks, model.game_codes, cfg, torch.Generator().manual_seed(7), model.mask_code)
+    again, masked_again = mask_frames(blocks, model.game_codes, cfg, torch.Generator().manual_seed(7),
+                                      model.mask_code)
+    assert torch.equal(inputs.codes, again.codes) and torch.equal(masked, masked_again)  # seeded
+    assert torch.equal(inputs.codes == model.mask_code, masked)
+    assert 0 < masked.float().mean() < 1
+    changed = ~masked & (inputs.codes != blocks.codes)
+    assert changed.any(), "no context code was corrupted at corrupt_max=0.5"
+    allowed = model.game_codes[blocks.game]  # [B, V]: the replacement codes belong to the clip's game
+    for b in range(len(blocks.game)):
+        assert allowed[b, inputs.codes[b][changed[b]]].all()
+    for f in ("cells", "facing", "alive", "actions", "present", "game"):
+        assert torch.equal(getattr(inputs, f), getattr(blocks, f))
+    clean_cfg = dataclasses.replace(cfg, clean_context_prob=1.0, corrupt_max=0.0)
+    clean, none_masked = mask_frames(blocks, model.game_codes, clean_cfg, torch.Generator(), model.mask_code)
+    assert not none_masked.any() and torch.equal(clean.codes, blocks.codes)
+
+
+def test_losses_vanish_for_perfect_predictions_and_weigh_the_right_cells(batch):
+    model, raw, game_map = batch
+    target, rewards = to_blocks(raw, model.action_ids, game_map, "cpu")
+    b, t_len, r, c = target.codes.shape
+    n = target.present.shape[1]
+    big = 50.0
+    cell_next = target.cells[..., 0] * c + target.cells[..., 1]  # block t's head predicts block t+1's cell
+    out = {"code_logits": torch.nn.functional.one_hot(target.codes.view(b, t_len, r * c), model.cfg.vocab_size) * big,
+           "cell_logits": torch.nn.functional.one_hot(cell_next.roll(-1, 1), r * c) * big,
+           "facing_logits": torch.nn.functional.one_hot(target.facing.roll(-1, 1), 4) * big,
+           "alive_logit": (target.alive.roll(-1, 1).float() * 2 - 1) * big,
+           "reward": rewards.clone()}
+    masked = torch.ones(b, t_len, r, c, dtype=torch.bool)
+    terms = losses(out, target, target, rewards, masked, changed_weight=4.0)
+    for k in ("code", "cell", "facing", "alive", "reward"):
+        assert terms[k] < 1e-6, k
+    assert terms["cell_acc"] == 1
+    # A wrong code on a cell that is not masked costs nothing; on a masked cell it does.
+    wrong = {**out, "code_logits": out["code_logits"].clone()}
+    wrong["code_logits"][0, 1, 0] = wrong["code_logits"][0, 1, 0].roll(1)
+    unmasked = masked.clone()
+    unmasked[0, 1, 0, 0] = False
+    assert losses(wrong, target, target, rewards, unmasked, 4.0)["code"] < 1e-6
+    assert losses(wrong, target, target, rewards, masked, 4.0)["code"] > 1e-3
+    # Dead or padded players' heads are not scored (their POSITION is meaningless).
+    dead = dataclasses.replace(target, alive=torch.zeros_like(target.alive))
+    noisy = {**out, "cell_logits": torch.randn(b, t_len, n, r * c)}
+    assert losses(noisy, dead, dead, rewards, masked, 4.0)["cell"] == 0
+    # A cell that changed since the previous frame weighs 1 + changed_weight: with the changed cells of
+    # one block predicted uniformly (cross-entropy log V) and the rest perfectly, the loss is their
+    # weighted share.
+    changed = target.codes[:, 1:] != target.codes[:, :-1]
+    share = changed.flatten(2).float().mean(-1)
+    bi, ti = ((share > 0) & (share < 1)).nonzero()[0].tolist()
+    k, m = int(changed[bi, ti].sum()), r * c
+    err = {**out, "code_logits": out["code_logits"].clone().float()}
+    err["code_logits"][bi, ti + 1][changed[bi, ti].flatten()] = 0.0
+    one_block = torch.zeros_like(masked)
+    one_block[bi, ti + 1] = True
+    for weight in (0.0, 4.0):
+        expected = (1 + weight) * k * np.log(model.cfg.vocab_size) / ((1 + weight) * k + (m - k))
+        got = losses(err, target, target, rewards, one_block, weight)["code"]
+        assert abs(float(got) - expected) < 1e-3 * expected, (weight, float(got), expected)
