@@ -233,3 +233,13 @@ def test_losses_vanish_for_perfect_predictions_and_weigh_the_right_cells(batch):
         expected = (1 + weight) * k * np.log(model.cfg.vocab_size) / ((1 + weight) * k + (m - k))
         got = losses(err, target, target, rewards, one_block, weight)["code"]
         assert abs(float(got) - expected) < 1e-3 * expected, (weight, float(got), expected)
+
+
+def test_config_overrides_are_typed_and_bad_ones_named():
+    cfg = TrainConfig.from_args(["--config", str(ROOT / "training/configs/tiny.yaml"), "--set", "lr=1e-3",
+                                 "model.dim=16", "max_steps=7"])
+    assert cfg.lr == 1e-3 and isinstance(cfg.lr, float) and cfg.model["dim"] == 16 and cfg.max_steps == 7
+    with pytest.raises(ValueError, match="TrainConfig.lr must be of type float, got 'fast'"):
+        TrainConfig.from_args(["--set", "lr=fast"])
+    with pytest.raises(ValueError, match="unknown TrainConfig fields: learning_rate"):
+        TrainConfig.from_args(["--set", "learning_rate=0.1"])

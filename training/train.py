@@ -92,6 +92,13 @@ class TrainConfig:
         unknown = set(values) - names
         if unknown:
             raise ValueError(f"unknown TrainConfig fields: {', '.join(sorted(unknown))}")
+        for f in dataclasses.fields(cls):  # YAML 1.1 reads 1e-3 (no dot) as a string
+            kind = type(f.default)
+            if isinstance(values.get(f.name), str) and kind in (int, float):
+                try:
+                    values[f.name] = kind(values[f.name])
+                except ValueError:
+                    raise ValueError(f"TrainConfig.{f.name} must be of type {kind.__name__}, got {values[f.name]!r}") from None
         return cls(**values)
 
 
