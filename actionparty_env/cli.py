@@ -24,6 +24,7 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
     "record": ("training.record", "main", "record real Melting Pot episodes into an LMDB dataset"),
     "dataset check": ("training.dataset", "check_main", "validate a dataset: counts, histograms, bad records"),
     "dataset split": ("training.splits", "main", "record a dataset's held-out val/test episodes"),
+    "benchmark fidelity": ("benchmarks.fidelity", "main", "score the dream against held-out real episodes, from pixels"),
 }
 
 

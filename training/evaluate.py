@@ -29,26 +29,9 @@ from tqdm import tqdm
 
 from actionparty_env.games import load_catalog
 from actionparty_env.model.checkpoint import load_world_model
+from benchmarks.rules import rule_outcome
 from training.dataset import list_episodes, read_episode
 from training.rollout import closed_loop
-
-DIRS = np.array([(-1, 0), (0, 1), (1, 0), (0, -1)])  # N, E, S, W as (drow, dcol)
-MOVES = {"FORWARD": 0, "STEP_RIGHT": 1, "BACKWARD": 2, "STEP_LEFT": 3}  # offset from facing
-TURNS = {"TURN_LEFT": -1, "TURN_RIGHT": 1}
-
-
-def rule_outcome(action_names, actions, cells, facing):
-    """What each action does under the game's rules if nothing blocks it: (cells, facing, kind), kind
-    0 = neither moves nor turns, 1 = move, 2 = turn. Arrays [..., N]."""
-    names = np.asarray(action_names)[actions]
-    move_off = np.vectorize(lambda a: MOVES.get(a, -1))(names)
-    turn = np.vectorize(lambda a: TURNS.get(a, 0))(names)
-    direction = DIRS[(facing + np.maximum(move_off, 0)) % 4]
-    new_cells = np.where((move_off >= 0)[..., None], cells + direction, cells)
-    new_facing = (facing + turn) % 4
-    kind = np.where(move_off >= 0, 1, np.where(turn != 0, 2, 0))
-    return new_cells, new_facing, kind
-
 
 def score(action_names, actions, real, dream, avatar_codes, codes_fn, horizons):
     """Metrics of one batch of episodes; real/dream: dicts of [B, S+1, ...] arrays."""
