@@ -24,7 +24,7 @@ case "$1" in
     stamp speed; python3 -m benchmarks.speed --device cuda --checkpoint $CKPT --batches 1 16 64 256 \
       --out-dir $ROOT/results --tag h100 > $ROOT/speed.log 2>&1
     stamp fidelity; python3 -m benchmarks.fidelity --device cuda --checkpoint $CKPT --data $ROOT/data \
-      --split test --out-dir $ROOT/results --tag h100 > $ROOT/fidelity.log 2>&1
+      --split test --episodes ${EPISODES:-1} --gifs 3 --out-dir $ROOT/results --tag h100 > $ROOT/fidelity.log 2>&1
     stamp done ;;
   poll)
     end=$((SECONDS + ${2:-540}))
