@@ -239,20 +239,27 @@ class PlayerDetector:
                 else:
                     ts.append(Template(q.copy(), sprite.copy() if safe(q, sprite) else np.ones(PIXELS, bool)))
             templates[key] = (ts, negatives)
-        # A facing never seen for a class: every avatar is one sprite recoloured per player (Melting
-        # Pot's palettes), so borrow another class's template of that facing, recoloured by the colour
-        # map between the two classes at a facing both were seen at (where the map is one to one).
-        for k, f in [(k, f) for k in range(len(roots)) for f in range(4) if (k, f) not in templates]:
-            for (k2, f2), (donors, _) in sorted(templates.items()):
-                shared = [g for g in range(4) if (k, g) in templates and (k2, g) in templates]
-                if f2 != f or k2 == k or not shared:
-                    continue
-                recolour = _colour_map(templates[(k, shared[0])][0][0], templates[(k2, shared[0])][0][0])
-                t = recolour and _recoloured(donors[0], recolour)
-                if t is not None and t.mask.sum() >= MIN_PIXELS and \
-                        _differ(t.values, t.mask, all_patches).min(initial=PIXELS) > 0:
-                    templates[(k, f)] = ([t], all_patches)
-                    break
+        # Views never seen for a class (a facing, or a facing with a hat or a held item): every avatar
+        # is one sprite recoloured per player (Melting Pot's palettes), so each class also borrows the
+        # other classes' templates of each facing, recoloured by the colour map between the two classes
+        # at a facing both were seen at (where that map is one to one; colours it lacks leave the mask).
+        # A borrowed template is kept where it matches no negative of its (class, facing).
+        own = {key: list(ts) for key, (ts, _) in templates.items()}
+        for k in range(len(roots)):
+            for k2 in range(len(roots)):
+                shared = [g for g in range(4) if (k, g) in own and (k2, g) in own]
+                recolour = k2 != k and shared and _colour_map(own[(k, shared[0])][0], own[(k2, shared[0])][0])
+                for f in range(4) if recolour else ():
+                    if (k, f) not in templates:
+                        templates[(k, f)] = ([], all_patches)
+                    ts, negatives = templates[(k, f)]
+                    for donor in own.get((k2, f), []):
+                        t = _recoloured(donor, recolour)
+                        if t.mask.sum() >= MIN_PIXELS and _differ(t.values, t.mask, negatives).min(initial=PIXELS) > 0 \
+                                and not any(_differ(u.values, u.mask & t.mask, t.values[None])[0] == 0
+                                            and (u.mask == t.mask).all() for u in ts):
+                            ts.append(t)
+        templates = {key: v for key, v in templates.items() if v[0]}
         # Overlays sit at fixed places of a sprite: where any sprite of a facing was seen to vary,
         # no template of that facing relies on it (if what remains is still safe and at least half).
         # Then each template tolerates up to TOLERANCE of its pixels wrong, but less than half the
@@ -422,14 +429,15 @@ def main(argv: list[str] | None = None) -> int:
     """Measure the detector (and the rule checker) on held-out real episodes of every substrate."""
     import argparse
     import json
+    import os
     import platform
-    import subprocess
     import time
     from pathlib import Path
 
     from tqdm import tqdm
 
     from actionparty_env.games import load_catalog
+    from benchmarks.record_speed import git_commit
     from benchmarks.rules import RuleChecker
     from training.dataset import list_episodes, read_episode
 
@@ -490,12 +498,15 @@ def main(argv: list[str] | None = None) -> int:
                      "false_per_frame": acc["false"] / max(acc["frames"], 1),
                      "rules_detected": follow[0, 0] / max(follow[0, 1], 1), "rules_detected_mt": follow[1, 0] / max(follow[1, 1], 1),
                      "rules_truth": follow[2, 0] / max(follow[2, 1], 1), "rules_truth_mt": follow[3, 0] / max(follow[3, 1], 1),
-                     "rules_scored": int(follow[0, 1])}
+                     "rules_counts": follow.tolist()}
     total = {k: sum(r[k] for r in rows.values()) for k in ("live", "found", "found_once", "false", "frames")}
+    rules_total = sum(np.array(r["rules_counts"]) for r in rows.values())
+    total.update({f"rules_{name}": float(rules_total[j, 0] / max(rules_total[j, 1], 1))
+                  for j, name in enumerate(("detected", "detected_mt", "truth", "truth_mt"))})
+    total["rules_substrates_at_99"] = int(sum(r["rules_truth"] >= 0.99 for r in rows.values()))
     result = {"meta": {"data": args.data, "fit_split": args.fit_split, "split": args.split, "seconds": time.time() - t0,
                        "machine": platform.processor() or platform.machine(), "tolerance": TOLERANCE,
-                       "commit": subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True,
-                                                text=True).stdout.strip()},
+                       "commit": os.environ.get("ACTIONPARTY_COMMIT") or git_commit()},
               "overall": {**total, "recall": total["found"] / max(total["live"], 1),
                           "recall_once": total["found_once"] / max(total["live"], 1)},
               "substrates": rows}
@@ -537,7 +548,15 @@ def detector_markdown(result: dict) -> str:
              f"drawn per build).", "",
              f"Overall: **{o['recall']:.4f}** of {o['live']} live players found at their cell with their facing "
              f"(and class); {o['recall_once']:.4f} found so and drawn exactly once; {o['false']} false detections "
-             f"in {o['frames']} frames.", "",
+             f"in {o['frames']} frames. Visible identity: {sum(r['identity_visible'] for r in result['substrates'].values())} "
+             f"of {len(result['substrates'])} substrates.", "",
+             f"Rule checker on the real transitions: {o['rules_truth']:.4f} from the ground-truth states "
+             f"({o['rules_truth_mt']:.4f} over moves and turns), {o['rules_detected']:.4f} from the detected states; "
+             f">= 0.99 in {o['rules_substrates_at_99']} of {len(result['substrates'])} substrates. Below 0.99 it is "
+             "the game's own mechanics, not the movement rules: players frozen for a while after a zap or an "
+             "interaction (allelopathic_harvest, externality_mushrooms, factory_commons, the *_in_the_matrix "
+             "games), predator_prey's stamina (moves and turns refused anywhere), fruit_market's and "
+             "factory_commons' SHOVE/PULL (moving other players).", "",
              "`recall`: found at the right cell, facing and class; `once`: and the class is drawn on exactly as many "
              "cells as it has live players. `identity`: `visible` where every player has its own sprite colours "
              "(measured; `catalog` is the catalog's flag), else `shared` (scored on cell and facing only). "

@@ -1,7 +1,7 @@
 """`actionparty benchmark fidelity`: how faithful the dream is to the real Melting Pot, from pixels.
 
     python -m benchmarks.fidelity --data DATA [--checkpoint DIR] [--split test] [--device cuda] \\
-        [--horizons 1 5 10 20 50 100] [--substrates a,b] [--episodes 2] [--out benchmarks/results/fidelity_cpu]
+        [--horizons 1 5 10 20 50 100] [--substrates a,b] [--episodes 2] [--out-dir benchmarks/results --tag cpu]
 
 On held-out recorded episodes, each run starts from the real first frame and state and is fed the
 recorded actions; the model's own frames and states feed back (training/rollout.closed_loop). Every
@@ -22,9 +22,9 @@ Metrics per step t (t = 1..H) and per substrate and overall:
   the run's frames t-1 and t must be the effect of the recorded action under the game's rules
   (benchmarks/rules.py; a player not found counts as not following). `follow_mt`: the same over
   moves and turns only (NOOP and the like are easy: copy-last follows them by doing nothing).
-- preserve: subject preservation. Players alive in the real game at t; the player's class is drawn
-  on exactly as many cells as it has live players (one for a visible identity): no ghost copies,
-  no player lost, no player drawn as another. `ghosts` and `lost` count the extra and the missing
+- preserve: subject preservation. Players alive in the real game at t, each drawn exactly once as
+  itself: no ghost copies, no player lost, no player drawn as another. In a shared-colour class every
+  drawing too many or too few costs one of its live players. `ghosts` and `lost` count the extra and the missing
   drawings per frame.
 - traj: the detected cell and facing equal the real game's at t (in a shared-colour class: some
   member's drawing is at the player's cell with its facing; identity cannot be scored there).
@@ -43,9 +43,10 @@ like the dream, on the same episodes.
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
+import os
 import platform
-import subprocess
 import sys
 import time
 from collections import defaultdict
@@ -97,8 +98,10 @@ def score_episode(det: PlayerDetector | list, rules: RuleChecker, real: dict, fr
     # Subject preservation, ghosts, losses.
     live_k = np.zeros_like(counts)
     np.add.at(live_k, (np.repeat(steps, n, 1), np.broadcast_to(k_of, live.shape)), live.astype(np.int64))
-    preserved = counts[:, k_of] == live_k[:, k_of]                   # [S+1, N]
-    out["preserve"] = np.stack([(preserved & live).sum(1), live.sum(1)]).astype(float)
+    # Each drawing too many or too few of a class costs one of its live players (a visible identity:
+    # the player is preserved when drawn exactly once).
+    preserved = np.maximum(live_k - np.abs(counts - live_k), 0)       # [S+1, K]
+    out["preserve"] = np.stack([preserved.sum(1), live.sum(1)]).astype(float)
     out["ghosts"] = np.stack([np.maximum(counts - live_k, 0).sum(1), np.ones(s_len + 1)])
     out["lost"] = np.stack([np.maximum(live_k - counts, 0).sum(1), np.ones(s_len + 1)])
     # Trajectory agreement with the real game.
@@ -147,6 +150,21 @@ def fit_instruments(game, episodes) -> tuple[list[PlayerDetector], RuleChecker]:
     return detectors, rules
 
 
+def _cached(cache: str | None, key: list, make) -> dict[str, np.ndarray]:
+    """`make()` (a closed-loop rollout), kept in `cache` (a folder, or None) under a digest of `key`:
+    scoring again (another metric, another detector) need not dream again."""
+    if cache is None:
+        return make()
+    path = Path(cache) / (hashlib.sha1(json.dumps(key).encode()).hexdigest()[:16] + ".npz")
+    if path.exists():
+        with np.load(path) as f:
+            return dict(f)
+    out = make()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    np.savez_compressed(path, **out)
+    return out
+
+
 def table_value(num: np.ndarray, den: np.ndarray, metric: str, h: int) -> float | None:
     """A table entry from per-step sums: pooled over 1..h or at step h (see the module doc)."""
     if h >= len(num):
@@ -166,8 +184,9 @@ def table_value(num: np.ndarray, den: np.ndarray, metric: str, h: int) -> float 
 def evaluate(data: str, checkpoint: str | None = None, split: str = "test", horizons=(1, 5, 10, 20, 50, 100),
              device: str = "cpu", substrates=None, episodes: int = 2, sampling_steps: int = 1,
              temperature: float = 0.0, ablations: dict[str, str] | None = None, gif_dir: Path | None = None,
-             gifs: int = 3, gif_steps: int = 60) -> dict:
+             gifs: int = 3, gif_steps: int = 60, cache: str | None = None) -> dict:
     from actionparty_env.model.checkpoint import load_world_model
+    from benchmarks.record_speed import git_commit
     from training.dataset import list_episodes, read_episode
     from training.rollout import closed_loop, side_by_side
 
@@ -176,9 +195,8 @@ def evaluate(data: str, checkpoint: str | None = None, split: str = "test", hori
         unknown = sorted(set(substrates) - set(catalog))
         if unknown:
             raise ValueError(f"unknown substrates {unknown}")
-    models = {"dream": load_world_model(checkpoint, device)}
-    for name, folder in (ablations or {}).items():
-        models[name] = load_world_model(folder, device)
+    folders = {"dream": checkpoint, **(ablations or {})}  # None: the bundled checkpoint
+    models = {name: load_world_model(folder, device) for name, folder in folders.items()}
     groups, taken = defaultdict(list), defaultdict(int)
     for key in list_episodes(data, split=split):
         sub = key.split("/")[1]
@@ -200,7 +218,8 @@ def evaluate(data: str, checkpoint: str | None = None, split: str = "test", hori
                 "copy_last": [np.repeat(e.frames[:1], steps + 1, 0) for e in eps]}
         heads = {}
         for name, model in models.items():
-            dream = closed_loop(model, eps, steps, device, sampling_steps, temperature)
+            dream = _cached(cache, [name, str(folders[name]), sampling_steps, temperature, steps, [e.key for e in eps]],
+                            lambda: closed_loop(model, eps, steps, device, sampling_steps, temperature))
             runs[name] = list(dream["frames"])
             heads[name] = [{k: dream[k][b] for k in ("cells", "facing", "alive")} for b in range(len(eps))]
         for b, ep in enumerate(eps):
@@ -230,8 +249,7 @@ def evaluate(data: str, checkpoint: str | None = None, split: str = "test", hori
                        "sampling_steps": sampling_steps, "temperature": temperature, "seconds": time.time() - t0,
                        "episodes": sum(len(v) for v in groups.values()), "cell_tolerance": CELL_TOLERANCE,
                        "templates_from": "the test episodes' own real frames", "gifs": gif_paths,
-                       "commit": subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True,
-                                                text=True).stdout.strip()},
+                       "commit": os.environ.get("ACTIONPARTY_COMMIT") or git_commit()},
               "paper": PAPER, "substrates": info, "runs": {}}
     for run, per in totals.items():
         result["runs"][run] = {}
@@ -290,8 +308,6 @@ def to_markdown(result: dict) -> str:
 
 def write_results(result: dict, out: str) -> list[Path]:
     """JSON, markdown and the horizon plot under `out` (a path prefix)."""
-    from benchmarks.plots import plot_horizons
-
     prefix = Path(out)
     prefix.parent.mkdir(parents=True, exist_ok=True)
     paths = [prefix.with_suffix(".json"), prefix.with_suffix(".md"), Path(f"{prefix}_horizons.png")]
@@ -303,6 +319,11 @@ def write_results(result: dict, out: str) -> list[Path]:
         f"{meta['episodes']} {meta['split']} episodes, {len(result['substrates'])} substrates, "
         f"{meta['seconds']:.0f} s. Metrics are defined in benchmarks/fidelity.py; detector templates from "
         f"{meta['templates_from']}.\n\n{to_markdown(result)}\n")
+    try:
+        from benchmarks.plots import plot_horizons
+    except ImportError as e:  # matplotlib is the `training` extra: the figures come from the JSON later
+        print(f"no plot ({e}); make it with: python -m benchmarks.plots {paths[0]}")
+        return paths[:2]
     plot_horizons(result, paths[2])
     return paths
 
@@ -321,21 +342,25 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--ablation", action="append", default=[], metavar="NAME=DIR",
                    help="another checkpoint scored on the same episodes (e.g. no_rope=DIR); repeatable")
     p.add_argument("--gifs", type=int, default=3, help="real | dream GIFs to write (first substrates)")
-    p.add_argument("--out", default="benchmarks/results/fidelity_cpu", help="output path prefix")
+    p.add_argument("--cache", default=None, help="keep the dreamed rollouts here (re-scoring needs no dreaming)")
+    p.add_argument("--out-dir", default="benchmarks/results")
+    p.add_argument("--tag", default=None, help="results files fidelity_<tag>.json/.md/_horizons.png/_gifs "
+                   "(default: the device type)")
     args = p.parse_args(argv)
     if min(args.horizons) < 1 or args.episodes < 1:
         p.error("--horizons and --episodes must be >= 1")
     if any("=" not in a for a in args.ablation):
         p.error("--ablation takes NAME=DIR")
+    out = Path(args.out_dir) / f"fidelity_{args.tag or torch.device(args.device).type}"
     try:
         result = evaluate(args.data, args.checkpoint, args.split, tuple(sorted(set(args.horizons))), args.device,
                           args.substrates.split(",") if args.substrates else None, args.episodes,
                           args.sampling_steps, args.temperature, dict(a.split("=", 1) for a in args.ablation),
-                          gif_dir=Path(f"{args.out}_gifs"), gifs=args.gifs)
+                          gif_dir=Path(f"{out}_gifs"), gifs=args.gifs, cache=args.cache)
     except ValueError as e:
         p.error(str(e))
     result["meta"]["command"] = "python -m benchmarks.fidelity " + " ".join(sys.argv[1:] if argv is None else argv)
-    for path in write_results(result, args.out):
+    for path in write_results(result, str(out)):
         print("wrote", path)
     print(to_markdown(result).split("\n## Overall by horizon")[0])
     return 0

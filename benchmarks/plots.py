@@ -1,6 +1,8 @@
 """Plots of the fidelity benchmark: each metric against the horizon, per run (matplotlib, off-screen)."""
 from __future__ import annotations
 
+import json
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -48,3 +50,8 @@ def plot_horizons(result: dict, path: str | Path, where: str = "overall") -> Pat
     fig.savefig(path, dpi=90)
     plt.close(fig)
     return path
+
+
+if __name__ == "__main__":  # python -m benchmarks.plots RESULTS.json: the plot beside it
+    for name in sys.argv[1:]:
+        print(plot_horizons(json.loads(Path(name).read_text()), Path(name).with_name(Path(name).stem + "_horizons.png")))

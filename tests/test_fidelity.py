@@ -219,22 +219,26 @@ def test_benchmark_end_to_end_on_real_episodes(tmp_path):
 
     data = str(tmp_path / "data")
     record(RecordConfig(data, ("collaborative_cooking__asymmetric",), 2, steps=8, workers=1, seed=1, split="test"))
-    out = tmp_path / "res" / "fidelity"
-    assert main(["--data", data, "--horizons", "1", "2", "8", "--device", "cpu", "--gifs", "1",
-                 "--out", str(out)]) == 0
+    out = tmp_path / "res" / "fidelity_cpu"
+    args = ["--data", data, "--horizons", "1", "2", "8", "--device", "cpu", "--cache", str(tmp_path / "cache")]
+    assert main(args + ["--gifs", "1", "--out-dir", str(tmp_path / "res")]) == 0
     result = json.loads(out.with_suffix(".json").read_text())
+    assert len(list((tmp_path / "cache").glob("*.npz"))) == 1
+    assert main(args + ["--gifs", "0", "--out-dir", str(tmp_path / "again")]) == 0  # scored from the cache
+    again = json.loads((tmp_path / "again" / "fidelity_cpu.json").read_text())
+    assert again["runs"]["dream"] == result["runs"]["dream"]
     real, copy = result["runs"]["real"]["overall"]["table"], result["runs"]["copy_last"]["overall"]["table"]
     for m in ("follow@8", "preserve@8", "traj@8", "cell@8"):
         assert real[m] == 1.0, m          # the real frames are the ceiling: detector and rules agree with the game
     assert copy["preserve@8"] == 1.0 and copy["traj@8"] < 1.0
     assert 0.0 <= result["runs"]["dream"]["overall"]["table"]["follow@8"] <= 1.0
     assert result["runs"]["dream"]["overall"]["table"]["heads@8"] is not None
-    assert (tmp_path / "res" / "fidelity_horizons.png").stat().st_size > 10_000
-    assert list((tmp_path / "res" / "fidelity_gifs").glob("*.gif"))
+    assert (tmp_path / "res" / "fidelity_cpu_horizons.png").stat().st_size > 10_000
+    assert list((tmp_path / "res" / "fidelity_cpu_gifs").glob("*.gif"))
     assert "ActionParty" in out.with_suffix(".md").read_text()
     with pytest.raises(SystemExit):
         main(["--data", data, "--horizons", "0"])
     with pytest.raises(SystemExit):
         main(["--data", data, "--substrates", "coinz"])
-    write_results(result, str(tmp_path / "again" / "fid"))
-    assert (tmp_path / "again" / "fid.md").exists()
+    write_results(result, str(tmp_path / "other" / "fid"))
+    assert (tmp_path / "other" / "fid.md").exists()
