@@ -120,6 +120,11 @@ class DreamSimulator:
         """One closed-loop step on codes, given shared action-name ids [B,N]; returns rewards [B,N]."""
         if self.codes is None:
             raise RuntimeError("call reset() before step()")
+        # bf16 on the GPU, as in training (tensor cores; the picks are argmaxes over codes and cells).
+        with torch.autocast("cuda", dtype=torch.bfloat16, enabled=self.device.type == "cuda"):
+            return self._advance(action_ids)
+
+    def _advance(self, action_ids: torch.Tensor) -> torch.Tensor:
         model = self.model
         b, rows, cols = self.codes.shape
         n = self.num_players
