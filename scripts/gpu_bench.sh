@@ -4,7 +4,7 @@
 #   bash scripts/gpu_bench.sh start [SECONDS]   install carried wheels (.whl/), start the job, poll
 #   bash scripts/gpu_bench.sh poll  [SECONDS]   poll; copy the results to $OUT
 # The job records the held-out test split (disjoint seeds; the same command as scripts/gpu_lease.sh),
-# then runs the dream speed benchmark and the pixel fidelity benchmark on it.
+# then runs the dream speed benchmark, the closed-loop state evaluation and the pixel fidelity benchmark.
 set -uo pipefail
 ROOT=/tmp/apb
 COMMIT=${COMMIT:-unknown}
@@ -23,6 +23,8 @@ case "$1" in
       --steps 300 --workers 16 --seed 0 --split test > $ROOT/record.log 2>&1
     stamp speed; python3 -m benchmarks.speed --device cuda --checkpoint $CKPT --batches 1 16 64 256 \
       --out-dir $ROOT/results --tag h100 > $ROOT/speed.log 2>&1
+    stamp evaluate; python3 -m training.evaluate --device cuda --checkpoint $CKPT --data $ROOT/data --split test \
+      --out $ROOT/results/closed_loop_h100 > $ROOT/evaluate.log 2>&1
     stamp fidelity; python3 -m benchmarks.fidelity --device cuda --checkpoint $CKPT --data $ROOT/data \
       --split test --episodes ${EPISODES:-1} --gifs 3 --out-dir $ROOT/results --tag h100 > $ROOT/fidelity.log 2>&1
     stamp done ;;
@@ -30,5 +32,5 @@ case "$1" in
     end=$((SECONDS + ${2:-540}))
     while [ $SECONDS -lt $end ] && ! grep -q "\] done" $ROOT/job.log; do sleep 5; done
     cat $ROOT/job.log; tail -c 1500 $ROOT/speed.log 2>/dev/null; tail -c 2500 $ROOT/fidelity.log 2>/dev/null
-    tar czf $OUT/results.tgz -C $ROOT results speed.log fidelity.log 2>/dev/null; ls -la $OUT; true ;;
+    tar czf $OUT/results.tgz -C $ROOT results speed.log evaluate.log fidelity.log 2>/dev/null; ls -la $OUT; true ;;
 esac
