@@ -430,14 +430,13 @@ def main(argv: list[str] | None = None) -> int:
     import argparse
     import json
     import os
-    import platform
     import time
     from pathlib import Path
 
     from tqdm import tqdm
 
     from actionparty_env.games import load_catalog
-    from benchmarks.record_speed import git_commit
+    from benchmarks.record_speed import git_commit, machine
     from benchmarks.rules import RuleChecker
     from training.dataset import list_episodes, read_episode
 
@@ -505,7 +504,7 @@ def main(argv: list[str] | None = None) -> int:
                   for j, name in enumerate(("detected", "detected_mt", "truth", "truth_mt"))})
     total["rules_substrates_at_99"] = int(sum(r["rules_truth"] >= 0.99 for r in rows.values()))
     result = {"meta": {"data": args.data, "fit_split": args.fit_split, "split": args.split, "seconds": time.time() - t0,
-                       "machine": platform.processor() or platform.machine(), "tolerance": TOLERANCE,
+                       "machine": f"{machine()['cpu']}, {os.cpu_count()} cores", "tolerance": TOLERANCE,
                        "commit": os.environ.get("ACTIONPARTY_COMMIT") or git_commit()},
               "overall": {**total, "recall": total["found"] / max(total["live"], 1),
                           "recall_once": total["found_once"] / max(total["live"], 1)},
@@ -540,19 +539,23 @@ def _rules_on_truth(rules, real: dict) -> np.ndarray:
 
 
 def detector_markdown(result: dict) -> str:
-    meta, o = result["meta"], result["overall"]
+    meta, o, subs = result["meta"], result["overall"], result["substrates"]
     lines = ["# Player detector and rule checker on held-out real Melting Pot frames", "",
              f"Command: `python -m benchmarks.detector --data DATA`; commit {meta['commit']}; {meta['machine']}; "
              f"{meta['seconds']:.0f} s. Templates from the `{meta['fit_split']}` episodes, measured on the "
              f"`{meta['split']}` episodes (coins: each test episode's first half -> second half, its colours are "
-             f"drawn per build).", "",
+             f"drawn per build); per substrate: {Counter(r['fit'] for r in subs.values()).most_common(1)[0][0]}.", "",
              f"Overall: **{o['recall']:.4f}** of {o['live']} live players found at their cell with their facing "
              f"(and class); {o['recall_once']:.4f} found so and drawn exactly once; {o['false']} false detections "
-             f"in {o['frames']} frames. Visible identity: {sum(r['identity_visible'] for r in result['substrates'].values())} "
-             f"of {len(result['substrates'])} substrates.", "",
+             f"in {o['frames']} frames. Recall >= 0.999 in {sum(r['recall'] >= 0.999 for r in subs.values())} of "
+             f"{len(subs)} substrates; identity visible in {sum(r['identity_visible'] for r in subs.values())}, of which "
+             f"{sum(r['recall_once'] >= 0.999 for r in subs.values() if r['identity_visible'])} at >= 0.999 found "
+             "exactly once. The misses are sprite states the train episodes never showed for that player and "
+             "facing (territory's stunned avatars, held items in collaborative_cooking) and avatars under a beam "
+             "or another overlay.", "",
              f"Rule checker on the real transitions: {o['rules_truth']:.4f} from the ground-truth states "
              f"({o['rules_truth_mt']:.4f} over moves and turns), {o['rules_detected']:.4f} from the detected states; "
-             f">= 0.99 in {o['rules_substrates_at_99']} of {len(result['substrates'])} substrates. Below 0.99 it is "
+             f">= 0.99 in {o['rules_substrates_at_99']} of {len(subs)} substrates. Below 0.99 it is "
              "the game's own mechanics, not the movement rules: players frozen for a while after a zap or an "
              "interaction (allelopathic_harvest, externality_mushrooms, factory_commons, the *_in_the_matrix "
              "games), predator_prey's stamina (moves and turns refused anywhere), fruit_market's and "

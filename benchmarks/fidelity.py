@@ -46,7 +46,6 @@ import argparse
 import hashlib
 import json
 import os
-import platform
 import sys
 import time
 from collections import defaultdict
@@ -186,7 +185,7 @@ def evaluate(data: str, checkpoint: str | None = None, split: str = "test", hori
              temperature: float = 0.0, ablations: dict[str, str] | None = None, gif_dir: Path | None = None,
              gifs: int = 3, gif_steps: int = 60, cache: str | None = None) -> dict:
     from actionparty_env.model.checkpoint import load_world_model
-    from benchmarks.record_speed import git_commit
+    from benchmarks.record_speed import git_commit, machine
     from training.dataset import list_episodes, read_episode
     from training.rollout import closed_loop, side_by_side
 
@@ -245,7 +244,7 @@ def evaluate(data: str, checkpoint: str | None = None, split: str = "test", hori
     result = {"meta": {"checkpoint": str(checkpoint) if checkpoint else "bundled default", "data": str(data),
                        "split": split, "horizons": list(horizons), "device": str(device),
                        "device_name": torch.cuda.get_device_name() if str(device).startswith("cuda") else
-                       (platform.processor() or platform.machine()),
+                       f"{machine()['cpu']}, {os.cpu_count()} cores",
                        "sampling_steps": sampling_steps, "temperature": temperature, "seconds": time.time() - t0,
                        "episodes": sum(len(v) for v in groups.values()), "cell_tolerance": CELL_TOLERANCE,
                        "templates_from": "the test episodes' own real frames", "gifs": gif_paths,

@@ -32,8 +32,8 @@ def plot_horizons(result: dict, path: str | Path, where: str = "overall") -> Pat
             if not len(t):
                 continue
             y = num[t] / den[t]
-            if metric == "psnr":
-                y = 10 * np.log10(255.0 ** 2 / np.maximum(y, 1e-9))
+            if metric == "psnr":  # identical frames (the real run) have no finite PSNR: not drawn
+                t, y = t[y > 0], 10 * np.log10(255.0 ** 2 / y[y > 0])
             ax.plot(t, y, label=run, **STYLE.get(run, {}))
         ax.set_title(PER_STEP.get(metric, "PSNR (dB)"))
         ax.set_xlabel("step t (closed loop)")
