@@ -15,18 +15,14 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Union
 
-import gymnasium
 import numpy as np
 import torch
-from gymnasium import spaces
-from pettingzoo import ParallelEnv
 
 from actionparty_env.games import GameSpec, get_game
-from actionparty_env.real import _agent_action
+from actionparty_env.players import MAX_SEED, PlayersEnv
 from actionparty_env.simulator import Simulator, StartState, StartStates, StepResult
 from actionparty_env.views import VIEW_TABLES_FILE, ViewTable, egocentric_views
 
-MAX_SEED = 2**31 - 1
 # A simulator, or a factory (num_players, num_worlds, device) -> simulator, e.g.
 # functools.partial(CopyLastFrameSimulator, game). None: the world model of the checkpoint.
 SimulatorArg = Union[Simulator, Callable[[int, int, torch.device], Simulator], None]
@@ -179,12 +175,13 @@ class DreamWorlds:
                                 self.view_table)
 
 
-class DreamParallelEnv(ParallelEnv):
+class DreamParallelEnv(PlayersEnv):
     """One dream world of a Melting Pot substrate as a PettingZoo ParallelEnv.
 
-    Agents, spaces and `infos` (`cell`, `facing`, `alive`) are those of `RealParallelEnv`.
-    Rewards come from the model's reward head. The dream has no end of its own: every agent
-    truncates together at `max_cycles`. `state()`/`render()` give the generated global frame.
+    Agents, spaces and `infos` (`cell`, `facing`, `alive`) are those of `RealParallelEnv` (both are
+    a `PlayersEnv`, players.py). Rewards come from the model's reward head. The dream has no end of
+    its own: every agent truncates together at `max_cycles`. `state()`/`render()` give the generated
+    global frame.
     """
 
     metadata = {"render_modes": ["human", "rgb_array"], "name": "actionparty_dream_v0",
@@ -194,81 +191,28 @@ class DreamParallelEnv(ParallelEnv):
                  device: str | torch.device = "auto", sampling_steps: int | None = None,
                  temperature: float | None = None, max_cycles: int = 1000, render_mode: str | None = None,
                  start: str = "bundled", simulator: SimulatorArg = None) -> None:
-        self.max_cycles = _positive_int("max_cycles", max_cycles)
-        if render_mode is not None and render_mode not in self.metadata["render_modes"]:
-            raise ValueError(f"render_mode must be one of {self.metadata['render_modes']} or None, got {render_mode!r}")
+        max_cycles = _positive_int("max_cycles", max_cycles)
+        self._check_render_mode(render_mode)
         self.dream = DreamWorlds(substrate, checkpoint=checkpoint, num_players=num_players, num_worlds=1,
                                  device=device, sampling_steps=sampling_steps, temperature=temperature,
                                  start=start, simulator=simulator)
-        self.game = self.dream.game
         self.substrate = substrate
-        self.render_mode = render_mode
-        self.possible_agents = [f"player_{i}" for i in range(self.dream.num_players)]
-        self.agents: list[str] = []
-        self.num_cycles = 0
-        # Spaces are built once: PettingZoo requires the same object on every call.
-        px = self.game.view_px
-        self._observation_spaces = {a: spaces.Box(0, 255, (px, px, 3), np.uint8) for a in self.possible_agents}
-        self._action_spaces = {a: spaces.Discrete(self.game.num_actions) for a in self.possible_agents}
-        self._seeds = np.random.default_rng()
-        self._window = None
-        if render_mode == "human":
-            from actionparty_env.render import Window
-
-            self._window = Window(f"{substrate} (dream)", fps=self.metadata["render_fps"])
-
-    def observation_space(self, agent: str) -> spaces.Box:
-        self._check_agent(agent)
-        return self._observation_spaces[agent]
-
-    def action_space(self, agent: str) -> spaces.Discrete:
-        self._check_agent(agent)
-        return self._action_spaces[agent]
+        self._init_players(self.dream.game, self.dream.num_players, max_cycles, render_mode, f"{substrate} (dream)")
 
     def reset(self, seed: int | None = None, options: dict | None = None) -> tuple[dict, dict]:
         """Start from a real start state picked by `seed`; the same seed and actions give the same
         frames on one device. `seed` also seeds later unseeded resets."""
-        if seed is not None:
-            if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or not 0 <= seed <= MAX_SEED:
-                raise ValueError(f"seed must be an int in 0..{MAX_SEED} or None, got {seed!r}")
-            self._seeds = np.random.default_rng(int(seed))
-        else:
-            seed = int(self._seeds.integers(MAX_SEED))
-        views = self.dream.reset([int(seed)], reseed=int(seed))
-        self.agents = list(self.possible_agents)
-        self.num_cycles = 0
-        if self.render_mode == "human":
-            self.render()
+        seed = self._episode_seed(seed, upper=MAX_SEED)
+        views = self.dream.reset([seed], reseed=seed)
+        self._begin_episode()
         return self._observations(views), self._infos()
 
     def step(self, actions: dict[str, Any]) -> tuple[dict, dict, dict, dict, dict]:
         """Step all agents together; every agent must have a valid action (checked before anything moves)."""
-        if not self.agents:
-            raise RuntimeError("no live agents: call reset() first (the episode has ended or not begun)")
-        if not isinstance(actions, dict):
-            raise ValueError(f"actions must be a dict {{agent: int}}, got {type(actions).__name__}")
-        unknown = sorted(set(actions) - set(self.agents), key=str)
-        if unknown:
-            raise ValueError(f"unknown agent(s) {unknown}; agents are {self.agents[0]}..{self.agents[-1]}")
-        missing = [a for a in self.agents if a not in actions]
-        if missing:
-            raise ValueError(f"missing action(s) for {missing}; every agent must act each step")
-        n = self.game.num_actions
-        arr = torch.tensor([[_agent_action(a, actions[a], n) for a in self.agents]], dtype=torch.long)
-
+        arr = torch.tensor([self._checked_actions(actions)], dtype=torch.long)
         views = self.dream.step(arr)
-        self.num_cycles += 1
-        truncated = self.num_cycles >= self.max_cycles
         rewards = self.dream.last.rewards[0].cpu().tolist()
-        obs, infos = self._observations(views), self._infos()
-        rewards = {a: float(rewards[i]) for i, a in enumerate(self.agents)}
-        terminations = {a: False for a in self.agents}
-        truncations = {a: truncated for a in self.agents}
-        if truncated:
-            self.agents = []
-        if self.render_mode == "human":
-            self.render()
-        return obs, rewards, terminations, truncations, infos
+        return self._end_step(self._observations(views), rewards, False, self._infos())
 
     def state(self) -> np.ndarray:
         """The generated global frame, uint8 (rows*8, cols*8, 3)."""
@@ -276,33 +220,13 @@ class DreamParallelEnv(ParallelEnv):
             raise RuntimeError("call reset() before state()")
         return self.dream.last.frames[0].cpu().numpy().copy()  # never a view of the simulator's state
 
-    def render(self) -> np.ndarray | None:
-        if self.render_mode is None:
-            gymnasium.logger.warn("render() called without a render_mode; pass render_mode='rgb_array' or 'human'")
-            return None
-        frame = self.state()
-        if self.render_mode == "rgb_array":
-            return frame
-        self._window.show(frame)
-        return None
-
-    def close(self) -> None:
-        if self._window is not None:
-            self._window.close()
-
-    def _check_agent(self, agent: str) -> None:
-        if agent not in self._action_spaces:
-            raise ValueError(f"unknown agent {agent!r}; agents are {self.possible_agents[0]}..{self.possible_agents[-1]}")
-
     def _observations(self, views: torch.Tensor) -> dict[str, np.ndarray]:
         views = views[0].cpu().numpy()
         return {a: views[i] for i, a in enumerate(self.possible_agents)}
 
     def _infos(self) -> dict[str, dict]:
         last = self.dream.last
-        cells, facing, alive = last.cells[0].tolist(), last.facing[0].tolist(), last.alive[0].tolist()
-        return {a: {"cell": (int(cells[i][0]), int(cells[i][1])), "facing": int(facing[i]), "alive": bool(alive[i])}
-                for i, a in enumerate(self.possible_agents)}
+        return self._player_infos(last.cells[0].tolist(), last.facing[0].tolist(), last.alive[0].tolist())
 
 
 def parallel_env(substrate: str, *, checkpoint: str | Path | None = None, num_players: int | None = None,

@@ -21,12 +21,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-import gymnasium
 import numpy as np
-from gymnasium import spaces
-from pettingzoo import ParallelEnv
 
-_MAX_SEED = 2**31 - 1
+from actionparty_env.players import MAX_SEED, PlayersEnv
+
 _LOCATION_OBSERVER = {
     "component": "LocationObserver",
     "kwargs": {"objectIsAvatar": True, "alsoReportOrientation": True},
@@ -146,7 +144,7 @@ class MeltingPotEngine:
 
         if self.substrate is None:
             raise RuntimeError("call build(substrate, roles, seed) before reset")
-        seed = int(seed) % _MAX_SEED
+        seed = int(seed) % MAX_SEED
         _, s = build_lab2d_settings(self.substrate, self.roles, seed)
         d = builder.parse_python_settings_for_dmlab2d(s)
         d["env_seed"] = str(seed)
@@ -214,18 +212,7 @@ class MeltingPotEngine:
         )
 
 
-def _agent_action(agent: str, value: Any, num_actions: int) -> int:
-    """One agent's action as an int, or a ValueError naming what is wrong with it."""
-    if isinstance(value, np.ndarray) and value.ndim == 0:
-        value = value[()]
-    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)):
-        raise ValueError(f"action for {agent} must be an int in [0, {num_actions}), got {type(value).__name__} {value!r}")
-    if not 0 <= int(value) < num_actions:
-        raise ValueError(f"action for {agent} must be in [0, {num_actions}), got {int(value)}")
-    return int(value)
-
-
-class RealParallelEnv(ParallelEnv):
+class RealParallelEnv(PlayersEnv):
     """The real Melting Pot substrate as a PettingZoo ParallelEnv.
 
     Agents are `player_0 .. player_{N-1}` (Melting Pot's players 1..N). The observation is the
@@ -234,7 +221,7 @@ class RealParallelEnv(ParallelEnv):
     N, E, S, W) and `alive`. `state()` and `render()` return the global frame, read from the engine
     only when asked. Melting Pot's end of episode terminates all agents; `max_cycles` truncates all.
     Removed (zapped) players stay in `agents` with an all-black view and `alive=False` until they
-    respawn, as in Melting Pot.
+    respawn, as in Melting Pot. Spaces, seeding and action checks are `PlayersEnv`'s (players.py).
     """
 
     metadata = {"render_modes": ["human", "rgb_array"], "name": "actionparty_real_v0",
@@ -252,9 +239,7 @@ class RealParallelEnv(ParallelEnv):
             raise ValueError(f"num_players must be a positive int, got {num_players!r}")
         if isinstance(max_cycles, bool) or not isinstance(max_cycles, (int, np.integer)) or max_cycles < 1:
             raise ValueError(f"max_cycles must be a positive int, got {max_cycles!r}")
-        if render_mode is not None and render_mode not in self.metadata["render_modes"]:
-            raise ValueError(f"render_mode must be one of {self.metadata['render_modes']} or None, got {render_mode!r}")
-        self.game = game
+        self._check_render_mode(render_mode)
         self.substrate = substrate
         self.roles = tuple(game.roles[i % len(game.roles)] for i in range(int(num_players)))
         if num_players != game.num_players:  # the substrate's settings builder knows the counts it takes
@@ -263,81 +248,29 @@ class RealParallelEnv(ParallelEnv):
             except (AssertionError, IndexError, KeyError, ValueError) as e:
                 raise ValueError(f"{substrate} does not take {num_players} players "
                                  f"(default {game.num_players}): {type(e).__name__}: {e}") from None
-        self.max_cycles = int(max_cycles)
-        self.render_mode = render_mode
-        self.possible_agents = [f"player_{i}" for i in range(int(num_players))]
-        self.agents: list[str] = []
-        self.num_cycles = 0
-        # Spaces are built once: PettingZoo requires the same object on every call.
-        px = game.view_px
-        self._observation_spaces = {a: spaces.Box(0, 255, (px, px, 3), np.uint8) for a in self.possible_agents}
-        self._action_spaces = {a: spaces.Discrete(game.num_actions) for a in self.possible_agents}
+        self._init_players(game, int(num_players), int(max_cycles), render_mode, f"{substrate} (real)")
         self._engine = MeltingPotEngine()
         self._built = False
-        self._seeds = np.random.default_rng()
         self._last: EngineStep | None = None
-        self._window = None
-        if render_mode == "human":
-            from actionparty_env.render import Window
-
-            self._window = Window(f"{substrate} (real)", fps=self.metadata["render_fps"])
-
-    def observation_space(self, agent: str) -> spaces.Box:
-        self._check_agent(agent)
-        return self._observation_spaces[agent]
-
-    def action_space(self, agent: str) -> spaces.Discrete:
-        self._check_agent(agent)
-        return self._action_spaces[agent]
 
     def reset(self, seed: int | None = None, options: dict | None = None) -> tuple[dict, dict]:
         """Rebuild the world. `seed` seeds the engine (and the seeds of later unseeded resets)."""
-        if seed is not None:
-            if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
-                raise ValueError(f"seed must be a non-negative int or None, got {seed!r}")
-            self._seeds = np.random.default_rng(int(seed))
-        else:
-            seed = int(self._seeds.integers(_MAX_SEED))
+        seed = self._episode_seed(seed)
         if self._built:
-            step = self._engine.reset(int(seed), frame=False)
+            step = self._engine.reset(seed, frame=False)
         else:
-            step = self._engine.build(self.substrate, self.roles, int(seed))
+            step = self._engine.build(self.substrate, self.roles, seed)
             self._built = True
-        self.agents = list(self.possible_agents)
-        self.num_cycles = 0
         self._last = step
-        if self.render_mode == "human":
-            self.render()
+        self._begin_episode()
         return self._observations(step), self._infos(step)
 
     def step(self, actions: dict[str, Any]) -> tuple[dict, dict, dict, dict, dict]:
         """Step all agents together; every live agent must have an action (validated before acting)."""
-        if not self.agents:
-            raise RuntimeError("no live agents: call reset() first (the episode has ended or not begun)")
-        if not isinstance(actions, dict):
-            raise ValueError(f"actions must be a dict {{agent: int}}, got {type(actions).__name__}")
-        unknown = sorted(set(actions) - set(self.agents), key=str)
-        if unknown:
-            raise ValueError(f"unknown agent(s) {unknown}; agents are {self.agents[0]}..{self.agents[-1]}")
-        missing = [a for a in self.agents if a not in actions]
-        if missing:
-            raise ValueError(f"missing action(s) for {missing}; every agent must act each step")
-        n = self.game.num_actions
-        arr = np.array([_agent_action(a, actions[a], n) for a in self.agents], np.int64)
-
+        arr = np.array(self._checked_actions(actions), np.int64)
         step = self._engine.step(arr, frame=False)
         self._last = step
-        self.num_cycles += 1
-        truncated = self.num_cycles >= self.max_cycles
-        obs, infos = self._observations(step), self._infos(step)
-        rewards = {a: float(step.rewards[i]) for i, a in enumerate(self.agents)}
-        terminations = {a: step.done for a in self.agents}
-        truncations = {a: truncated for a in self.agents}
-        if step.done or truncated:
-            self.agents = []
-        if self.render_mode == "human":
-            self.render()
-        return obs, rewards, terminations, truncations, infos
+        return self._end_step(self._observations(step), step.rewards.tolist(), step.done, self._infos(step))
 
     def state(self) -> np.ndarray:
         """The global frame, uint8 (rows*8, cols*8, 3)."""
@@ -345,32 +278,16 @@ class RealParallelEnv(ParallelEnv):
             raise RuntimeError("call reset() before state()")
         return self._engine.frame()
 
-    def render(self) -> np.ndarray | None:
-        if self.render_mode is None:
-            gymnasium.logger.warn("render() called without a render_mode; pass render_mode='rgb_array' or 'human'")
-            return None
-        frame = self.state()
-        if self.render_mode == "rgb_array":
-            return frame
-        self._window.show(frame)
-        return None
-
     def close(self) -> None:
         self._engine.close()
         self._built = False
-        if self._window is not None:
-            self._window.close()
-
-    def _check_agent(self, agent: str) -> None:
-        if agent not in self._action_spaces:
-            raise ValueError(f"unknown agent {agent!r}; agents are {self.possible_agents[0]}..{self.possible_agents[-1]}")
+        super().close()
 
     def _observations(self, step: EngineStep) -> dict[str, np.ndarray]:
         return {a: step.views[i] for i, a in enumerate(self.possible_agents)}
 
     def _infos(self, step: EngineStep) -> dict[str, dict]:
-        return {a: {"cell": (int(step.cells[i, 0]), int(step.cells[i, 1])), "facing": int(step.facing[i]),
-                    "alive": bool(step.alive[i])} for i, a in enumerate(self.possible_agents)}
+        return self._player_infos(step.cells, step.facing, step.alive)
 
 
 def real_parallel_env(substrate: str, **kwargs: Any) -> RealParallelEnv:

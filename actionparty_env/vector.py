@@ -20,7 +20,8 @@ from gymnasium import spaces
 from stable_baselines3.common.vec_env import VecEnv
 from stable_baselines3.common.vec_env.base_vec_env import VecEnvIndices, VecEnvObs, VecEnvStepReturn
 
-from actionparty_env.env import MAX_SEED, DreamWorlds, SimulatorArg, _positive_int
+from actionparty_env.env import DreamWorlds, SimulatorArg, _positive_int
+from actionparty_env.players import MAX_SEED, player_info
 
 
 class DreamVecEnv(VecEnv):
@@ -148,5 +149,4 @@ class DreamVecEnv(VecEnv):
         last = self.dream.last
         cells = last.cells.reshape(-1, 2).tolist()
         facing, alive = last.facing.reshape(-1).tolist(), last.alive.reshape(-1).tolist()
-        return [{"cell": (int(c[0]), int(c[1])), "facing": int(f), "alive": bool(a)}
-                for c, f, a in zip(cells, facing, alive)]
+        return [player_info(c, f, a) for c, f, a in zip(cells, facing, alive)]

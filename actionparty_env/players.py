@@ -1,0 +1,142 @@
+"""What the real and the dream PettingZoo envs share: the players, their spaces, and checking input.
+
+Both envs are `player_0 .. player_{N-1}` of one substrate, observe Melting Pot's per-player view
+(Box uint8) and act in Melting Pot's action set (Discrete). `PlayersEnv` holds that part once, so the
+two envs accept and reject the same input with the same messages and report the same `infos`.
+A subclass builds its world, calls `_init_players`, and implements `reset`, `step` and `state`.
+"""
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import gymnasium
+import numpy as np
+from gymnasium import spaces
+from pettingzoo import ParallelEnv
+
+from actionparty_env.games import GameSpec
+
+MAX_SEED = 2**31 - 1
+
+
+def agent_action(agent: str, value: Any, num_actions: int) -> int:
+    """One agent's action as an int, or a ValueError naming what is wrong with it."""
+    if isinstance(value, np.ndarray) and value.ndim == 0:
+        value = value[()]
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)):
+        raise ValueError(f"action for {agent} must be an int in [0, {num_actions}), got {type(value).__name__} {value!r}")
+    if not 0 <= int(value) < num_actions:
+        raise ValueError(f"action for {agent} must be in [0, {num_actions}), got {int(value)}")
+    return int(value)
+
+
+def player_info(cell: Sequence[int], facing: int, alive: bool) -> dict[str, Any]:
+    """One player's `infos` entry: `cell` (row, col), `facing` (0..3 = N, E, S, W) and `alive`."""
+    return {"cell": (int(cell[0]), int(cell[1])), "facing": int(facing), "alive": bool(alive)}
+
+
+class PlayersEnv(ParallelEnv):
+    """The PettingZoo plumbing of a one-world env of N players: spaces, seeds, action checks, render."""
+
+    def _check_render_mode(self, render_mode: str | None) -> None:
+        if render_mode is not None and render_mode not in self.metadata["render_modes"]:
+            raise ValueError(f"render_mode must be one of {self.metadata['render_modes']} or None, got {render_mode!r}")
+
+    def _init_players(self, game: GameSpec, num_players: int, max_cycles: int, render_mode: str | None,
+                      title: str) -> None:
+        """Agents, spaces, the seed stream and the window (`title`) of validated arguments."""
+        self.game = game
+        self.max_cycles = max_cycles
+        self.render_mode = render_mode
+        self.possible_agents = [f"player_{i}" for i in range(num_players)]
+        self.agents: list[str] = []
+        self.num_cycles = 0
+        # Spaces are built once: PettingZoo requires the same object on every call.
+        px = game.view_px
+        self._observation_spaces = {a: spaces.Box(0, 255, (px, px, 3), np.uint8) for a in self.possible_agents}
+        self._action_spaces = {a: spaces.Discrete(game.num_actions) for a in self.possible_agents}
+        self._seeds = np.random.default_rng()
+        self._window = None
+        if render_mode == "human":
+            from actionparty_env.render import Window
+
+            self._window = Window(title, fps=self.metadata["render_fps"])
+
+    def observation_space(self, agent: str) -> spaces.Box:
+        self._check_agent(agent)
+        return self._observation_spaces[agent]
+
+    def action_space(self, agent: str) -> spaces.Discrete:
+        self._check_agent(agent)
+        return self._action_spaces[agent]
+
+    def render(self) -> np.ndarray | None:
+        if self.render_mode is None:
+            gymnasium.logger.warn("render() called without a render_mode; pass render_mode='rgb_array' or 'human'")
+            return None
+        frame = self.state()
+        if self.render_mode == "rgb_array":
+            return frame
+        self._window.show(frame)
+        return None
+
+    def close(self) -> None:
+        if self._window is not None:
+            self._window.close()
+
+    def _check_agent(self, agent: str) -> None:
+        if agent not in self._action_spaces:
+            raise ValueError(f"unknown agent {agent!r}; agents are {self.possible_agents[0]}..{self.possible_agents[-1]}")
+
+    def _episode_seed(self, seed: int | None, upper: int | None = None) -> int:
+        """The seed of the episode reset() starts: a given `seed` (<= `upper` if given) also seeds later
+        unseeded resets; without one, the next seed of that stream."""
+        if seed is None:
+            return int(self._seeds.integers(MAX_SEED))
+        if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0 or \
+                (upper is not None and seed > upper):
+            expected = "a non-negative int" if upper is None else f"an int in 0..{upper}"
+            raise ValueError(f"seed must be {expected} or None, got {seed!r}")
+        self._seeds = np.random.default_rng(int(seed))
+        return int(seed)
+
+    def _begin_episode(self) -> None:
+        """Every agent is live again; called once the world is reset (render() reads it)."""
+        self.agents = list(self.possible_agents)
+        self.num_cycles = 0
+        if self.render_mode == "human":
+            self.render()
+
+    def _checked_actions(self, actions: dict[str, Any]) -> list[int]:
+        """Every live agent's action, in agent order; a ValueError before anything moves."""
+        if not self.agents:
+            raise RuntimeError("no live agents: call reset() first (the episode has ended or not begun)")
+        if not isinstance(actions, dict):
+            raise ValueError(f"actions must be a dict {{agent: int}}, got {type(actions).__name__}")
+        unknown = sorted(set(actions) - set(self.agents), key=str)
+        if unknown:
+            raise ValueError(f"unknown agent(s) {unknown}; agents are {self.agents[0]}..{self.agents[-1]}")
+        missing = [a for a in self.agents if a not in actions]
+        if missing:
+            raise ValueError(f"missing action(s) for {missing}; every agent must act each step")
+        return [agent_action(a, actions[a], self.game.num_actions) for a in self.agents]
+
+    def _end_step(self, obs: dict[str, np.ndarray], rewards: Sequence[float], terminated: bool,
+                  infos: dict[str, dict]) -> tuple[dict, dict, dict, dict, dict]:
+        """Count the cycle and give step()'s five dicts; every agent ends together (the world's end
+        terminates, `max_cycles` truncates)."""
+        self.num_cycles += 1
+        truncated = self.num_cycles >= self.max_cycles
+        rewards = {a: float(rewards[i]) for i, a in enumerate(self.agents)}
+        terminations = {a: terminated for a in self.agents}
+        truncations = {a: truncated for a in self.agents}
+        if terminated or truncated:
+            self.agents = []
+        if self.render_mode == "human":
+            self.render()
+        return obs, rewards, terminations, truncations, infos
+
+    def _player_infos(self, cells: Sequence, facing: Sequence, alive: Sequence) -> dict[str, dict]:
+        """`infos` of every agent from per-player cells [N, 2], facing [N] and alive [N]."""
+        return {a: player_info(cells[i], facing[i], alive[i]) for i, a in enumerate(self.possible_agents)}
