@@ -139,7 +139,7 @@ def _markdown(doc: dict) -> str:
     cols = ("binding@1", "binding@2", "control_turn", "control_step", "near@1", "near@2")
     lines = ["# Binding, not leakage (benchmarks/binding.py)", "",
              f"Command: `{doc['command']}`  ",
-             f"Machine: {doc['machine']['cpu']}, {doc['machine']['cores']} cores, torch {doc['machine']['torch']}, "
+             f"Machine: {doc['machine']['cpu']}, {doc['machine']['cores']} cores, torch {doc['torch']}, "
              f"device {doc['device']}; commit {doc['commit']}; {doc['date']}; {doc['seconds']:.0f} s.  ",
              f"Checkpoint: {doc['checkpoint']}; states: {doc['states']} ({doc['state_sources']}); "
              f"far = Chebyshev distance > {doc['min_distance']} cells; sampling steps {doc['sampling_steps']}.", "",
@@ -193,9 +193,10 @@ def main(argv: list[str] | None = None) -> None:
     sources = f"up to {args.starts} bundled start states per substrate" + (
         f"; steps {args.times} of {episodes} recorded {args.split} episodes in {args.data}" if args.data else "")
     doc = {"command": "python -m benchmarks.binding " + " ".join(sys.argv[1:] if argv is None else argv),
-           "machine": machine(), "device": str(device), "commit": git_commit(),
+           "machine": machine(), "torch": torch.__version__, "device": str(device), "commit": git_commit(),
            "date": time.strftime("%Y-%m-%d %H:%M:%S %Z"), "seconds": time.time() - start,
-           "checkpoint": "bundled default" if Path(args.checkpoint) == DEFAULT_CHECKPOINT else args.checkpoint, "states": len(states), "state_sources": sources,
+           "checkpoint": "bundled default" if Path(args.checkpoint) == DEFAULT_CHECKPOINT else args.checkpoint,
+           "states": len(states), "state_sources": sources,
            "min_distance": args.min_distance, "sampling_steps": args.sampling_steps, "moves": MOVES,
            "overall": total, "substrates": per}
     out = Path(args.out) if args.out else RESULTS / f"binding_{device.type}"
