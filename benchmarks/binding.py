@@ -36,7 +36,7 @@ from actionparty_env.games import get_game
 from actionparty_env.model.checkpoint import DEFAULT_CHECKPOINT, load_world_model
 from actionparty_env.model.sampler import DreamSimulator
 from actionparty_env.simulator import StartStates
-from benchmarks.record_speed import git_commit, machine
+from benchmarks.provenance import git_commit, machine
 
 RESULTS = Path(__file__).resolve().parent / "results"
 MOVES = ("FORWARD", "BACKWARD", "STEP_LEFT", "STEP_RIGHT", "TURN_LEFT", "TURN_RIGHT")

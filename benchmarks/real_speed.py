@@ -17,12 +17,13 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import subprocess
 import sys
 import time
 from pathlib import Path
 from typing import Any
+
+from benchmarks.provenance import machine
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results"
@@ -62,18 +63,6 @@ def _measure_in_subprocess(name: str, steps: int) -> dict[str, Any]:
         tail = [line for line in proc.stderr.splitlines() if "rror" in line][-1:] or [proc.stderr[-300:]]
         return {"name": name, "error": f"exit {proc.returncode}: {tail[0].strip()}"}
     return json.loads(proc.stdout.strip().splitlines()[-1])
-
-
-def _machine() -> dict[str, Any]:
-    cpu = platform.processor()
-    try:
-        cpu = next(line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name"))
-    except (OSError, StopIteration):
-        pass
-    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True)
-    return {"cpu": cpu, "cores": os.cpu_count(), "python": platform.python_version(), "platform": platform.platform(),
-            "git_commit": commit.stdout.strip() or "unknown", "date": time.strftime("%Y-%m-%d %H:%M:%S %Z"),
-            "load_average_1min": round(os.getloadavg()[0], 2)}
 
 
 def _markdown(doc: dict[str, Any]) -> str:
@@ -129,8 +118,8 @@ def main(argv: list[str] | None = None) -> None:
     load_before = round(os.getloadavg()[0], 2)
     results = [_measure_in_subprocess(n, args.steps) for n in tqdm(names, desc="real speed")]
     command = "python -m benchmarks.real_speed " + " ".join(argv if argv is not None else sys.argv[1:])
-    machine = {**_machine(), "load_average_1min_before": load_before}
-    doc = {"command": command.strip(), "steps": args.steps, "machine": machine, "results": results}
+    host = {**machine(), "load_average_1min_before": load_before}
+    doc = {"command": command.strip(), "steps": args.steps, "machine": host, "results": results}
     RESULTS.mkdir(parents=True, exist_ok=True)
     (RESULTS / f"real_speed_{args.tag}.json").write_text(json.dumps(doc, indent=1) + "\n")
     (RESULTS / f"real_speed_{args.tag}.md").write_text(_markdown(doc))

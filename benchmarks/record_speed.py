@@ -19,9 +19,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import shutil
-import subprocess
 import sys
 import tempfile
 import time
@@ -35,27 +33,9 @@ from training.dataset import (BucketBatchSampler, ClipDataset, check_dataset, co
                               list_episodes, read_episode)
 from training.record import RecordConfig, record
 
+from benchmarks.provenance import git_commit, machine
+
 RESULTS = Path(__file__).resolve().parent / "results"
-
-
-def machine() -> dict:
-    cpu = platform.processor()
-    try:
-        with open("/proc/cpuinfo") as f:
-            cpu = next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
-    except (OSError, StopIteration):
-        pass
-    return {"cpu": cpu, "cores": os.cpu_count(), "python": platform.python_version(),
-            "torch": torch.__version__, "platform": platform.platform(),
-            "load_average_at_start": os.getloadavg()[0]}  # other jobs on a shared machine
-
-
-def git_commit() -> str:
-    try:
-        return subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True,
-                              cwd=Path(__file__).resolve().parents[1], check=True).stdout.strip()
-    except (OSError, subprocess.CalledProcessError):
-        return "unknown"
 
 
 def bench_record(path: str, substrates: tuple[str, ...], episodes: int, steps: int, workers: int) -> dict:
@@ -120,7 +100,7 @@ def bench_reader(path: str, clip_len: int, batch_size: int, workers: int, second
 def to_markdown(result: dict) -> str:
     r, m = result["record"], result["machine"]
     lines = [f"# Dataset recording and reading speed ({result['suffix']})", "",
-             f"Machine: {m['cpu']}, {m['cores']} cores (load average {m['load_average_at_start']:.1f} "
+             f"Machine: {m['cpu']}, {m['cores']} cores (load average {m['load_average_1min']:.1f} "
              f"at start, {m['load_average_at_end']:.1f} at end: a load above the core count means "
              f"other jobs shared the CPUs); Python {m['python']}, torch {m['torch']}.",
              f"Command: `{result['command']}`; git commit {result['commit'][:12]}.", "",
@@ -161,7 +141,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out-suffix", default="cpu")
     parser.add_argument("--data", default=None, help="record here and keep it (default: a temp dir)")
     args = parser.parse_args(argv)
-    host = machine()
+    host = {**machine(), "torch": torch.__version__}
     path = args.data or tempfile.mkdtemp(prefix="record_speed_")
     try:
         rec = bench_record(path, tuple(args.substrates.split(",")), args.episodes, args.steps,

@@ -263,7 +263,7 @@ def main(argv: list[str] | None = None) -> None:
     from actionparty_env.env import resolve_device
     from actionparty_env.games import get_game
     from actionparty_env.model.checkpoint import read_config
-    from benchmarks.real_speed import _machine
+    from benchmarks.provenance import machine
 
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -297,7 +297,7 @@ def main(argv: list[str] | None = None) -> None:
         except Exception as e:  # one substrate's failure (e.g. its start states) must not lose the others
             record["error"] = f"{type(e).__name__}: {e}"
     bar.close()
-    machine = {**_machine(), "torch": torch.__version__, "threads": torch.get_num_threads(),
+    machine = {**machine(), "torch": torch.__version__, "threads": torch.get_num_threads(),
                "gpu": torch.cuda.get_device_name(device) if device.type == "cuda" else None}
     command = "python -m benchmarks.speed " + " ".join(argv if argv is not None else sys.argv[1:])
     doc = {"command": command.strip(), "device": device.type, "model": model_desc,

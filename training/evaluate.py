@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import subprocess
 import time
 from collections import defaultdict
 from pathlib import Path
@@ -28,6 +27,7 @@ import torch
 from tqdm import tqdm
 
 from actionparty_env.games import load_catalog
+from benchmarks.provenance import git_commit
 from actionparty_env.model.checkpoint import load_world_model
 from benchmarks.rules import rule_outcome
 from training.dataset import list_episodes, read_episode
@@ -100,8 +100,7 @@ def evaluate(checkpoint, data: str, split: str = "test", horizons=(1, 20, 100), 
                       "sampling_steps": sampling_steps, "temperature": temperature, "device": str(device),
                       "device_name": torch.cuda.get_device_name() if str(device).startswith("cuda") else "cpu",
                       "seconds": time.time() - t0, "episodes": sum(len(v) for v in groups.values()),
-                      "commit": subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True,
-                                               text=True).stdout.strip()}
+                      "commit": git_commit()}
     return result
 
 

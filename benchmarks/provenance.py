@@ -1,0 +1,34 @@
+"""Where a figure comes from: the machine and the commit, written beside every result."""
+from __future__ import annotations
+
+import os
+import platform
+import subprocess
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def git_commit() -> str:
+    """The checkout's short commit; ACTIONPARTY_COMMIT where there is no git history (the GPU
+    machine gets a copy of the working tree without it: scripts/gpu_bench.sh passes the commit)."""
+    try:
+        out = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True,
+                             check=True).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        out = ""
+    return out or os.environ.get("ACTIONPARTY_COMMIT", "unknown")
+
+
+def machine() -> dict:
+    """CPU model, cores, Python, platform, date, commit and the load (other jobs on a shared machine)."""
+    cpu = platform.processor()
+    try:
+        with open("/proc/cpuinfo") as f:
+            cpu = next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
+    except (OSError, StopIteration):
+        pass
+    return {"cpu": cpu, "cores": os.cpu_count(), "python": platform.python_version(), "platform": platform.platform(),
+            "git_commit": git_commit(), "date": time.strftime("%Y-%m-%d %H:%M:%S %Z"),
+            "load_average_1min": round(os.getloadavg()[0], 2)}
