@@ -67,7 +67,7 @@ AT_STEP = ("traj", "cell", "psnr")                                       # at st
 METRICS = POOLED[:4] + AT_STEP
 
 
-def score_episode(det: PlayerDetector | list, rules: RuleChecker, real: dict, frames: np.ndarray,
+def score_episode(det: PlayerDetector, rules: RuleChecker, real: dict, frames: np.ndarray,
                   heads: dict | None = None) -> dict[str, np.ndarray]:
     """Per-step (numerator, denominator) arrays [2, S+1] of one run of one episode (index t = frame t,
     0 = the shared real start: not scored).
@@ -152,15 +152,16 @@ def fit_instruments(game, episodes) -> tuple[list[PlayerDetector], RuleChecker]:
 def _cached(cache: str | None, key: list, make) -> dict[str, np.ndarray]:
     """`make()` (a closed-loop rollout), kept in `cache` (a folder, or None) under a digest of `key`:
     scoring again (another metric, another detector) need not dream again."""
-    if cache is None:
-        return make()
-    path = Path(cache) / (hashlib.sha1(json.dumps(key).encode()).hexdigest()[:16] + ".npz")
-    if path.exists():
+    path = None if cache is None else Path(cache) / (hashlib.sha1(json.dumps(key).encode()).hexdigest()[:16] + ".npz")
+    if path is not None and path.exists():
         with np.load(path) as f:
             return dict(f)
+    start = time.time()
     out = make()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    np.savez_compressed(path, **out)
+    out["seconds"] = np.array(time.time() - start)  # the dreaming time, kept with the rollout
+    if path is not None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        np.savez_compressed(path, **out)
     return out
 
 
@@ -183,7 +184,7 @@ def table_value(num: np.ndarray, den: np.ndarray, metric: str, h: int) -> float 
 def evaluate(data: str, checkpoint: str | None = None, split: str = "test", horizons=(1, 5, 10, 20, 50, 100),
              device: str = "cpu", substrates=None, episodes: int = 2, sampling_steps: int = 1,
              temperature: float = 0.0, ablations: dict[str, str] | None = None, gif_dir: Path | None = None,
-             gifs: int = 3, gif_steps: int = 60, cache: str | None = None) -> dict:
+             gifs: int = 3, gif_steps: int = 40, cache: str | None = None) -> dict:
     from actionparty_env.model.checkpoint import load_world_model
     from benchmarks.record_speed import git_commit, machine
     from training.dataset import list_episodes, read_episode
@@ -208,7 +209,7 @@ def evaluate(data: str, checkpoint: str | None = None, split: str = "test", hori
         raise ValueError(f"no {split} episodes of the asked substrates in {data}")
     h_max = max(horizons)
     totals = defaultdict(lambda: defaultdict(lambda: defaultdict(lambda: np.zeros((2, h_max + 1)))))
-    info, gif_paths, t0 = {}, [], time.time()
+    info, gif_paths, t0, dream_seconds = {}, [], time.time(), defaultdict(float)
     for (sub, _), eps in tqdm(sorted(groups.items(), key=lambda kv: kv[0][0]), desc="fidelity"):
         game = catalog[sub]
         steps = min(h_max, min(len(e.actions) for e in eps))
@@ -219,6 +220,7 @@ def evaluate(data: str, checkpoint: str | None = None, split: str = "test", hori
         for name, model in models.items():
             dream = _cached(cache, [name, str(folders[name]), sampling_steps, temperature, steps, [e.key for e in eps]],
                             lambda: closed_loop(model, eps, steps, device, sampling_steps, temperature))
+            dream_seconds[name] += float(dream["seconds"])
             runs[name] = list(dream["frames"])
             heads[name] = [{k: dream[k][b] for k in ("cells", "facing", "alive")} for b in range(len(eps))]
         for b, ep in enumerate(eps):
@@ -246,6 +248,7 @@ def evaluate(data: str, checkpoint: str | None = None, split: str = "test", hori
                        "device_name": torch.cuda.get_device_name() if str(device).startswith("cuda") else
                        f"{machine()['cpu']}, {os.cpu_count()} cores",
                        "sampling_steps": sampling_steps, "temperature": temperature, "seconds": time.time() - t0,
+                       "dream_seconds": dict(dream_seconds), "cache": cache,
                        "episodes": sum(len(v) for v in groups.values()), "cell_tolerance": CELL_TOLERANCE,
                        "templates_from": "the test episodes' own real frames", "gifs": gif_paths,
                        "commit": os.environ.get("ACTIONPARTY_COMMIT") or git_commit()},
@@ -256,7 +259,8 @@ def evaluate(data: str, checkpoint: str | None = None, split: str = "test", hori
             table = {f"{m}@{h}": table_value(metrics[m if m != "psnr" else "sqerr"][0],
                                              metrics[m if m != "psnr" else "sqerr"][1], m, h)
                      for m in METRICS + ("ghosts", "lost") for h in horizons}
-            curves = {m: [a.tolist() for a in metrics[m]] for m in metrics}
+            curves = {m: [[int(x) if float(x).is_integer() else round(float(x), 1) for x in a] for a in metrics[m]]
+                      for m in metrics}
             result["runs"][run][where] = {"table": table, "curves": curves}
     return result
 
@@ -315,8 +319,9 @@ def write_results(result: dict, out: str) -> list[Path]:
     paths[1].write_text(
         f"# Fidelity of the dream to the real Melting Pot, from pixels ({meta['device_name']})\n\n"
         f"Command: `{meta.get('command', 'python -m benchmarks.fidelity')}`; commit {meta['commit']}; "
-        f"{meta['episodes']} {meta['split']} episodes, {len(result['substrates'])} substrates, "
-        f"{meta['seconds']:.0f} s. Metrics are defined in benchmarks/fidelity.py; detector templates from "
+        f"{meta['episodes']} {meta['split']} episodes, {len(result['substrates'])} substrates; "
+        f"{meta['seconds']:.0f} s, dreaming {sum(meta.get('dream_seconds', {}).values()):.0f} s"
+        f"{' (rollouts from the cache, timed when made)' if meta.get('cache') else ''}. Metrics are defined in benchmarks/fidelity.py; detector templates from "
         f"{meta['templates_from']}.\n\n{to_markdown(result)}\n")
     try:
         from benchmarks.plots import plot_horizons
@@ -341,6 +346,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--ablation", action="append", default=[], metavar="NAME=DIR",
                    help="another checkpoint scored on the same episodes (e.g. no_rope=DIR); repeatable")
     p.add_argument("--gifs", type=int, default=3, help="real | dream GIFs to write (first substrates)")
+    p.add_argument("--gif-steps", type=int, default=40, help="steps shown in each GIF")
     p.add_argument("--cache", default=None, help="keep the dreamed rollouts here (re-scoring needs no dreaming)")
     p.add_argument("--out-dir", default="benchmarks/results")
     p.add_argument("--tag", default=None, help="results files fidelity_<tag>.json/.md/_horizons.png/_gifs "
@@ -355,7 +361,8 @@ def main(argv: list[str] | None = None) -> int:
         result = evaluate(args.data, args.checkpoint, args.split, tuple(sorted(set(args.horizons))), args.device,
                           args.substrates.split(",") if args.substrates else None, args.episodes,
                           args.sampling_steps, args.temperature, dict(a.split("=", 1) for a in args.ablation),
-                          gif_dir=Path(f"{out}_gifs"), gifs=args.gifs, cache=args.cache)
+                          gif_dir=Path(f"{out}_gifs"), gifs=args.gifs, gif_steps=args.gif_steps,
+                          cache=args.cache)
     except ValueError as e:
         p.error(str(e))
     result["meta"]["command"] = "python -m benchmarks.fidelity " + " ".join(sys.argv[1:] if argv is None else argv)
