@@ -5,22 +5,31 @@ truth cells from the recorder) is a positive example of that player and facing; 
 cell with no live player is a negative. Nothing here looks at the world model.
 
 - Identity classes. Players that are ever drawn with an identical patch cannot be told apart from
-  pixels (shared colours: the `*_in_the_matrix__repeated` pairs, role colours in the arenas, the
-  behaviour colours of allelopathic_harvest); they form one class (union-find). Identity is visible
-  in a substrate where every class has one player. Measured, not taken from the catalog, which
-  misses the role- and behaviour-coloured games.
-- Templates per (class, facing): a template is a patch plus a mask of its opaque pixels. Seen
-  patches are merged greedily (most frequent first): two templates merge into the pixels where they
-  agree, as long as the merged mask keeps MIN_PIXELS pixels and matches no negative patch (nor any
-  patch of another class or facing). So a sprite seen over two floors becomes the sprite's own
-  pixels and matches it over a third; a hat or a held item that varies becomes a masked-out hole.
-- Detection: a cell shows (class k, facing f) when its patch equals some template of (k, f) on the
-  template's mask. Output per frame: `hits` bool [R, C, K, 4]. Patches are cached (dream frames
-  reuse a small alphabet of patches), so a frame costs a lookup of its distinct patches.
-- Players: `assign` turns hits into each player's (cell, facing, found). A one-player class is found
-  when exactly one cell shows it; in a shared class identity follows continuity: detections are
-  matched to the members' previous cells (nearest first), so a ghost or a lost player in the class
-  still shows as a count mismatch.
+  pixels (shared colours: the `*_in_the_matrix__repeated` pairs, role colours in the arenas, team
+  colours in paintball, the behaviour colours of allelopathic_harvest); they form one class
+  (union-find). Identity is visible in a substrate where every class has one player. Measured, not
+  taken from the catalog, which misses the role-, team- and behaviour-coloured games.
+- Templates per (class, facing): a patch plus a mask of the sprite's opaque pixels, first the pixels
+  that differ from the same cell's background (seen at the nearest times the cell is free, before
+  and after). Seen patches merge greedily (most frequent first) into the union of their sprite
+  pixels where they agree, if they agree on at least MERGE_AGREEMENT of them (one sprite over two
+  floors, or with and without a hat or a held item; not two colour variants) and the merged mask
+  keeps MIN_PIXELS pixels and matches no negative (a free cell, another class or facing). Pixels
+  seen to vary at a facing (overlays) leave every template of that facing where that stays safe.
+- Palette transfer: every avatar is one sprite recoloured per player, so each class also gets the
+  other classes' templates, recoloured by the colour map between the two classes at a facing both
+  were seen at: a facing, hat or held item seen only on another player is still recognised.
+- Detection: a cell shows (class k, facing f) when its patch matches a template of (k, f) on the
+  template's mask, up to `allowed` wrong pixels (TOLERANCE of the mask, and less than half the
+  distance to the nearest negative), taking the best template's label(s) only. Output per frame:
+  `hits` bool [R, C, K, 4]. Patches are cached (dream frames reuse a small alphabet of patches).
+- Players: `assign`/`track` turn hits into each player's (cell, facing, found). A one-player class
+  is found when exactly one cell shows it; in a shared class identity follows continuity and the
+  actions (see `assign`), so a ghost or a lost player there still shows as a count mismatch.
+
+`python -m benchmarks.detector --data DATA` measures the detector on held-out real episodes of every
+substrate (templates from the train split) and the rule checker (benchmarks/rules.py) on the same
+real transitions: benchmarks/results/fidelity_detector_cpu.md.
 """
 from __future__ import annotations
 
@@ -383,15 +392,6 @@ class PlayerDetector:
             found.append(ok)
         return np.stack(cells), np.stack(facing), np.stack(found)
 
-    def counts(self, hits: np.ndarray) -> np.ndarray:
-        """Cells showing each class: int [K] (a cell matching two facings of a class counts once)."""
-        return hits.any(-1).sum((0, 1))
-
-    def summary(self) -> dict:
-        return {"classes": self.classes.tolist(), "identity_visible": self.identity_visible,
-                "templates": self.num_templates,
-                "min_mask_pixels": int(min((int(t.mask.sum()) for ts in self.templates.values() for t in ts), default=0))}
-
 
 # ------------------------------------------------------------------------------ measurement script
 def detector_accuracy(det: PlayerDetector, frames, cells, facing, alive) -> dict[str, float]:
@@ -430,6 +430,7 @@ def main(argv: list[str] | None = None) -> int:
     import argparse
     import json
     import os
+    import sys
     import time
     from pathlib import Path
 
@@ -503,7 +504,8 @@ def main(argv: list[str] | None = None) -> int:
     total.update({f"rules_{name}": float(rules_total[j, 0] / max(rules_total[j, 1], 1))
                   for j, name in enumerate(("detected", "detected_mt", "truth", "truth_mt"))})
     total["rules_substrates_at_99"] = int(sum(r["rules_truth"] >= 0.99 for r in rows.values()))
-    result = {"meta": {"data": args.data, "fit_split": args.fit_split, "split": args.split, "seconds": time.time() - t0,
+    result = {"meta": {"command": "python -m benchmarks.detector " + " ".join(sys.argv[1:] if argv is None else argv),
+                       "data": args.data, "fit_split": args.fit_split, "split": args.split, "seconds": time.time() - t0,
                        "machine": f"{machine()['cpu']}, {os.cpu_count()} cores", "tolerance": TOLERANCE,
                        "commit": os.environ.get("ACTIONPARTY_COMMIT") or git_commit()},
               "overall": {**total, "recall": total["found"] / max(total["live"], 1),
@@ -541,7 +543,7 @@ def _rules_on_truth(rules, real: dict) -> np.ndarray:
 def detector_markdown(result: dict) -> str:
     meta, o, subs = result["meta"], result["overall"], result["substrates"]
     lines = ["# Player detector and rule checker on held-out real Melting Pot frames", "",
-             f"Command: `python -m benchmarks.detector --data DATA`; commit {meta['commit']}; {meta['machine']}; "
+             f"Command: `{meta.get('command', 'python -m benchmarks.detector')}`; commit {meta['commit']}; {meta['machine']}; "
              f"{meta['seconds']:.0f} s. Templates from the `{meta['fit_split']}` episodes, measured on the "
              f"`{meta['split']}` episodes (coins: each test episode's first half -> second half, its colours are "
              f"drawn per build); per substrate: {Counter(r['fit'] for r in subs.values()).most_common(1)[0][0]}.", "",
