@@ -321,7 +321,7 @@ def write_results(result: dict, out: str) -> list[Path]:
         f"Command: `{meta.get('command', 'python -m benchmarks.fidelity')}`; commit {meta['commit']}; "
         f"{meta['episodes']} {meta['split']} episodes, {len(result['substrates'])} substrates; "
         f"{meta['seconds']:.0f} s, dreaming {sum(meta.get('dream_seconds', {}).values()):.0f} s"
-        f"{' (rollouts from the cache, timed when made)' if meta.get('cache') else ''}. Metrics are defined in benchmarks/fidelity.py; detector templates from "
+        f"{' (timed when the rollouts were made; kept in the --cache folder)' if meta.get('cache') else ''}. Metrics are defined in benchmarks/fidelity.py; detector templates from "
         f"{meta['templates_from']}.\n\n{to_markdown(result)}\n")
     try:
         from benchmarks.plots import plot_horizons
