@@ -187,7 +187,7 @@ def evaluate(data: str, checkpoint: str | None = None, split: str = "test", hori
              gifs: int = 3, gif_steps: int = 40, cache: str | None = None) -> dict:
     from actionparty_env.model.checkpoint import load_world_model
     from benchmarks.record_speed import git_commit, machine
-    from training.dataset import list_episodes, read_episode
+    from training.dataset import list_episodes, read_episode, read_meta
     from training.rollout import closed_loop, side_by_side
 
     catalog = load_catalog()
@@ -253,6 +253,9 @@ def evaluate(data: str, checkpoint: str | None = None, split: str = "test", hori
                        "templates_from": "the test episodes' own real frames", "gifs": gif_paths,
                        "commit": os.environ.get("ACTIONPARTY_COMMIT") or git_commit()},
               "paper": PAPER, "substrates": info, "runs": {}}
+    plan = read_meta(data).get("plan", {}).get(split, {})  # how the recorder made these episodes
+    for sub in info:
+        info[sub]["recorded"] = plan.get(sub)
     for run, per in totals.items():
         result["runs"][run] = {}
         for where, metrics in per.items():
@@ -309,6 +312,15 @@ def to_markdown(result: dict) -> str:
     return "\n".join(lines)
 
 
+def _recorded(result: dict) -> str:
+    """'recorded with ...; ' from the dataset's recorder plan, where all substrates share one."""
+    plans = {json.dumps(v.get("recorded"), sort_keys=True) for v in result["substrates"].values()}
+    if len(plans) != 1 or plans == {"null"}:
+        return ""
+    p = json.loads(plans.pop())
+    return f"recorded {p['steps']} steps each, policy `{p['policy']}`, base seed {p['seed']}; "
+
+
 def write_results(result: dict, out: str) -> list[Path]:
     """JSON, markdown and the horizon plot under `out` (a path prefix)."""
     prefix = Path(out)
@@ -320,7 +332,7 @@ def write_results(result: dict, out: str) -> list[Path]:
         f"# Fidelity of the dream to the real Melting Pot, from pixels ({meta['device_name']})\n\n"
         f"Command: `{meta.get('command', 'python -m benchmarks.fidelity')}`; commit {meta['commit']}; "
         f"{meta['episodes']} {meta['split']} episodes, {len(result['substrates'])} substrates; "
-        f"{meta['seconds']:.0f} s, dreaming {sum(meta.get('dream_seconds', {}).values()):.0f} s"
+        f"{_recorded(result)}{meta['seconds']:.0f} s, dreaming {sum(meta.get('dream_seconds', {}).values()):.0f} s"
         f"{' (timed when the rollouts were made; kept in the --cache folder)' if meta.get('cache') else ''}. Metrics are defined in benchmarks/fidelity.py; detector templates from "
         f"{meta['templates_from']}.\n\n{to_markdown(result)}\n")
     try:
