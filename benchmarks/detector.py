@@ -437,7 +437,7 @@ def main(argv: list[str] | None = None) -> int:
     from tqdm import tqdm
 
     from actionparty_env.games import load_catalog
-    from benchmarks.record_speed import git_commit, machine
+    from benchmarks.provenance import git_commit, machine
     from benchmarks.rules import RuleChecker
     from training.dataset import list_episodes, read_episode
 
@@ -507,7 +507,7 @@ def main(argv: list[str] | None = None) -> int:
     result = {"meta": {"command": "python -m benchmarks.detector " + " ".join(sys.argv[1:] if argv is None else argv),
                        "data": args.data, "fit_split": args.fit_split, "split": args.split, "seconds": time.time() - t0,
                        "machine": f"{machine()['cpu']}, {os.cpu_count()} cores", "tolerance": TOLERANCE,
-                       "commit": os.environ.get("ACTIONPARTY_COMMIT") or git_commit()},
+                       "commit": git_commit()},
               "overall": {**total, "recall": total["found"] / max(total["live"], 1),
                           "recall_once": total["found_once"] / max(total["live"], 1)},
               "substrates": rows}

@@ -186,7 +186,7 @@ def evaluate(data: str, checkpoint: str | None = None, split: str = "test", hori
              temperature: float = 0.0, ablations: dict[str, str] | None = None, gif_dir: Path | None = None,
              gifs: int = 3, gif_steps: int = 40, cache: str | None = None) -> dict:
     from actionparty_env.model.checkpoint import load_world_model
-    from benchmarks.record_speed import git_commit, machine
+    from benchmarks.provenance import git_commit, machine
     from training.dataset import list_episodes, read_episode, read_meta
     from training.rollout import closed_loop, side_by_side
 
@@ -251,7 +251,7 @@ def evaluate(data: str, checkpoint: str | None = None, split: str = "test", hori
                        "dream_seconds": dict(dream_seconds), "cache": cache,
                        "episodes": sum(len(v) for v in groups.values()), "cell_tolerance": CELL_TOLERANCE,
                        "templates_from": "the test episodes' own real frames", "gifs": gif_paths,
-                       "commit": os.environ.get("ACTIONPARTY_COMMIT") or git_commit()},
+                       "commit": git_commit()},
               "paper": PAPER, "substrates": info, "runs": {}}
     plan = read_meta(data).get("plan", {}).get(split, {})  # how the recorder made these episodes
     for sub in info:
