@@ -35,10 +35,11 @@ Metrics per step t (t = 1..H) and per substrate and overall:
 Table: follow, follow_mt, preserve, heads, ghosts and lost pooled over steps 1..h (the paper's "over
 20 steps"); traj, cell and psnr at step h.
 
-Ablations (no spatial RoPE bias, no subject isolation) are not trained here: they would be
-`ModelConfig` options of actionparty_env/model/network.py, trained with the same budget; pass the
-resulting checkpoints with `--ablation no_rope=DIR --ablation no_isolation=DIR` and they are scored
-like the dream, on the same episodes.
+Ablations are checkpoints trained with the same budget but one part of the method switched off
+(`ModelConfig.spatial_rope`, `ModelConfig.subject_isolation`; scripts/gpu_lease.sh `ablations` trains
+them); pass them with `--ablation no_rope=DIR --ablation no_isolation=DIR` and they are scored like the
+dream, on the same episodes. With `--cache`, rollouts are kept per checkpoint folder, so several
+processes can dream one checkpoint each and a last run scores them all together.
 """
 from __future__ import annotations
 
@@ -165,6 +166,14 @@ def _cached(cache: str | None, key: list, make) -> dict[str, np.ndarray]:
     return out
 
 
+def checkpoint_id(folder: str | None) -> str:
+    """A checkpoint's folder and a digest of its config.json (a retrained checkpoint in the same folder
+    has another training summary, so its cached rollouts are not reused)."""
+    from actionparty_env.model.checkpoint import DEFAULT_CHECKPOINT
+    path = Path(folder or DEFAULT_CHECKPOINT).resolve()
+    return f"{path}:{hashlib.sha1((path / 'config.json').read_bytes()).hexdigest()[:12]}"
+
+
 def table_value(num: np.ndarray, den: np.ndarray, metric: str, h: int) -> float | None:
     """A table entry from per-step sums: pooled over 1..h or at step h (see the module doc)."""
     if h >= len(num):
@@ -218,7 +227,7 @@ def evaluate(data: str, checkpoint: str | None = None, split: str = "test", hori
                 "copy_last": [np.repeat(e.frames[:1], steps + 1, 0) for e in eps]}
         heads = {}
         for name, model in models.items():
-            dream = _cached(cache, [name, str(folders[name]), sampling_steps, temperature, steps, [e.key for e in eps]],
+            dream = _cached(cache, [checkpoint_id(folders[name]), sampling_steps, temperature, steps, [e.key for e in eps]],
                             lambda: closed_loop(model, eps, steps, device, sampling_steps, temperature))
             dream_seconds[name] += float(dream["seconds"])
             runs[name] = list(dream["frames"])

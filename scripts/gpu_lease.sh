@@ -1,48 +1,94 @@
 #!/usr/bin/env bash
-# The H100 lease of docs/TRAINING.md. The whole job runs detached (setsid), so the device tool's
-# 10-minute command limit never cuts it; calls only start it and poll it, back to back (an idle
-# machine is given back after 30 s and everything on it is lost).
-#   bash scripts/gpu_lease.sh start [SECONDS]   install carried wheels, start the job, poll
-#   bash scripts/gpu_lease.sh poll  [SECONDS]   poll; copy finished results to $OUT
-# The job: record all 49 substrates on 16 cores, the held-out splits, train (training/configs/h100.yaml),
-# bundle the checkpoint, evaluate it in closed loop on the test split, measure dream speed.
+# The H100 leases of docs/TRAINING.md. A job runs detached (setsid), so the device tool's 10-minute
+# command limit never cuts it; calls only start it and poll it, back to back (an idle machine is given
+# back after 30 s and everything on it is lost).
+#   bash scripts/gpu_lease.sh start JOB [SECONDS]   install carried wheels, start JOB, poll
+#   bash scripts/gpu_lease.sh poll [SECONDS]         poll; copy finished results to $OUT
+# Every job first records all 49 substrates on 16 cores and the held-out splits. Then:
+#   train      train the recipe (training/configs/h100.yaml) for $MINUTES, bundle it, evaluate it in
+#              closed loop on the test split, measure its speed and its pixel fidelity.
+#   ablations  the recipe and its two ablations (no spatial RoPE bias, no subject isolation) side by side
+#              on the one GPU, $BUDGET steps each; bundle them; pixel fidelity of the three and of the
+#              bundled checkpoint on the same test episodes, in one table.
+# $INIT (a checkpoint folder) continues training from its weights (the warm-up runs again); $STEPS sets
+# max_steps. A CPU dry run of the plumbing: ROOT=/tmp/dry DEVICE=cpu CONFIG=training/configs/tiny.yaml
+# SUBSTRATES=coins EPISODES=2 EPISODE_STEPS=20 BUDGET=4 bash scripts/gpu_lease.sh job-ablations
 # The machine has torch but not Melting Pot, PettingZoo or LMDB: their cp312 wheels travel in .whl/.
 set -uo pipefail
-ROOT=/tmp/ap
-export PYTHONPATH="/tmp/site:$PWD" PYTHONUNBUFFERED=1
+ROOT=${ROOT:-/tmp/ap}
+CONFIG=${CONFIG:-training/configs/h100.yaml}
+DEVICE=${DEVICE:-cuda}
+export PYTHONPATH="/tmp/site:$PWD" PYTHONUNBUFFERED=1 ACTIONPARTY_COMMIT=${COMMIT:-unknown}
 EPISODES=${EPISODES:-20}
-STEPS=${STEPS:-300}
+EPISODE_STEPS=${EPISODE_STEPS:-300}
+SUBSTRATES=${SUBSTRATES:-all}
 MINUTES=${MINUTES:-11}
+BUDGET=${BUDGET:-2000}
 stamp() { echo "[$(date +%T)] $*"; }
+
+record() {
+  stamp record; python3 -m training.record --out $ROOT/data --substrates $SUBSTRATES \
+    --episodes-per-substrate $EPISODES --steps $EPISODE_STEPS --workers 16 --seed 0 > $ROOT/record.log 2>&1
+  stamp split; python3 -m training.dataset split $ROOT/data --val 1 --test 2 --workers 16 >> $ROOT/record.log 2>&1
+  grep -a "^recorded\|failed" $ROOT/record.log | tail -6
+}
+
+train() {  # NAME [KEY=VALUE...]: train into $ROOT/NAME, bundle into $ROOT/ckpt_NAME
+  local name=$1; shift
+  torchrun --standalone --nproc_per_node=1 -m training.train --config $CONFIG \
+    --set out=$ROOT/$name data=$ROOT/data ${INIT:+init_from=$INIT} ${STEPS:+max_steps=$STEPS} "$@" > $ROOT/$name.log 2>&1
+  python3 -m training.bundle --run $ROOT/$name --data $ROOT/data --out $ROOT/ckpt_$name > $ROOT/bundle_$name.log 2>&1
+  stamp "trained $name: $(tail -c 200 $ROOT/$name.log | tr '\r' '\n' | tail -n 2 | tr '\n' ' ')"
+}
+
+fidelity() {  # TAG CHECKPOINT [NAME=DIR...]: pixel fidelity on the test split, one episode per substrate
+  local tag=$1 ckpt=$2; shift 2
+  python3 -m benchmarks.fidelity --device $DEVICE --checkpoint $ckpt "${@/#/--ablation=}" --data $ROOT/data \
+    --split test --episodes 1 --gifs 3 --cache $ROOT/cache --out-dir $ROOT/results --tag $tag > $ROOT/fidelity_$tag.log 2>&1
+}
+
 case "$1" in
   start)
     python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl
-    mkdir -p $ROOT
-    nproc; nvidia-smi --query-gpu=name,memory.total --format=csv,noheader; git rev-parse --short HEAD || true
-    setsid nohup bash scripts/gpu_lease.sh job > $ROOT/job.log 2>&1 < /dev/null &
-    bash scripts/gpu_lease.sh poll "${2:-540}" ;;
-  job)
-    stamp record; python3 -m training.record --out $ROOT/data --substrates all --episodes-per-substrate $EPISODES \
-      --steps $STEPS --workers 16 --seed 0 > $ROOT/record.log 2>&1
-    stamp split; python3 -m training.dataset split $ROOT/data --val 1 --test 2 --workers 16 >> $ROOT/record.log 2>&1
-    grep -a "^recorded\|failed" $ROOT/record.log | tail -6
-    stamp train; torchrun --standalone --nproc_per_node=1 -m training.train --config training/configs/h100.yaml \
-      --set max_minutes=$MINUTES > $ROOT/train.log 2>&1
-    tail -c 300 $ROOT/train.log
-    stamp bundle; python3 -m training.bundle --run $ROOT/run --data $ROOT/data --out $ROOT/ckpt 2>&1 | tail -3
-    stamp evaluate; python3 -m training.evaluate --checkpoint $ROOT/ckpt --data $ROOT/data --split test \
-      --out $ROOT/results/closed_loop_h100 2>&1 | tail -4
-    if [ -f benchmarks/speed.py ]; then
-      stamp speed; python3 -m benchmarks.speed --device cuda --checkpoint $ROOT/ckpt --out-dir $ROOT/results 2>&1 | tail -15
-    fi
+    mkdir -p $ROOT/results
+    nproc; nvidia-smi --query-gpu=name,memory.total --format=csv,noheader
+    setsid nohup bash scripts/gpu_lease.sh job-$2 > $ROOT/job.log 2>&1 < /dev/null &
+    bash scripts/gpu_lease.sh poll "${3:-540}" ;;
+  job-train)
+    record
+    stamp train; train main max_minutes=$MINUTES
+    stamp evaluate; python3 -m training.evaluate --device $DEVICE --checkpoint $ROOT/ckpt_main --data $ROOT/data \
+      --split test --out $ROOT/results/closed_loop_h100 > $ROOT/evaluate.log 2>&1
+    stamp speed; python3 -m benchmarks.speed --device $DEVICE --checkpoint $ROOT/ckpt_main --batches 1 16 64 256 \
+      --out-dir $ROOT/results --tag h100 > $ROOT/speed.log 2>&1
+    stamp fidelity; fidelity h100 $ROOT/ckpt_main
+    stamp done ;;
+  job-ablations)
+    record
+    # The same budget for the three: $BUDGET steps (the cosine schedule and self-forcing scale with it);
+    # the time cap only guards the lease. Four loader workers each: 16 cores for three runs.
+    stamp "train x3, $BUDGET steps each"
+    common="max_steps=$BUDGET max_minutes=${CAP:-16} workers=4 eval_every=$BUDGET ckpt_every=500"
+    train main $common &
+    train no_rope $common model.spatial_rope=false &
+    train no_isolation $common model.subject_isolation=false &
+    wait
+    # Dream each checkpoint in its own process (the rollouts land in the cache), then score all at once.
+    stamp fidelity
+    fidelity one_main $ROOT/ckpt_main & fidelity one_no_rope $ROOT/ckpt_no_rope &
+    fidelity one_no_isolation $ROOT/ckpt_no_isolation & fidelity one_bundled actionparty_env/checkpoints/default &
+    wait
+    fidelity h100_ablations $ROOT/ckpt_main no_rope=$ROOT/ckpt_no_rope no_isolation=$ROOT/ckpt_no_isolation \
+      bundled_v1=$PWD/actionparty_env/checkpoints/default
     stamp done ;;
   poll)
     end=$((SECONDS + ${2:-540}))
     while [ $SECONDS -lt $end ] && ! grep -q "\] done" $ROOT/job.log; do sleep 10; done
-    cat $ROOT/job.log; tail -c 400 $ROOT/train.log 2>/dev/null; echo
-    tail -n 1 $ROOT/run/metrics.jsonl 2>/dev/null
-    [ -d $ROOT/ckpt ] && mkdir -p $OUT/ckpt && cp $ROOT/ckpt/* $OUT/ckpt/
-    [ -f $ROOT/run/metrics.jsonl ] && tar czf $OUT/run.tgz -C $ROOT run/metrics.jsonl run/samples run/tb record.log \
-      train.log $( [ -d $ROOT/results ] && echo results ) 2>/dev/null
+    cat $ROOT/job.log; for f in $ROOT/*.log; do echo "== $f"; tail -c 300 $f | tr '\r' '\n' | tail -n 2; done
+    if grep -q "\] done" $ROOT/job.log; then
+      [ -d $ROOT/ckpt_main ] && mkdir -p $OUT/ckpt && cp $ROOT/ckpt_main/* $OUT/ckpt/
+      tar czf $OUT/results.tgz -C $ROOT --exclude='*.pt' --exclude='*.safetensors' --exclude='start_states.npz' \
+        results $(cd $ROOT && ls -d *.log main no_rope no_isolation 2>/dev/null)
+    fi
     ls -la $OUT $OUT/ckpt 2>/dev/null; true ;;
 esac

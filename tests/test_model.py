@@ -12,10 +12,11 @@ from actionparty_env.model.sampler import DreamSimulator, unmask_schedule
 R, C, N, T, V = 4, 5, 3, 3, 12
 
 
-def tiny_model(seed=0) -> WorldModel:
+def tiny_model(seed=0, **switches) -> WorldModel:
+    """`switches`: the ModelConfig options of the method (spatial_rope, subject_isolation, frame_occupancy)."""
     torch.manual_seed(seed)
     cfg = ModelConfig(vocab_size=V, num_games=2, num_action_names=8, max_players=4, dim=32, depth=2, heads=2,
-                      window=2, pointer_dim=8, max_actions=8)
+                      window=2, pointer_dim=8, max_actions=8, **switches)
     model = WorldModel(cfg, ["game_a", "game_b"], [f"A{i}" for i in range(8)])
     rng = np.random.default_rng(seed)
     patches = rng.permutation(V * 4)[:V, None, None, None] * np.ones((1, 8, 8, 3), np.int64)
@@ -59,8 +60,9 @@ def test_masks_isolate_subjects():
     assert not vis[frame0][:, act0].any()
 
 
-def test_other_players_action_has_no_path_to_my_state_prediction():
-    model = tiny_model().train()
+@pytest.mark.parametrize("isolated", [True, False])
+def test_other_players_action_has_no_path_to_my_state_prediction(isolated):
+    model = tiny_model(subject_isolation=isolated).train()
     blocks = random_blocks(b=1)
     emb = model.action_emb
     captured = {}
@@ -76,8 +78,51 @@ def test_other_players_action_has_no_path_to_my_state_prediction():
     target = out["cell_logits"][0, t, i].sum() + out["facing_logits"][0, t, i].sum() + out["reward"][0, t, i]
     target.backward()
     grad = captured["a"].grad  # [B, N, d] of the last embed_block call (block T-1)
-    assert grad[0, j].abs().max() == 0, "player j's action leaks into player i's prediction"
     assert grad[0, i].abs().max() > 0, "player i's own action must matter"
+    if isolated:
+        assert grad[0, j].abs().max() == 0, "player j's action leaks into player i's prediction"
+    else:  # the ablation: subject tokens see each other, so j's action reaches i's prediction
+        assert grad[0, j].abs().max() > 0
+
+
+def test_without_isolation_subject_tokens_see_each_other_but_stay_causal():
+    layout = block_layout(0, R, C, N, "cpu").cat(block_layout(1, R, C, N, "cpu"))
+    vis = visibility(layout, layout, isolate_subjects=False)
+    pose1, act1 = (layout.kind == POSE) & (layout.block == 1), (layout.kind == ACTION) & (layout.block == 1)
+    assert vis[pose1][:, pose1].all() and vis[act1][:, act1 | pose1].all()
+    assert not vis[(layout.block == 0)][:, layout.block == 1].any()
+    frame1 = (layout.kind == 2) & (layout.block == 1)
+    assert not vis[frame1][:, act1].any()  # a block's frame still never sees that block's actions
+
+
+def _outputs(model, blocks):
+    with torch.no_grad():
+        return torch.cat([v.flatten() for v in model(blocks).values()])
+
+
+@pytest.mark.parametrize("spatial_rope", [True, False])
+def test_spatial_rope_is_the_only_way_cells_reach_the_subject_tokens(spatial_rope):
+    model = tiny_model(spatial_rope=spatial_rope)
+    blocks = random_blocks(b=1)
+    moved = Blocks(**{**blocks.__dict__, "cells": (blocks.cells + 1) % torch.tensor([R, C])})
+    changed = not torch.allclose(_outputs(model, blocks), _outputs(model, moved))
+    assert changed == spatial_rope
+
+
+def test_frame_occupancy_marks_each_live_player_cell():
+    model = tiny_model(frame_occupancy=True)
+    blocks = random_blocks(b=1)
+    blocks.cells[0, 0] = torch.tensor([[0, 1], [2, 3], [3, 4]])
+    blocks.alive[0, 0, 2] = False
+    grid = model.occupancy(blocks, 0, C).view(R, C, -1)
+    marked = grid.abs().sum(-1) > 0
+    assert marked.sum() == 2 and marked[0, 1] and marked[2, 3]  # the dead player marks nothing
+    slot0 = model.occupant_emb.weight[0 * 4 + blocks.facing[0, 0, 0]]
+    assert torch.allclose(grid[0, 1], slot0)
+    # Without spatial RoPE, cells still reach the frame through the occupancy.
+    model = tiny_model(spatial_rope=False, frame_occupancy=True)
+    moved = Blocks(**{**blocks.__dict__, "cells": (blocks.cells + 1) % torch.tensor([R, C])})
+    assert not torch.allclose(_outputs(model, blocks), _outputs(model, moved))
 
 
 def test_sampler_steps_and_is_deterministic():
@@ -135,13 +180,14 @@ def test_codebook_roundtrip_and_nearest():
     assert np.array_equal(book.encode(noisy), codes) and book.unknown_patches == 1
 
 
-def test_checkpoint_roundtrip_is_bit_exact(tmp_path):
-    model = tiny_model(3)
+@pytest.mark.parametrize("switches", [{}, {"frame_occupancy": True, "spatial_rope": False, "subject_isolation": False}])
+def test_checkpoint_roundtrip_is_bit_exact(tmp_path, switches):
+    model = tiny_model(3, **switches)
     save_checkpoint(model, tmp_path / "ck")
     loaded = load_world_model(tmp_path / "ck")
     for (k, a), (_, b) in zip(model.state_dict().items(), loaded.state_dict().items()):
         assert torch.equal(a, b), k
-    assert loaded.games == model.games
+    assert loaded.games == model.games and loaded.cfg == model.cfg
 
 
 def test_truncated_checkpoint_names_the_file(tmp_path):

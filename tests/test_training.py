@@ -188,6 +188,9 @@ def test_mask_frames_masks_and_corrupts_only_what_it_reports(batch):
     clean_cfg = dataclasses.replace(cfg, clean_context_prob=1.0, corrupt_max=0.0)
     clean, none_masked = mask_frames(blocks, model.game_codes, clean_cfg, torch.Generator(), model.mask_code)
     assert not none_masked.any() and torch.equal(clean.codes, blocks.codes)
+    last_cfg = dataclasses.replace(clean_cfg, full_mask_prob=1.0)
+    _, last_masked = mask_frames(blocks, model.game_codes, last_cfg, torch.Generator(), model.mask_code)
+    assert last_masked[:, -1].all() and not last_masked[:, :-1].any()  # the newest frame from nothing
 
 
 def test_losses_vanish_for_perfect_predictions_and_weigh_the_right_cells(batch):

@@ -59,6 +59,7 @@ class TrainConfig:
     grad_clip: float = 1.0
     ema_decay: float = 0.999
     clean_context_prob: float = 0.25  # share of frames left unmasked (clean context)
+    full_mask_prob: float = 0.0       # share of clips whose last frame is fully masked (the dream's case)
     corrupt_max: float = 0.02         # up to this share of context codes replaced by random codes
     changed_weight: float = 4.0       # extra weight of cells that changed since the previous frame
     rollout_prob: float = 0.0         # share of batches whose context is the model's own rollout
@@ -128,6 +129,9 @@ def mask_frames(blocks: Blocks, game_codes: torch.Tensor, cfg: TrainConfig, gen:
     dev = codes.device
     rate = torch.rand(b, t_len, 1, 1, generator=gen, device=dev)
     rate = torch.where(torch.rand(b, t_len, 1, 1, generator=gen, device=dev) < cfg.clean_context_prob, 0.0, rate)
+    # The dream draws each new frame from nothing in one pass; a uniform rate rarely trains that case.
+    full = torch.rand(b, 1, 1, generator=gen, device=dev) < cfg.full_mask_prob
+    rate[:, -1] = torch.where(full, 1.0, rate[:, -1])
     masked = torch.rand(codes.shape, generator=gen, device=dev) < rate
     # Replace a few visible context codes by random codes of the same game (model-like errors).
     allowed = game_codes[blocks.game].float()  # [B, V]

@@ -64,12 +64,15 @@ def block_layout(block: int, rows: int, cols: int, num_players: int, device, par
     return Layout(kind, torch.full_like(kind, block), torch.cat(players).long(), torch.cat(rr), torch.cat(cc))
 
 
-def visibility(q: Layout, k: Layout) -> torch.Tensor:
-    """bool [Lq, Lk]: may query token q attend to key token k."""
+def visibility(q: Layout, k: Layout, isolate_subjects: bool = True) -> torch.Tensor:
+    """bool [Lq, Lk]: may query token q attend to key token k. `isolate_subjects=False` is the
+    ablation: subject tokens then see every player's subject tokens (same block and time rules)."""
     qk, kk = q.kind[:, None], k.kind[None, :]
     le = k.block[None, :] <= q.block[:, None]
     lt = k.block[None, :] < q.block[:, None]
     same = (q.player[:, None] == k.player[None, :]) & (q.player[:, None] >= 0)
+    if not isolate_subjects:
+        same = (q.player[:, None] >= 0) & (k.player[None, :] >= 0)
     k_game, k_frame = kk == GAME, kk == FRAME
     k_pose, k_act = kk == POSE, kk == ACTION
     shared = le & (k_game | k_frame)  # everyone but G sees game and frame tokens

@@ -29,6 +29,10 @@ class ModelConfig:
     window: int = 3            # earlier time blocks a block may see (training clips hold window+1 frames)
     pointer_dim: int = 64
     max_actions: int = 32      # actions per game at most (fruit_market has 25)
+    # The method's parts, switchable for the ablations of benchmarks/fidelity.py:
+    spatial_rope: bool = True        # subject tokens rotate with their player's cell (else: time only)
+    subject_isolation: bool = True   # a subject token sees no other player's subject tokens
+    frame_occupancy: bool = False    # each frame token is told which player (slot, facing) stands on it
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -123,6 +127,8 @@ class WorldModel(nn.Module):
         self.alive_emb = nn.Embedding(2, d)
         self.action_emb = nn.Embedding(cfg.num_action_names, d)
         self.kind_emb = nn.Embedding(4, d)
+        if cfg.frame_occupancy:
+            self.occupant_emb = nn.Embedding(cfg.max_players * 4, d)  # slot * 4 + facing
         self.rope = Rope3D(d // cfg.heads)
         self.layers = nn.ModuleList(Layer(cfg) for _ in range(cfg.depth))
         self.norm = nn.LayerNorm(d)
@@ -163,7 +169,8 @@ class WorldModel(nn.Module):
                 rr.append(zero); cc.append(zero); ok.append(torch.ones(b, 1, dtype=torch.bool, device=device))
             elif part == "F":
                 codes = blocks.codes[:, t].reshape(b, rows * cols)
-                xs.append(self.code_emb(codes) + self.kind_emb.weight[FRAME])
+                x = self.code_emb(codes) + self.kind_emb.weight[FRAME]
+                xs.append(x + self.occupancy(blocks, t, cols) if self.cfg.frame_occupancy else x)
                 rr.append(layout.row[layout.kind == FRAME].expand(b, -1))
                 cc.append(layout.col[layout.kind == FRAME].expand(b, -1))
                 ok.append(torch.ones(b, rows * cols, dtype=torch.bool, device=device))
@@ -173,8 +180,25 @@ class WorldModel(nn.Module):
                     x = x + self.kind_emb.weight[POSE]
                 else:
                     x = slots + self.action_emb(blocks.actions[:, t]) + self.kind_emb.weight[ACTION]
-                xs.append(x); rr.append(cell[..., 0]); cc.append(cell[..., 1]); ok.append(present)
+                xs.append(x); ok.append(present)
+                if self.cfg.spatial_rope:
+                    rr.append(cell[..., 0]); cc.append(cell[..., 1])
+                else:  # the ablation: every subject token at cell (0, 0), so only time rotates it
+                    rr.append(torch.zeros_like(cell[..., 0])); cc.append(torch.zeros_like(cell[..., 1]))
         return torch.cat(xs, 1), layout, torch.cat(rr, 1), torch.cat(cc, 1), torch.cat(ok, 1)
+
+    def occupancy(self, blocks: Blocks, t: int, cols: int) -> torch.Tensor:
+        """[B, R*C, d]: each live player's (slot, facing) embedding on the frame token of its cell. The
+        frame tokens see the block's pose tokens anyway; this hands them who stands where directly, so the
+        frame is drawn at the poses (a sprite per pose) instead of being found through attention."""
+        cell, facing = blocks.cells[:, t], blocks.facing[:, t]
+        b, n = facing.shape
+        live = (blocks.alive[:, t] & blocks.present).unsqueeze(-1)
+        slot = torch.arange(n, device=facing.device)
+        emb = self.occupant_emb(slot * 4 + facing) * live
+        index = (cell[..., 0] * cols + cell[..., 1]).unsqueeze(-1).expand_as(emb)
+        grid = torch.zeros(b, blocks.codes.shape[-2] * cols, emb.shape[-1], dtype=emb.dtype, device=emb.device)
+        return grid.scatter_add_(1, index, emb)
 
     # ---- transformer -----------------------------------------------------------------------------
     def run(self, x, layout: Layout, rows, cols, key_ok, cache: KVCache | None = None):
@@ -186,7 +210,7 @@ class WorldModel(nn.Module):
             keys_ok = torch.cat([cache.key_ok, key_ok], dim=1)
         else:
             keys_layout, keys_ok = layout, key_ok
-        mask = visibility(layout, keys_layout)[None, None]
+        mask = visibility(layout, keys_layout, self.cfg.subject_isolation)[None, None]
         if not bool(keys_ok.all()):  # only padded players or reset worlds need a per-world mask
             mask = mask & keys_ok[:, None, None, :]
         # An additive mask made once, in the activations' dtype, saves SDPA a conversion per layer.
