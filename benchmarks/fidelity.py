@@ -20,8 +20,10 @@ by `python -m benchmarks.detector` (benchmarks/results/fidelity_detector_cpu.md)
 Metrics per step t (t = 1..H) and per substrate and overall:
 - follow: action-following. Players alive in the real game at t-1 and t; their detected states in
   the run's frames t-1 and t must be the effect of the recorded action under the game's rules
-  (benchmarks/rules.py; a player not found counts as not following). `follow_mt`: the same over
-  moves and turns only (NOOP and the like are easy: copy-last follows them by doing nothing).
+  (benchmarks/rules.py; a player not found counts as not following; a transition the rule checker
+  leaves UNDECIDED from the real episode is not scored). `follow_mt`: the same over moves and turns that
+  take effect in the real game's situation (not frozen: NOOP and the like, and a frozen player's moves,
+  are easy: copy-last follows them by doing nothing).
 - preserve: subject preservation. Players alive in the real game at t, each drawn exactly once as
   itself: no ghost copies, no player lost, no player drawn as another. In a shared-colour class every
   drawing too many or too few costs one of its live players. `ghosts` and `lost` count the extra and the missing
@@ -59,7 +61,7 @@ from tqdm import tqdm
 from actionparty_env.games import load_catalog
 from actionparty_env.model.codebook import CELL
 from benchmarks.detector import PlayerDetector
-from benchmarks.rules import MOVE, TURN, RuleChecker, rule_outcome
+from benchmarks.rules import FREE, FROZEN, MOVE, TURN, UNDECIDED, RuleChecker, rule_outcome
 
 PAPER = {"label": "ActionParty (Pondaven et al., 2026)", "horizon": 20, "follow": 0.779, "preserve": 0.903}
 CELL_TOLERANCE = 8.0  # mean absolute error (0..255) under which an 8x8 cell counts as right
@@ -82,7 +84,15 @@ def score_episode(det: PlayerDetector, rules: RuleChecker, real: dict, frames: n
     hits = det.detect_many(frames)                                   # [S+1, R, C, K, 4]
     rows, cols = hits.shape[1:3]
     acts = np.asarray(real["actions"], np.int64)
-    predict = lambda t, c, f: rule_outcome(rules.action_names, acts[t - 1], c, f, (rows, cols), rules.torus)[:2]  # noqa: E731
+    # The real episode's situation (freezes, shoves: benchmarks/rules.py) decides which actions take effect.
+    real_steps = len(real["cells"]) - 1
+    situation = rules.situation({**real, "frames": real["frames"][: real_steps + 1], "actions": acts[:real_steps]})
+
+    def predict(t: int, c: np.ndarray, f: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        new_c, new_f, _ = rule_outcome(rules.action_names, acts[t - 1], c, f, (rows, cols), rules.torus)
+        frozen = situation[t - 1] == FROZEN
+        return np.where(frozen[:, None], c, new_c), np.where(frozen, f, new_f)
+
     cells, facing, found = det.track(hits, real["cells"][0], real["facing"][0], predict)
     shown = hits.any(-1)                                             # [S+1, R, C, K]
     counts = shown.sum((1, 2))                                       # [S+1, K]
@@ -108,13 +118,14 @@ def score_episode(det: PlayerDetector, rules: RuleChecker, real: dict, frames: n
     at_real = hits[steps, ry, rx, k_of[None], real["facing"].astype(np.int64) % 4]
     traj = at_real & (~single | (counts[:, k_of] == 1))
     out["traj"] = np.stack([(traj & live).sum(1), live.sum(1)]).astype(float)
-    # Action-following, step t-1 -> t, for players alive in the real game at both.
+    # Action-following, step t-1 -> t, for players alive in the real game at both (UNDECIDED: not scored).
     for t in range(1, s_len + 1):
         ok = rules.check(real["actions"][t - 1], frames[t - 1], cells[t - 1], facing[t - 1], found[t - 1],
-                         cells[t], facing[t], found[t], occupied[t - 1], occupied[t])
-        scored = live[t - 1] & live[t]
+                         cells[t], facing[t], found[t], occupied[t - 1], occupied[t], situation[t - 1])
+        scored = live[t - 1] & live[t] & (situation[t - 1] != UNDECIDED)
         _, _, kind = rule_outcome(rules.action_names, real["actions"][t - 1], rc[t - 1], real["facing"][t - 1])
-        mt = scored & ((kind == MOVE) | (kind == TURN))
+        # Moves and turns that take effect in the real game's situation (a frozen one is as easy as a NOOP).
+        mt = scored & ((kind == MOVE) | (kind == TURN)) & (situation[t - 1] == FREE)
         out["follow"][:, t] = (ok & scored).sum(), scored.sum()
         out["follow_mt"][:, t] = (ok & mt).sum(), mt.sum()
     # Pixels.

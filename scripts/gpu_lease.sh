@@ -7,8 +7,8 @@
 # Every job first records all 49 substrates on 16 cores and the held-out splits. Then:
 #   train      train the recipe (training/configs/h100.yaml) for $MINUTES, bundle it, evaluate it in
 #              closed loop on the test split, measure its speed and its pixel fidelity.
-#   ablations  the recipe and its two ablations (no spatial RoPE bias, no subject isolation) side by side
-#              on the one GPU, $BUDGET steps each; bundle them; pixel fidelity of the three and of the
+#   ablations  the recipe and its two ablations (no spatial RoPE bias, no subject isolation), $BUDGET
+#              steps each, one after the other; bundle them; pixel fidelity of the three and of the
 #              bundled checkpoint on the same test episodes, in one table.
 # $INIT (a checkpoint folder) continues training from its weights (the warm-up runs again); $STEPS sets
 # max_steps. A CPU dry run of the plumbing: ROOT=/tmp/dry DEVICE=cpu CONFIG=training/configs/tiny.yaml
@@ -66,18 +66,16 @@ case "$1" in
   job-ablations)
     record
     # The same budget for the three: $BUDGET steps (the cosine schedule and self-forcing scale with it);
-    # the time cap only guards the lease. Four loader workers each: 16 cores for three runs.
+    # the time cap only guards the lease. One run at a time: three at once ran out of the H100's memory.
+    # Each checkpoint is dreamed on the test episodes (rollouts into the cache) while the next one trains.
     stamp "train x3, $BUDGET steps each"
-    common="max_steps=$BUDGET max_minutes=${CAP:-16} workers=4 eval_every=$BUDGET ckpt_every=500"
-    train main $common &
-    train no_rope $common model.spatial_rope=false &
-    train no_isolation $common model.subject_isolation=false &
+    common="max_steps=$BUDGET max_minutes=${CAP:-8} eval_every=$BUDGET ckpt_every=500"
+    fidelity one_bundled $PWD/actionparty_env/checkpoints/default &
+    train main $common; fidelity one_main $ROOT/ckpt_main &
+    train no_rope $common model.spatial_rope=false; fidelity one_no_rope $ROOT/ckpt_no_rope &
+    train no_isolation $common model.subject_isolation=false; fidelity one_no_isolation $ROOT/ckpt_no_isolation
     wait
-    # Dream each checkpoint in its own process (the rollouts land in the cache), then score all at once.
-    stamp fidelity
-    fidelity one_main $ROOT/ckpt_main & fidelity one_no_rope $ROOT/ckpt_no_rope &
-    fidelity one_no_isolation $ROOT/ckpt_no_isolation & fidelity one_bundled actionparty_env/checkpoints/default &
-    wait
+    stamp "fidelity, all together"
     fidelity h100_ablations $ROOT/ckpt_main no_rope=$ROOT/ckpt_no_rope no_isolation=$ROOT/ckpt_no_isolation \
       bundled_v1=$PWD/actionparty_env/checkpoints/default
     stamp done ;;

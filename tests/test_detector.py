@@ -12,10 +12,11 @@ import pytest
 from actionparty_env.games import get_game
 from benchmarks.detector import PlayerDetector, detector_accuracy
 from benchmarks.fidelity import score_episode
-from benchmarks.rules import RuleChecker, rule_outcome
+from benchmarks.rules import FREE, FROZEN, UNDECIDED, RuleChecker, rule_outcome
 
 VISIBLE = ("commons_harvest__open", "prisoners_dilemma_in_the_matrix__arena", "stag_hunt_in_the_matrix__arena")
 SHARED = "pure_coordination_in_the_matrix__repeated"  # both players drawn alike
+STAMINA = "predator_prey__open"  # moves and turns refused by the stamina
 
 
 @pytest.fixture(scope="module")
@@ -24,7 +25,7 @@ def episodes(tmp_path_factory):
     from training.record import RecordConfig, record
 
     path = str(tmp_path_factory.mktemp("detector_data"))
-    subs = VISIBLE + (SHARED,)
+    subs = VISIBLE + (SHARED, STAMINA)
     record(RecordConfig(path, subs, 4, steps=60, workers=2, seed=3))
     record(RecordConfig(path, subs, 1, steps=60, workers=2, seed=3, split="test"))
     out = {}
@@ -104,3 +105,85 @@ def test_fit_rejects_inconsistent_arrays(episodes):
     det = fit([ep])
     with pytest.raises(ValueError, match="uint8"):
         det.detect(ep.frames[0][:-3])
+
+
+@pytest.fixture(scope="module")
+def stamina_detector(episodes) -> PlayerDetector:
+    return fit(episodes[STAMINA]["train"])
+
+
+def test_stamina_replayed_from_real_actions_explains_refused_moves(episodes, stamina_detector):
+    game = get_game(STAMINA)
+    rules = RuleChecker.fit(game.action_names, episodes[STAMINA]["train"])
+    assert rules.substrate == STAMINA and any("prey" in r for r in rules.roles)
+    plain = RuleChecker(rules.action_names, rules.torus, rules.passable)  # the movement rules alone
+    for ep in episodes[STAMINA]["test"]:
+        real = real_arrays(ep)
+        situation = rules.situation(real)
+        assert (situation == FROZEN).any() and not (situation == UNDECIDED).any()
+        with_stamina = score_episode(stamina_detector, rules, real, ep.frames)["follow"].sum(1)
+        without = score_episode(stamina_detector, plain, real, ep.frames)["follow"].sum(1)
+        assert with_stamina[0] / with_stamina[1] >= 0.99 > without[0] / without[1], (with_stamina, without)
+        # Doing nothing is no way to follow: the first frame repeated fails the moves and turns that the
+        # real game's situation lets take effect.
+        still = score_episode(stamina_detector, rules, real, np.repeat(ep.frames[:1], len(ep.frames), 0))
+        assert still["follow_mt"][0].sum() / still["follow_mt"][1].sum() < 0.5
+
+
+NAMES = ("NOOP", "FORWARD", "BACKWARD", "STEP_LEFT", "STEP_RIGHT", "TURN_LEFT", "TURN_RIGHT", "FIRE_ZAP", "HOLD",
+         "SHOVE", "PULL")
+
+
+def hand_made(actions: list[list[str]], cells: list[list[tuple[int, int]]], facing: list[list[int]]) -> dict:
+    """A real episode's arrays on an empty 8 x 8 map: actions [T][N] by name, cells and facing [T+1][N]."""
+    t1 = len(cells)
+    return {"frames": np.zeros((t1, 64, 64, 3), np.uint8),
+            "actions": np.array([[NAMES.index(a) for a in row] for row in actions], np.int64),
+            "cells": np.array(cells, np.int64), "facing": np.array(facing, np.int64),
+            "alive": np.ones((t1, len(cells[0])), bool)}
+
+
+def test_prey_stamina_freezes_every_other_step_after_a_costly_action():
+    rules = RuleChecker(NAMES, substrate="predator_prey__open", roles=("prey",))
+    real = hand_made([["FORWARD"]] * 4 + [["NOOP"]], [[(5, 1)], [(4, 1)], [(4, 1)], [(3, 1)], [(3, 1)], [(3, 1)]],
+                     [[0]] * 6)
+    assert rules.situation(real)[:, 0].tolist() == [FREE, FROZEN, FREE, FROZEN, FREE]
+    # A predator in the green band is never frozen by its stamina.
+    assert (RuleChecker(NAMES, substrate="predator_prey__open", roles=("predator",)).situation(real) == FREE).all()
+
+
+def test_a_zapped_players_refused_turns_are_frozen_only_inside_the_freeze_window():
+    rules = RuleChecker(NAMES, substrate="territory__open")  # a zap freezes for 25 steps, beam 2 ahead, 1 aside
+    steps = 40
+    acts = [["FIRE_ZAP", "NOOP"]] + [["NOOP", "TURN_LEFT"]] * (steps - 1)
+    cells = [[(2, 2), (2, 3)]] * (steps + 1)
+    facing = [[1, 1]] * (steps + 1)                     # the victim never turns: refused all along
+    situation = rules.situation(hand_made(acts, cells, facing))[:, 1]
+    assert (situation[1:26] == FROZEN).all() and (situation[26:] == FREE).all()
+    # The same refusals with no zap in reach (the zapper faces away): not frozen, the checker rejects them.
+    away = rules.situation(hand_made(acts, cells, [[3, 1]] * (steps + 1)))[:, 1]
+    assert (away == FREE).all()
+    # Once a turn went through, the freeze is over: a later refusal is not absorbed.
+    facing_after = [[1, 1]] * 6 + [[1, 0]] + [[1, 0]] * (steps - 6)
+    went = rules.situation(hand_made(acts, cells, facing_after))[:, 1]
+    assert (went[1:5] == FROZEN).all() and (went[6:] == FREE).all()
+    # A frozen player must keep its cell and facing in the run scored.
+    occupied = np.zeros((8, 8), bool)
+    args = (np.array([NAMES.index("TURN_LEFT")] * 2), np.zeros((64, 64, 3), np.uint8), np.array([(2, 2), (2, 3)]),
+            np.array([1, 1]), np.ones(2, bool))
+    kept = rules.check(*args, np.array([(2, 2), (2, 3)]), np.array([1, 1]), np.ones(2, bool), occupied, occupied,
+                       np.array([FREE, FROZEN]))
+    turned = rules.check(*args, np.array([(2, 2), (2, 3)]), np.array([0, 0]), np.ones(2, bool), occupied, occupied,
+                         np.array([FREE, FROZEN]))
+    assert kept.tolist() == [False, True] and turned.tolist() == [True, False]
+
+
+def test_a_player_in_reach_of_a_shove_is_undecided_and_not_scored():
+    rules = RuleChecker(NAMES, substrate="fruit_market__concentric_rivers")
+    real = hand_made([["SHOVE", "NOOP", "NOOP"]], [[(2, 2), (2, 3), (2, 6)], [(2, 2), (2, 4), (2, 6)]],
+                     [[1, 1, 1], [1, 1, 1]])
+    assert rules.situation(real)[0].tolist() == [FREE, UNDECIDED, FREE]
+    occupied = np.zeros((8, 8), bool)
+    ok = rules.check(real["actions"][0], real["frames"][0], real["cells"][0], real["facing"][0], np.ones(3, bool),
+                     real["cells"][1], real["facing"][1], np.ones(3, bool), occupied, occupied, rules.situation(real)[0])
+    assert ok.tolist() == [True, False, True]  # the undecided one is left out of the score by the caller
