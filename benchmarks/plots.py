@@ -11,6 +11,7 @@ PER_STEP = {"follow": "action-following (step t-1 -> t)", "preserve": "subject p
             "traj": "trajectory agreement", "cell": "cell accuracy", "heads": "state heads = detector"}
 STYLE = {"dream": dict(color="tab:blue"), "copy_last": dict(color="tab:gray", linestyle="--"),
          "real": dict(color="tab:green", linestyle=":")}
+OTHER_COLORS = ("tab:orange", "tab:red", "tab:purple", "tab:brown", "tab:olive", "tab:cyan")  # ablations etc.
 
 
 def plot_horizons(result: dict, path: str | Path, where: str = "overall") -> Path:
@@ -21,6 +22,8 @@ def plot_horizons(result: dict, path: str | Path, where: str = "overall") -> Pat
 
     panels = list(PER_STEP) + ["psnr"]
     fig, axes = plt.subplots(2, 3, figsize=(14, 7.5))
+    others = iter(OTHER_COLORS * 4)
+    style = {run: STYLE.get(run) or dict(color=next(others)) for run in result["runs"]}
     for ax, metric in zip(axes.flat, panels):
         for run, per in result["runs"].items():
             curves = per.get(where, {}).get("curves", {})
@@ -34,7 +37,7 @@ def plot_horizons(result: dict, path: str | Path, where: str = "overall") -> Pat
             y = num[t] / den[t]
             if metric == "psnr":  # identical frames (the real run) have no finite PSNR: not drawn
                 t, y = t[y > 0], 10 * np.log10(255.0 ** 2 / y[y > 0])
-            ax.plot(t, y, label=run, **STYLE.get(run, {}))
+            ax.plot(t, y, label=run, **style[run])
         ax.set_title(PER_STEP.get(metric, "PSNR (dB)"))
         ax.set_xlabel("step t (closed loop)")
         ax.set_xscale("log")
@@ -52,6 +55,10 @@ def plot_horizons(result: dict, path: str | Path, where: str = "overall") -> Pat
     return path
 
 
-if __name__ == "__main__":  # python -m benchmarks.plots RESULTS.json: the plot beside it
+if __name__ == "__main__":  # python -m benchmarks.plots RESULTS.json[.gz]: the plot beside it
+    import gzip
     for name in sys.argv[1:]:
-        print(plot_horizons(json.loads(Path(name).read_text()), Path(name).with_name(Path(name).stem + "_horizons.png")))
+        path = Path(name)
+        text = gzip.decompress(path.read_bytes()) if path.suffix == ".gz" else path.read_bytes()
+        stem = path.name.split(".json")[0]
+        print(plot_horizons(json.loads(text), path.with_name(stem + "_horizons.png")))

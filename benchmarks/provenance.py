@@ -11,14 +11,16 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def git_commit() -> str:
-    """The checkout's short commit; ACTIONPARTY_COMMIT where there is no git history (the GPU
-    machine gets a copy of the working tree without it: scripts/gpu_bench.sh passes the commit)."""
+    """ACTIONPARTY_COMMIT where set (the GPU machine gets a copy of the working tree, whose git
+    history, if any, is not this commit's: scripts/gpu_*.sh pass it), else the checkout's short commit."""
+    if os.environ.get("ACTIONPARTY_COMMIT"):
+        return os.environ["ACTIONPARTY_COMMIT"]
     try:
         out = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True,
                              check=True).stdout.strip()
     except (OSError, subprocess.CalledProcessError):
         out = ""
-    return out or os.environ.get("ACTIONPARTY_COMMIT", "unknown")
+    return out or "unknown"
 
 
 def machine() -> dict:

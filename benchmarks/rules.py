@@ -10,7 +10,8 @@ have blocked it there, decided from the frame before the step:
   players raced for: Melting Pot resolves simultaneous moves in a random order);
 - the target cell shows a patch that is not known to be passable. Passable patches are learned from
   real episodes (`RuleChecker.fit`): those where real moves into a free cell went through at least as
-  often as they were blocked (floors, grass, apples...; a FROZEN player's moves are not counted).
+  often as they were blocked (floors, grass, apples...; a FROZEN player's moves are not counted), per
+  role (predator_prey's tall grass lets prey in, not predators).
   Walls, counters and trees never pass, and neither do patches never entered in the real episodes (a
   wall in a state not seen before), so an unknown patch may block: lenient to the run scored, never
   unfair to the real game.
@@ -203,7 +204,7 @@ class RuleChecker:
         inside = (target >= 0).all(-1) & (target < (rows, cols)).all(-1)
         ty, tx = np.where(inside, target[:, 0], 0), np.where(inside, target[:, 1], 0)
         patches = frame_to_cells(np.asarray(frame)).reshape(rows, cols, -1)
-        blocks = np.array([bool(inside[i]) and patches[ty[i], tx[i]].tobytes() not in self.passable
+        blocks = np.array([bool(inside[i]) and passable_key(self.roles, i, patches[ty[i], tx[i]]) not in self.passable
                            for i in range(len(kind))], bool)
         could_block = ~inside | occupied[ty, tx] | next_occupied[ty, tx] | blocks
         ok = np.where(kind == MOVE, moved | (same_cell & same_facing & could_block),
@@ -336,11 +337,19 @@ class RuleChecker:
         raise ValueError(f"unknown freeze cause {freeze.cause!r}")
 
 
+def passable_key(roles: tuple[str, ...], player: int, patch: np.ndarray) -> bytes:
+    """A patch as a key of `RuleChecker.passable`, per role: predator_prey's tall grass lets prey in,
+    not predators."""
+    role = roles[player] if player < len(roles) else ""
+    return role.encode() + b"|" + patch.tobytes()
+
+
 def _passable(action_names, episodes, torus: bool, skip: list[np.ndarray] | None = None) -> set[bytes]:
-    """Patches that real moves into a free cell went into at least as often as they were blocked there
-    (`skip`: per episode, bool [T, N] transitions not counted)."""
+    """(Role, patch) keys that real moves into a free cell went into at least as often as they were
+    blocked there (`skip`: per episode, bool [T, N] transitions not counted)."""
     blocked, passed = Counter(), Counter()
     for e, ep in enumerate(episodes):
+        roles = tuple(((getattr(ep, "header", None) or {}).get("roles", ())))
         frames, actions = np.asarray(ep.frames), np.asarray(ep.actions, np.int64)
         cells, facing, alive = np.asarray(ep.cells, np.int64), np.asarray(ep.facing, np.int64), np.asarray(ep.alive)
         rows, cols = frames.shape[1] // CELL, frames.shape[2] // CELL
@@ -361,7 +370,7 @@ def _passable(action_names, episodes, torus: bool, skip: list[np.ndarray] | None
                     continue
                 if patches is None:
                     patches = frame_to_cells(frames[t]).reshape(rows, cols, -1)
-                key = patches[y, x].tobytes()
+                key = passable_key(roles, i, patches[y, x])
                 if (cells[t + 1, i] == target[i]).all():
                     passed[key] += 1
                 elif (cells[t + 1, i] == cells[t, i]).all():
