@@ -144,7 +144,7 @@ class RuleChecker:
     """Checks transitions of one substrate against its movement rules and mechanics (see the module doc)."""
     action_names: tuple[str, ...]
     torus: bool = False
-    passable: set[bytes] = field(default_factory=set)  # patches (bytes of uint8 [8,8,3]) moves go into
+    passable: set[tuple[str, bytes]] = field(default_factory=set)  # (role, patch bytes) moves go into
     substrate: str = ""                                # selects `MECHANICS`
     roles: tuple[str, ...] = ()                        # per player slot (the stamina's freeze times)
     freezing: set[bytes] = field(default_factory=set)  # patches whose entering freezes ("entered")
@@ -337,14 +337,13 @@ class RuleChecker:
         raise ValueError(f"unknown freeze cause {freeze.cause!r}")
 
 
-def passable_key(roles: tuple[str, ...], player: int, patch: np.ndarray) -> bytes:
-    """A patch as a key of `RuleChecker.passable`, per role: predator_prey's tall grass lets prey in,
-    not predators."""
-    role = roles[player] if player < len(roles) else ""
-    return role.encode() + b"|" + patch.tobytes()
+def passable_key(roles: tuple[str, ...], player: int, patch: np.ndarray) -> tuple[str, bytes]:
+    """(the player's role, the patch's bytes): a key of `RuleChecker.passable`. Per role, as
+    predator_prey's tall grass lets prey in, not predators ("" where the episode names no roles)."""
+    return (roles[player] if player < len(roles) else "", patch.tobytes())
 
 
-def _passable(action_names, episodes, torus: bool, skip: list[np.ndarray] | None = None) -> set[bytes]:
+def _passable(action_names, episodes, torus: bool, skip: list[np.ndarray] | None = None) -> set[tuple[str, bytes]]:
     """(Role, patch) keys that real moves into a free cell went into at least as often as they were
     blocked there (`skip`: per episode, bool [T, N] transitions not counted)."""
     blocked, passed = Counter(), Counter()

@@ -80,7 +80,7 @@ def random_episode(seed: int, steps: int = 60, colours=COLOURS):
 def world():
     eps = [random_episode(s) for s in range(3)]
     det = PlayerDetector.fit([e[0] for e in eps], [e[1] for e in eps], [e[2] for e in eps], [e[3] for e in eps])
-    rules = RuleChecker(NAMES, passable={floor(r, c).tobytes() for r in range(ROWS) for c in range(COLS)})
+    rules = RuleChecker(NAMES, passable={("", floor(r, c).tobytes()) for r in range(ROWS) for c in range(COLS)})
     return det, rules
 
 
@@ -198,7 +198,7 @@ def test_shared_colours_keep_identity_by_continuity():
     det = PlayerDetector.fit([e[0] for e in eps], [e[1] for e in eps], [e[2] for e in eps], [e[3] for e in eps])
     assert not det.identity_visible and det.classes.tolist() == [0, 0, 1]
     frames, cells, facing, alive, actions = random_episode(7, colours=colours)
-    rules = RuleChecker(NAMES, passable={floor(r, c).tobytes() for r in range(ROWS) for c in range(COLS)})
+    rules = RuleChecker(NAMES, passable={("", floor(r, c).tobytes()) for r in range(ROWS) for c in range(COLS)})
     real = {"frames": frames, "actions": actions, "cells": cells, "facing": facing, "alive": alive}
     s = score_episode(det, rules, real, frames)
     for m in ("follow", "preserve", "traj"):
