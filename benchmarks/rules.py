@@ -185,6 +185,28 @@ class RuleChecker:
         return {k for k, n in entered.items() if 0 < froze[k] and 2 * froze[k] >= n}
 
     # ----------------------------------------------------------------------------------- checking
+    def score_truth(self, real: dict) -> np.ndarray:
+        """The checker on a real episode's ground-truth states (`real`: frames, actions, cells, facing,
+        alive): [[followed, scored], [the same over FREE moves and turns], [decided, alive before and
+        after]] (the last row is the checker's coverage)."""
+        out = np.zeros((3, 2))
+        situation = self.situation(real)
+        rows, cols = real["frames"].shape[1] // CELL, real["frames"].shape[2] // CELL
+        cells, facing = np.asarray(real["cells"], np.int64), np.asarray(real["facing"], np.int64)
+        inside = np.asarray(real["alive"], bool) & (cells >= 0).all(-1) & (cells < (rows, cols)).all(-1)
+        occupied = np.zeros((len(cells), rows, cols), bool)
+        for t in range(len(cells)):
+            occupied[t, cells[t, inside[t], 0], cells[t, inside[t], 1]] = True
+        for t in range(1, len(cells)):
+            ok = self.check(real["actions"][t - 1], real["frames"][t - 1], cells[t - 1], facing[t - 1], inside[t - 1],
+                            cells[t], facing[t], inside[t], occupied[t - 1], occupied[t], situation[t - 1])
+            both = inside[t - 1] & inside[t]
+            scored = both & (situation[t - 1] != UNDECIDED)
+            _, _, kind = rule_outcome(self.action_names, real["actions"][t - 1], cells[t - 1], facing[t - 1])
+            mt = scored & ((kind == MOVE) | (kind == TURN)) & (situation[t - 1] == FREE)  # as benchmarks/fidelity.py
+            out += [[(ok & scored).sum(), scored.sum()], [(ok & mt).sum(), mt.sum()], [scored.sum(), both.sum()]]
+        return out
+
     def check(self, actions, frame, cells, facing, found, next_cells, next_facing, next_found,
               occupied, next_occupied, situation: np.ndarray | None = None) -> np.ndarray:
         """Whether each player's transition follows its action: bool [N].

@@ -4,7 +4,8 @@
 #   bash scripts/gpu_bench.sh start [SECONDS]   install carried wheels (.whl/), start the job, poll
 #   bash scripts/gpu_bench.sh poll  [SECONDS]   poll; copy the results to $OUT
 # The job records the held-out test split (disjoint seeds; the same command as scripts/gpu_lease.sh),
-# then runs the dream speed benchmark, the closed-loop state evaluation and the pixel fidelity benchmark.
+# then runs $PARTS (default: all three) of: the dream speed benchmark (speed), the closed-loop state
+# evaluation (evaluate) and the pixel fidelity benchmark (fidelity, $EPISODES episodes per substrate).
 set -uo pipefail
 ROOT=/tmp/apb
 COMMIT=${COMMIT:-unknown}
@@ -21,12 +22,17 @@ case "$1" in
   job)
     stamp record; python3 -m training.record --out $ROOT/data --substrates all --episodes-per-substrate 2 \
       --steps 300 --workers 16 --seed 0 --split test > $ROOT/record.log 2>&1
-    stamp speed; python3 -m benchmarks.speed --device cuda --checkpoint $CKPT --batches 1 16 64 256 \
-      --out-dir $ROOT/results --tag h100 > $ROOT/speed.log 2>&1
-    stamp evaluate; python3 -m training.evaluate --device cuda --checkpoint $CKPT --data $ROOT/data --split test \
-      --out $ROOT/results/closed_loop_h100 > $ROOT/evaluate.log 2>&1
-    stamp fidelity; python3 -m benchmarks.fidelity --device cuda --checkpoint $CKPT --data $ROOT/data \
-      --split test --episodes ${EPISODES:-1} --gifs 3 --out-dir $ROOT/results --tag h100 > $ROOT/fidelity.log 2>&1
+    for part in ${PARTS:-speed evaluate fidelity}; do
+      stamp $part
+      case $part in
+        speed) python3 -m benchmarks.speed --device cuda --checkpoint $CKPT --batches 1 16 64 256 \
+                 --out-dir $ROOT/results --tag h100 > $ROOT/speed.log 2>&1 ;;
+        evaluate) python3 -m training.evaluate --device cuda --checkpoint $CKPT --data $ROOT/data --split test \
+                    --out $ROOT/results/closed_loop_h100 > $ROOT/evaluate.log 2>&1 ;;
+        fidelity) python3 -m benchmarks.fidelity --device cuda --checkpoint $CKPT --data $ROOT/data --split test \
+                    --episodes ${EPISODES:-1} --gifs 3 --out-dir $ROOT/results --tag h100 > $ROOT/fidelity.log 2>&1 ;;
+      esac
+    done
     stamp done ;;
   poll)
     end=$((SECONDS + ${2:-540}))
