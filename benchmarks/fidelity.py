@@ -178,11 +178,15 @@ def _cached(cache: str | None, key: list, make) -> dict[str, np.ndarray]:
 
 
 def checkpoint_id(folder: str | None) -> str:
-    """A checkpoint's folder and a digest of its config.json (a retrained checkpoint in the same folder
-    has another training summary, so its cached rollouts are not reused)."""
+    """A checkpoint's folder and a digest of its config.json and sprite table (a retrained checkpoint
+    in the same folder has another training summary, so its cached rollouts are not reused)."""
     from actionparty_env.model.checkpoint import DEFAULT_CHECKPOINT
+    from actionparty_env.model.sprites import SPRITES_FILE
     path = Path(folder or DEFAULT_CHECKPOINT).resolve()
-    return f"{path}:{hashlib.sha1((path / 'config.json').read_bytes()).hexdigest()[:12]}"
+    digest = hashlib.sha1((path / "config.json").read_bytes())
+    if (path / SPRITES_FILE).is_file():
+        digest.update((path / SPRITES_FILE).read_bytes())
+    return f"{path}:{digest.hexdigest()[:12]}"
 
 
 def table_value(num: np.ndarray, den: np.ndarray, metric: str, h: int) -> float | None:
@@ -204,7 +208,7 @@ def table_value(num: np.ndarray, den: np.ndarray, metric: str, h: int) -> float 
 def evaluate(data: str, checkpoint: str | None = None, split: str = "test", horizons=(1, 5, 10, 20, 50, 100),
              device: str = "cpu", substrates=None, episodes: int = 2, sampling_steps: int = 1,
              temperature: float = 0.0, ablations: dict[str, str] | None = None, gif_dir: Path | None = None,
-             gifs: int = 3, gif_steps: int = 40, cache: str | None = None) -> dict:
+             gifs: int = 3, gif_steps: int = 40, cache: str | None = None, consistent_sprites: bool = True) -> dict:
     from actionparty_env.model.checkpoint import load_world_model
     from benchmarks.provenance import git_commit, machine
     from training.dataset import list_episodes, read_episode, read_meta
@@ -238,8 +242,9 @@ def evaluate(data: str, checkpoint: str | None = None, split: str = "test", hori
                 "copy_last": [np.repeat(e.frames[:1], steps + 1, 0) for e in eps]}
         heads = {}
         for name, model in models.items():
-            dream = _cached(cache, [checkpoint_id(folders[name]), sampling_steps, temperature, steps, [e.key for e in eps]],
-                            lambda: closed_loop(model, eps, steps, device, sampling_steps, temperature))
+            dream = _cached(cache, [checkpoint_id(folders[name]), sampling_steps, temperature, consistent_sprites,
+                                    steps, [e.key for e in eps]],
+                            lambda: closed_loop(model, eps, steps, device, sampling_steps, temperature, consistent_sprites))
             dream_seconds[name] += float(dream["seconds"])
             runs[name] = list(dream["frames"])
             heads[name] = [{k: dream[k][b] for k in ("cells", "facing", "alive")} for b in range(len(eps))]
@@ -268,6 +273,7 @@ def evaluate(data: str, checkpoint: str | None = None, split: str = "test", hori
                        "device_name": torch.cuda.get_device_name() if str(device).startswith("cuda") else
                        f"{machine()['cpu']}, {os.cpu_count()} cores",
                        "sampling_steps": sampling_steps, "temperature": temperature, "seconds": time.time() - t0,
+                       "consistent_sprites": consistent_sprites,
                        "dream_seconds": dict(dream_seconds), "cache": cache,
                        "episodes": sum(len(v) for v in groups.values()), "cell_tolerance": CELL_TOLERANCE,
                        "templates_from": "the test episodes' own real frames", "gifs": gif_paths,
@@ -377,6 +383,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--temperature", type=float, default=0.0)
     p.add_argument("--ablation", action="append", default=[], metavar="NAME=DIR",
                    help="another checkpoint scored on the same episodes (e.g. no_rope=DIR); repeatable")
+    p.add_argument("--free-sprites", action="store_true",
+                   help="draw frames without the sprite constraint (actionparty_env/model/sprites.py)")
     p.add_argument("--gifs", type=int, default=3, help="real | dream GIFs to write (first substrates)")
     p.add_argument("--gif-steps", type=int, default=40, help="steps shown in each GIF")
     p.add_argument("--cache", default=None, help="keep the dreamed rollouts here (re-scoring needs no dreaming)")
@@ -394,7 +402,7 @@ def main(argv: list[str] | None = None) -> int:
                           args.substrates.split(",") if args.substrates else None, args.episodes,
                           args.sampling_steps, args.temperature, dict(a.split("=", 1) for a in args.ablation),
                           gif_dir=Path(f"{out}_gifs"), gifs=args.gifs, gif_steps=args.gif_steps,
-                          cache=args.cache)
+                          cache=args.cache, consistent_sprites=not args.free_sprites)
     except ValueError as e:
         p.error(str(e))
     result["meta"]["command"] = "python -m benchmarks.fidelity " + " ".join(sys.argv[1:] if argv is None else argv)

@@ -16,15 +16,15 @@ from training.dataset import Episode, list_episodes, read_episode
 
 @torch.no_grad()
 def closed_loop(model: WorldModel, episodes: list[Episode], steps: int, device="cpu", sampling_steps: int = 1,
-                temperature: float = 0.0) -> dict[str, np.ndarray]:
+                temperature: float = 0.0, consistent_sprites: bool = True) -> dict[str, np.ndarray]:
     """Dream `steps` steps of B recorded episodes of one substrate and map size at once, from their
     first frame. Returns arrays [B, steps+1, ...] (index 0 is the real start): frames, cells, facing,
-    alive, and rewards [B, steps, N]."""
+    alive, and rewards [B, steps, N]. `consistent_sprites`: see DreamSimulator."""
     substrate = episodes[0].header["substrate"]
     steps = min([steps] + [len(e.actions) for e in episodes])
     n = episodes[0].actions.shape[1]
     sim = DreamSimulator(model, substrate, n, len(episodes), device, sampling_steps=sampling_steps,
-                         temperature=temperature)
+                         temperature=temperature, consistent_sprites=consistent_sprites)
     first = {k: np.stack([getattr(e, k)[0] for e in episodes]) for k in ("frames", "cells", "facing", "alive")}
     sim.reset(first["frames"], first["cells"], first["facing"], first["alive"])
     out = {k: [v] for k, v in first.items()}

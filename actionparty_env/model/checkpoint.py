@@ -14,6 +14,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 from actionparty_env.model.network import ModelConfig, WorldModel
+from actionparty_env.model.sprites import load_sprite_tables, save_sprite_tables
 
 DEFAULT_CHECKPOINT = Path(__file__).resolve().parent.parent / "checkpoints" / "default"
 SHARD_BYTES = 15 * 1024 * 1024
@@ -60,6 +61,8 @@ def save_checkpoint(model: WorldModel, folder: str | Path, extra: dict | None = 
         **(extra or {}),
     }
     (folder / "config.json").write_text(json.dumps(config, indent=1))
+    if model.sprite_tables:
+        save_sprite_tables(folder, model.sprite_tables)
     return folder
 
 
@@ -108,4 +111,5 @@ def load_world_model(folder: str | Path | None = None, device="cpu") -> WorldMod
     if missing:
         raise CheckpointError(f"{folder}: tensors missing from every shard: {', '.join(missing[:5])}")
     model._codebook = None
+    model.sprite_tables = load_sprite_tables(folder)
     return model.to(device).eval()

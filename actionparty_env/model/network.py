@@ -119,6 +119,7 @@ class WorldModel(nn.Module):
         self.register_buffer("game_codes", torch.ones(cfg.num_games, cfg.vocab_size, dtype=torch.bool))
         self.register_buffer("action_ids", torch.zeros(cfg.num_games, cfg.max_actions, dtype=torch.long))
         self._codebook: Codebook | None = None
+        self.sprite_tables: dict = {}  # game -> sprites.SpriteTable (the checkpoint's sprites.npz), for drawing
         d = cfg.dim
         self.code_emb = nn.Embedding(cfg.vocab_size + 1, d)  # + MASK
         self.game_emb = nn.Embedding(cfg.num_games, d)

@@ -14,6 +14,7 @@ import torch
 import torch.nn.functional as F
 
 from actionparty_env.model.network import Blocks, KVCache, WorldModel
+from actionparty_env.model.sprites import constrain_logits
 from actionparty_env.simulator import StepResult
 
 
@@ -37,8 +38,10 @@ class DreamSimulator:
     """The world model behind the `Simulator` protocol (actionparty_env/simulator.py)."""
 
     def __init__(self, model: WorldModel, game, num_players: int, num_worlds: int = 1, device="cpu",
-                 sampling_steps: int = 1, temperature: float = 0.0, seed: int = 0):
-        """`game`: a substrate name, a GameSpec, or the model's game index."""
+                 sampling_steps: int = 1, temperature: float = 0.0, seed: int = 0, consistent_sprites: bool = True):
+        """`game`: a substrate name, a GameSpec, or the model's game index. `consistent_sprites`: draw
+        each live player once, at its predicted cell and facing (model/sprites.py), where the checkpoint
+        has a sprite table for the game."""
         if isinstance(game, int):
             self.game_id = game
         else:
@@ -57,6 +60,9 @@ class DreamSimulator:
         self.allowed = model.game_codes[self.game_id].nonzero().squeeze(1).to(self.device)
         self.head_w = model.code_head.weight[self.allowed]
         self.head_b = model.code_head.bias[self.allowed]
+        table = model.sprite_tables.get(model.games[self.game_id]) if consistent_sprites else None
+        self.sprites = None if table is None else \
+            tuple(x.to(self.device) for x in table.allowed(self.allowed.cpu(), num_players))
         self.generator = torch.Generator(device=self.device)
         self.reseed(seed)
         self.codes = self.cells = self.facing = self.alive = None
@@ -150,6 +156,8 @@ class DreamSimulator:
             x, layout, rr, cc, ok = model.embed_block(nb, 0, self.block, "GPF")
             h, _ = model.run(x, layout, rr, cc, ok, self.cache)
             logits = F.linear(h[:, 1 + n:], self.head_w, self.head_b)
+            if self.sprites is not None:
+                logits = constrain_logits(logits, *self.sprites, cells, facing, alive & self.present, cols)
             pick, conf = sample_codes(logits, self.temperature, self.generator)
             pick = self.allowed[pick]
             flat = codes.view(b, -1)
