@@ -68,7 +68,8 @@ class DreamWorlds:
 
     def __init__(self, substrate: str, *, checkpoint: str | Path | None = None, num_players: int | None = None,
                  num_worlds: int = 1, device: str | torch.device = "auto", sampling_steps: int | None = None,
-                 temperature: float | None = None, start: str = "bundled", simulator: SimulatorArg = None):
+                 temperature: float | None = None, start: str = "bundled", simulator: SimulatorArg = None,
+                 consistent_sprites: bool = True):
         self.game: GameSpec = get_game(substrate)  # ValueError naming close matches
         self.substrate = substrate
         self.num_players = _positive_int("num_players", self.game.num_players if num_players is None else num_players,
@@ -87,6 +88,7 @@ class DreamWorlds:
         self._sim_arg = simulator
         self._sim_kwargs = {k: v for k, v in (("sampling_steps", sampling_steps), ("temperature", temperature))
                             if v is not None}
+        self._sim_kwargs["consistent_sprites"] = bool(consistent_sprites)
         if simulator is None:
             from actionparty_env.model.checkpoint import read_config
 
@@ -190,12 +192,12 @@ class DreamParallelEnv(PlayersEnv):
     def __init__(self, substrate: str, *, checkpoint: str | Path | None = None, num_players: int | None = None,
                  device: str | torch.device = "auto", sampling_steps: int | None = None,
                  temperature: float | None = None, max_cycles: int = 1000, render_mode: str | None = None,
-                 start: str = "bundled", simulator: SimulatorArg = None) -> None:
+                 start: str = "bundled", simulator: SimulatorArg = None, consistent_sprites: bool = True) -> None:
         max_cycles = _positive_int("max_cycles", max_cycles)
         self._check_render_mode(render_mode)
         self.dream = DreamWorlds(substrate, checkpoint=checkpoint, num_players=num_players, num_worlds=1,
                                  device=device, sampling_steps=sampling_steps, temperature=temperature,
-                                 start=start, simulator=simulator)
+                                 start=start, simulator=simulator, consistent_sprites=consistent_sprites)
         self.substrate = substrate
         self._init_players(self.dream.game, self.dream.num_players, max_cycles, render_mode, f"{substrate} (dream)")
 
@@ -232,8 +234,11 @@ class DreamParallelEnv(PlayersEnv):
 def parallel_env(substrate: str, *, checkpoint: str | Path | None = None, num_players: int | None = None,
                  device: str | torch.device = "auto", sampling_steps: int | None = None,
                  temperature: float | None = None, max_cycles: int = 1000, render_mode: str | None = None,
-                 start: str = "bundled", simulator: SimulatorArg = None) -> DreamParallelEnv:
-    """The dream of `substrate` as a PettingZoo ParallelEnv (checkpoint=None: the bundled model)."""
+                 start: str = "bundled", simulator: SimulatorArg = None,
+                 consistent_sprites: bool = True) -> DreamParallelEnv:
+    """The dream of `substrate` as a PettingZoo ParallelEnv (checkpoint=None: the bundled model).
+    `consistent_sprites=False` draws frames without the sprite constraint (actionparty_env/model/sprites.py)."""
     return DreamParallelEnv(substrate, checkpoint=checkpoint, num_players=num_players, device=device,
                             sampling_steps=sampling_steps, temperature=temperature, max_cycles=max_cycles,
-                            render_mode=render_mode, start=start, simulator=simulator)
+                            render_mode=render_mode, start=start, simulator=simulator,
+                            consistent_sprites=consistent_sprites)

@@ -31,17 +31,17 @@ class DreamVecEnv(VecEnv):
                  num_players: int | None = None, device: str | torch.device = "auto",
                  sampling_steps: int | None = None, temperature: float | None = None, max_cycles: int = 1000,
                  channels_first: bool = False, render_mode: str | None = None, start: str = "bundled",
-                 simulator: SimulatorArg = None, seed: int | None = None) -> None:
+                 simulator: SimulatorArg = None, seed: int | None = None, consistent_sprites: bool = True) -> None:
         self._args = dict(substrate=substrate, num_worlds=num_worlds, checkpoint=checkpoint, num_players=num_players,
                           device=device, sampling_steps=sampling_steps, temperature=temperature,
                           max_cycles=max_cycles, channels_first=channels_first, render_mode=render_mode,
-                          start=start, simulator=simulator, seed=seed)
+                          start=start, simulator=simulator, seed=seed, consistent_sprites=consistent_sprites)
         self.max_cycles = _positive_int("max_cycles", max_cycles)
         if render_mode not in (None, "rgb_array"):
             raise ValueError(f"render_mode must be None or 'rgb_array', got {render_mode!r}")
         self.dream = DreamWorlds(substrate, checkpoint=checkpoint, num_players=num_players, num_worlds=num_worlds,
                                  device=device, sampling_steps=sampling_steps, temperature=temperature,
-                                 start=start, simulator=simulator)
+                                 start=start, simulator=simulator, consistent_sprites=consistent_sprites)
         self.game = self.dream.game
         self.num_worlds, self.num_players = self.dream.num_worlds, self.dream.num_players
         self.channels_first = bool(channels_first)

@@ -208,7 +208,8 @@ def _markdown(doc: dict[str, Any]) -> str:
              f"Command: `{doc['command']}`  ",
              f"Machine: {m.get('gpu') or m['cpu']}; {m['cores']} CPU cores, torch {m['torch']} ({m['threads']} threads); "
              f"commit {m['git_commit']}, {m['date']}; 1-minute load average {m['load_average_1min']}.  ",
-             f"Model: {doc['model']}; sampling steps {doc['sampling_steps']}.", "",
+             f"Model: {doc['model']}; sampling steps {doc['sampling_steps']}; sprite constraint "
+             f"{'on where the checkpoint has sprites.npz' if doc.get('consistent_sprites', True) else 'off'}.", "",
              "Env-steps/s: one step = every player of one world acts once. `env` = DreamParallelEnv (one world, "
              "dict actions, numpy views); `B=n` = n worlds in one sampler call plus the batched view crop and the "
              "copy of all views to host (DreamVecEnv's core); `copy-last` = the same env around the copy-last-frame "
@@ -253,6 +254,7 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--max-seconds", type=float, default=20.0, help="time per run (at least 2 steps are timed)")
     p.add_argument("--sampling-steps", type=int, default=None)
     p.add_argument("--vocab", type=int, default=4096, help="codebook size for --random-init")
+    p.add_argument("--free-sprites", action="store_true", help="draw without the sprite constraint (model/sprites.py)")
     p.add_argument("--real-steps", type=int, default=300)
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
     p.add_argument("--out-dir", default=str(RESULTS))
@@ -281,6 +283,7 @@ def main(argv: list[str] | None = None) -> None:
     config = read_config(checkpoint)
     model_desc += f" ({', '.join(f'{k}={v}' for k, v in config['model'].items() if k in ('dim', 'depth', 'heads', 'window', 'vocab_size'))})"
     sim_kwargs = {"sampling_steps": args.sampling_steps} if args.sampling_steps else {}
+    sim_kwargs["consistent_sprites"] = not args.free_sprites
     results = []
     bar = tqdm(total=len(args.substrates) * (len(args.batches) + 3), desc="dream speed")
     for substrate in args.substrates:
@@ -301,7 +304,8 @@ def main(argv: list[str] | None = None) -> None:
                "gpu": torch.cuda.get_device_name(device) if device.type == "cuda" else None}
     command = "python -m benchmarks.speed " + " ".join(argv if argv is not None else sys.argv[1:])
     doc = {"command": command.strip(), "device": device.type, "model": model_desc,
-           "sampling_steps": args.sampling_steps or "sampler default", "machine": machine,
+           "sampling_steps": args.sampling_steps or "sampler default", "consistent_sprites": not args.free_sprites,
+           "machine": machine,
            "results": results}
     out = Path(args.out_dir)
     out.mkdir(parents=True, exist_ok=True)

@@ -246,3 +246,15 @@ def test_config_overrides_are_typed_and_bad_ones_named():
         TrainConfig.from_args(["--set", "lr=fast"])
     with pytest.raises(ValueError, match="unknown TrainConfig fields: learning_rate"):
         TrainConfig.from_args(["--set", "learning_rate=0.1"])
+
+
+def test_bundle_makes_a_loadable_checkpoint_with_start_states_and_sprite_table(data, reference_run, tmp_path):
+    from actionparty_env.model.checkpoint import load_world_model
+    from training.bundle import main as bundle
+
+    bundle(["--run", str(reference_run), "--data", str(data), "--out", str(tmp_path / "ck")])
+    model = load_world_model(tmp_path / "ck")
+    assert sorted(model.sprite_tables) == sorted(SUBSTRATES.split(","))
+    assert all(len(t.codes) for t in model.sprite_tables.values())
+    with np.load(tmp_path / "ck" / "start_states.npz") as starts:
+        assert any(k.startswith("coins/0/") for k in starts.files)

@@ -1,5 +1,6 @@
 """Make a training run's EMA weights the bundled checkpoint: bf16 safetensors shards (<= 15 MiB each),
-config.json with the training summary and metrics, and start_states.npz of real reset states.
+config.json with the training summary and metrics, start_states.npz of real reset states and
+sprites.npz, the sprite table of the training episodes (actionparty_env/model/sprites.py).
 
     python -m training.bundle --run runs/x --data data/mp --out actionparty_env/checkpoints/default
 
@@ -18,6 +19,7 @@ import numpy as np
 import torch
 
 from actionparty_env.model.checkpoint import load_world_model, read_config, save_checkpoint
+from actionparty_env.model.sprites import build_sprite_tables
 from actionparty_env.views import write_view_tables
 from training.dataset import list_episodes, read_episode
 
@@ -51,6 +53,7 @@ def main(argv=None) -> None:
     if args.metrics:
         extra["metrics"] = json.loads(Path(args.metrics).read_text())
     out = Path(args.out)
+    model.sprite_tables = build_sprite_tables(model, args.data, split="train", every=2)
     save_checkpoint(model, out, extra=extra, float_dtype=torch.bfloat16)
     np.savez_compressed(out / "start_states.npz", **start_states(args.data))
     if args.view_tables:

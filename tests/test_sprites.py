@@ -1,0 +1,124 @@
+"""Sprite-consistent drawing (actionparty_env/model/sprites.py): the constraint on hand-made logits, in the
+sampler with a tiny model, and the table built from real recorded episodes."""
+import numpy as np
+import pytest
+import torch
+
+from actionparty_env.model.checkpoint import load_world_model, save_checkpoint
+from actionparty_env.model.sampler import DreamSimulator
+from actionparty_env.model.sprites import SpriteTable, build_sprite_tables, constrain_logits, load_sprite_tables
+from tests.test_model import N, V, tiny_model
+
+R, C = 2, 3  # a 2 x 3 map: cells 0..5
+# Codes 0..2 are floors; 3 = player 0 facing north, 4 = player 1 facing north, 5 = player 0 facing east.
+IS_PLAYER = torch.tensor([False, False, False, True, True, True])
+OWNED = torch.zeros(2, 4, 6, dtype=torch.bool)
+OWNED[0, 0, 3] = OWNED[1, 0, 4] = OWNED[0, 1, 5] = True
+
+
+def pick(logits, cells, facing, live):
+    out = constrain_logits(logits[None], IS_PLAYER, OWNED, torch.tensor([cells]), torch.tensor([facing]),
+                           torch.tensor([live]), C)
+    return out[0].argmax(-1).tolist()
+
+
+def test_no_player_sprite_where_no_player_stands():
+    logits = torch.zeros(R * C, 6)
+    logits[:, 1] = 1.0
+    logits[5, 3] = 9.0  # a ghost of player 0 on cell 5, where nobody stands
+    drawn = pick(logits, [[0, 0], [0, 1]], [0, 0], [True, True])
+    assert drawn[5] == 1
+
+
+def test_each_live_player_drawn_as_itself_at_its_cell_and_facing():
+    logits = torch.zeros(R * C, 6)
+    logits[0, 4] = 9.0  # player 1's sprite on player 0's cell (a swapped identity)
+    logits[0, 3] = 1.0
+    logits[1, 2] = 9.0  # a floor where player 1 stands (a lost player)
+    logits[1, 4] = 1.0
+    drawn = pick(logits, [[0, 0], [0, 1]], [0, 0], [True, True])
+    assert drawn[:2] == [3, 4]
+    drawn = pick(logits, [[0, 0], [0, 1]], [1, 0], [True, True])  # player 0 now faces east
+    assert drawn[0] == 5
+
+
+def test_dead_players_and_unknown_sprites_are_left_to_the_model():
+    logits = torch.zeros(R * C, 6)
+    logits[0, 4] = 9.0  # where dead player 0 lies: no player, so no player code
+    logits[4, 2] = 9.0  # player 1 faces south, a sprite the table never saw: the model's pick stays
+    drawn = pick(logits, [[0, 0], [1, 1]], [0, 2], [False, True])
+    assert drawn[0] != 4 and drawn[4] == 2
+
+
+def test_sampler_draws_players_only_at_their_predicted_cells():
+    model = tiny_model()
+    codes = np.arange(V - 4, V, dtype=np.int64)  # the last four codes only ever show players
+    owners = np.zeros((4, model.cfg.max_players, 4), bool)
+    for k in range(4):
+        owners[k, :N, :] = True
+    model.sprite_tables = {"game_a": SpriteTable(codes, owners)}
+    frames = model.codebook().decode(torch.randint(0, V - 4, (2, 4, 5)))
+    cells = torch.tensor([[[0, 0], [1, 1], [2, 2]]] * 2)
+    sim = DreamSimulator(model, "game_a", N, num_worlds=2)
+    sim.reset(frames, cells, torch.zeros(2, N), torch.ones(2, N, dtype=torch.bool))
+    free = DreamSimulator(model, "game_a", N, num_worlds=2, consistent_sprites=False)
+    free.reset(frames, cells, torch.zeros(2, N), torch.ones(2, N, dtype=torch.bool))
+    differ = False
+    for s in range(6):
+        actions = torch.randint(0, 7, (2, N), generator=torch.Generator().manual_seed(s))
+        out = sim.step(actions)
+        drawn = sim.codes.view(2, -1) >= V - 4
+        expected = torch.zeros_like(drawn)
+        for b in range(2):
+            for i in range(N):
+                if out.alive[b, i]:
+                    expected[b, out.cells[b, i, 0] * 5 + out.cells[b, i, 1]] = True
+        assert torch.equal(drawn, expected)
+        differ |= not torch.equal(free.step(actions).frames, out.frames)
+    assert differ, "the constraint never changed a frame of a random model"
+
+
+def test_table_from_real_episodes_and_checkpoint_roundtrip(tmp_path):
+    from training.dataset import list_episodes, read_episode
+    from training.record import RecordConfig, record
+
+    data = str(tmp_path / "data")
+    record(RecordConfig(data, ("commons_harvest__open",), 1, steps=30, workers=1, seed=5))
+    ep = read_episode(data, list_episodes(data)[0])
+    model = load_world_model(None)
+    tables = build_sprite_tables(model, data)
+    table = tables["commons_harvest__open"]
+    book = model.codebook()
+    # Every live player's code at its cell is a player code owned by that slot and facing (7 players
+    # with their own colours: one owner each), and no player code lies on a cell without a player.
+    for t in (0, 15, 30):
+        codes = book.encode(ep.frames[t])
+        occupied = np.zeros(codes.shape, bool)
+        for i in np.flatnonzero(ep.alive[t]):
+            r, c = ep.cells[t, i]
+            occupied[r, c] = True
+            k = np.flatnonzero(table.codes == codes[r, c])
+            assert len(k) == 1 and table.owners[k[0], i, ep.facing[t, i]]
+            assert table.owners[k[0]].sum(axis=1).astype(bool).sum() == 1
+        assert not np.isin(codes[~occupied], table.codes).any()
+    model.sprite_tables = tables
+    save_checkpoint(model, tmp_path / "ck")
+    loaded = load_sprite_tables(tmp_path / "ck")
+    assert np.array_equal(loaded["commons_harvest__open"].owners, table.owners)
+    assert load_world_model(tmp_path / "ck").sprite_tables.keys() == tables.keys()
+
+
+def test_bundled_checkpoint_has_a_table_for_every_substrate():
+    model = load_world_model(None)
+    assert sorted(model.sprite_tables) == sorted(model.games)
+    assert all(len(t.codes) > 0 for t in model.sprite_tables.values())
+
+
+@pytest.mark.parametrize("consistent", [True, False])
+def test_env_takes_the_switch(consistent):
+    from actionparty_env.env import parallel_env
+
+    env = parallel_env("coins", device="cpu", consistent_sprites=consistent)
+    env.reset(seed=0)
+    env.step({a: 0 for a in env.agents})
+    assert (env.dream.sim.sprites is not None) == consistent
