@@ -6,7 +6,8 @@ import torch
 
 from actionparty_env.model.checkpoint import load_world_model, save_checkpoint
 from actionparty_env.model.sampler import DreamSimulator
-from actionparty_env.model.sprites import SpriteTable, build_sprite_tables, constrain_logits, load_sprite_tables
+from actionparty_env.model.sprites import (SpriteTable, appearance_groups, build_sprite_tables, constrain_logits,
+                                           load_sprite_tables, restrict_to_start_appearance)
 from tests.test_model import N, V, tiny_model
 
 R, C = 2, 3  # a 2 x 3 map: cells 0..5
@@ -17,7 +18,7 @@ OWNED[0, 0, 3] = OWNED[1, 0, 4] = OWNED[0, 1, 5] = True
 
 
 def pick(logits, cells, facing, live):
-    out = constrain_logits(logits[None], IS_PLAYER, OWNED, torch.tensor([cells]), torch.tensor([facing]),
+    out = constrain_logits(logits[None], IS_PLAYER, OWNED[None], torch.tensor([cells]), torch.tensor([facing]),
                            torch.tensor([live]), C)
     return out[0].argmax(-1).tolist()
 
@@ -50,13 +51,28 @@ def test_dead_players_and_unknown_sprites_are_left_to_the_model():
     assert drawn[0] != 4 and drawn[4] == 2
 
 
+def test_appearance_groups_keep_a_player_in_its_start_colours():
+    # Two episodes of a game that draws colours per build: slot 0 red (codes 3, 5) then blue (4).
+    groups = appearance_groups([3, 4, 5], [{3, 5}, {4}, {4}, {3, 5}])
+    assert groups[0] == groups[2] != groups[1]
+    owned = OWNED.clone()
+    owned[:, :, 3:] = True  # either slot may show any of the three codes
+    start = torch.tensor([[3, 4], [4, -1]])  # world 0: slot 0 starts red, slot 1 blue; world 1: slot 0 blue
+    group_v = torch.tensor([-1, -1, -1, *groups.tolist()])
+    narrowed = restrict_to_start_appearance(owned, group_v, start)
+    assert narrowed[0, 0, 0].tolist() == [False, False, False, True, False, True]
+    assert narrowed[0, 1, 0].tolist() == [False, False, False, False, True, False]
+    assert narrowed[1, 0, 0].tolist() == [False, False, False, False, True, False]
+    assert not narrowed[1, 1].any()  # no known start sprite: its cell is left to the model
+
+
 def test_sampler_draws_players_only_at_their_predicted_cells():
     model = tiny_model()
     codes = np.arange(V - 4, V, dtype=np.int64)  # the last four codes only ever show players
     owners = np.zeros((4, model.cfg.max_players, 4), bool)
     for k in range(4):
         owners[k, :N, :] = True
-    model.sprite_tables = {"game_a": SpriteTable(codes, owners)}
+    model.sprite_tables = {"game_a": SpriteTable(codes, owners, np.zeros(4, np.int64))}
     frames = model.codebook().decode(torch.randint(0, V - 4, (2, 4, 5)))
     cells = torch.tensor([[[0, 0], [1, 1], [2, 2]]] * 2)
     sim = DreamSimulator(model, "game_a", N, num_worlds=2)

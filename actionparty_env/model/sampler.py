@@ -14,8 +14,12 @@ import torch
 import torch.nn.functional as F
 
 from actionparty_env.model.network import Blocks, KVCache, WorldModel
-from actionparty_env.model.sprites import constrain_logits
+from actionparty_env.games import load_catalog
+from actionparty_env.model.sprites import constrain_logits, restrict_to_start_appearance
 from actionparty_env.simulator import StepResult
+
+
+CATALOG = load_catalog()  # for GameSpec.map_varies
 
 
 def unmask_schedule(num_cells: int, steps: int) -> list[int]:
@@ -60,9 +64,15 @@ class DreamSimulator:
         self.allowed = model.game_codes[self.game_id].nonzero().squeeze(1).to(self.device)
         self.head_w = model.code_head.weight[self.allowed]
         self.head_b = model.code_head.bias[self.allowed]
-        table = model.sprite_tables.get(model.games[self.game_id]) if consistent_sprites else None
+        name = model.games[self.game_id]
+        table = model.sprite_tables.get(name) if consistent_sprites else None
         self.sprites = None if table is None else \
             tuple(x.to(self.device) for x in table.allowed(self.allowed.cpu(), num_players))
+        self.owned = None if self.sprites is None else self.sprites[1].expand(num_worlds, -1, -1, -1)
+        # Games that draw colours per build: a player keeps the appearance of its start frame.
+        self.identity_from_start = table is not None and name in CATALOG and CATALOG[name].map_varies
+        self.code_index = torch.full((model.cfg.vocab_size,), -1, dtype=torch.long, device=self.device)
+        self.code_index[self.allowed] = torch.arange(len(self.allowed), device=self.device)
         self.generator = torch.Generator(device=self.device)
         self.reseed(seed)
         self.codes = self.cells = self.facing = self.alive = None
@@ -98,6 +108,8 @@ class DreamSimulator:
         if codes.shape[0] != self.num_worlds or cells.shape[:2] != (self.num_worlds, self.num_players):
             raise ValueError(f"reset expects {self.num_worlds} worlds of {self.num_players} players, got "
                              f"{codes.shape[0]} frames and cells of shape {tuple(cells.shape)}")
+        if self.identity_from_start:
+            self._restrict_owned(codes, cells, alive, worlds if self.codes is not None else None)
         if worlds is None or self.codes is None:
             self.codes, self.cells, self.facing, self.alive = codes, cells, facing, alive
             self.cache = KVCache(self.model.cfg.depth)
@@ -112,6 +124,17 @@ class DreamSimulator:
         self.facing = torch.where(per_player, facing, self.facing)
         self.alive = torch.where(per_player, alive, self.alive)
         self.cache.forget(worlds)
+
+    def _restrict_owned(self, codes, cells, alive, worlds) -> None:
+        """Per world, each player's allowed sprites narrowed to its start code's appearance group."""
+        rows, cols = codes.shape[1:]
+        r, c = cells[..., 0].clamp(0, rows - 1), cells[..., 1].clamp(0, cols - 1)  # dead players' cells are arbitrary
+        start = self.code_index[codes[torch.arange(len(codes), device=self.device)[:, None], r, c]]
+        owned = restrict_to_start_appearance(self.sprites[1], self.sprites[2], torch.where(alive, start, -1))
+        if worlds is not None:
+            worlds = torch.as_tensor(worlds, device=self.device).bool()
+            owned = torch.where(worlds[:, None, None, None], owned, self.owned)
+        self.owned = owned
 
     @torch.no_grad()
     def step(self, actions) -> StepResult:
@@ -157,7 +180,7 @@ class DreamSimulator:
             h, _ = model.run(x, layout, rr, cc, ok, self.cache)
             logits = F.linear(h[:, 1 + n:], self.head_w, self.head_b)
             if self.sprites is not None:
-                logits = constrain_logits(logits, *self.sprites, cells, facing, alive & self.present, cols)
+                logits = constrain_logits(logits, self.sprites[0], self.owned, cells, facing, alive & self.present, cols)
             pick, conf = sample_codes(logits, self.temperature, self.generator)
             pick = self.allowed[pick]
             flat = codes.view(b, -1)
