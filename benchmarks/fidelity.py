@@ -9,7 +9,10 @@ frame is scored from its pixels by the player detector (benchmarks/detector.py);
 heads are only compared with what the detector sees, never trusted. Runs on the same episodes:
 `dream` (the checkpoint), `copy_last` (the first frame repeated: the floor), `real` (the recorded
 frames themselves: the ceiling, i.e. what the detector and the rule checker make of the real game),
-and any `--ablation NAME=DIR` checkpoints.
+and any `--ablation NAME=DIR` checkpoints. Dreams are drawn with each checkpoint's sprite constraint
+(actionparty_env/model/sprites.py, where it has a sprites.npz) unless `--free-sprites`: with it,
+`preserve` and `heads` hold by construction wherever the model's alive predictions are right, and
+`follow` and `traj` measure the predicted states through the pixels.
 
 The instruments are built per substrate from the test episodes' own real frames and ground truth:
 the detector's templates (per episode where the catalog says the map's colours are drawn per build,
