@@ -191,12 +191,7 @@ class RuleChecker:
         after]] (the last row is the checker's coverage)."""
         out = np.zeros((3, 2))
         situation = self.situation(real)
-        rows, cols = real["frames"].shape[1] // CELL, real["frames"].shape[2] // CELL
-        cells, facing = np.asarray(real["cells"], np.int64), np.asarray(real["facing"], np.int64)
-        inside = np.asarray(real["alive"], bool) & (cells >= 0).all(-1) & (cells < (rows, cols)).all(-1)
-        occupied = np.zeros((len(cells), rows, cols), bool)
-        for t in range(len(cells)):
-            occupied[t, cells[t, inside[t], 0], cells[t, inside[t], 1]] = True
+        cells, facing, inside, occupied = _true_states(real)
         for t in range(1, len(cells)):
             ok = self.check(real["actions"][t - 1], real["frames"][t - 1], cells[t - 1], facing[t - 1], inside[t - 1],
                             cells[t], facing[t], inside[t], occupied[t - 1], occupied[t], situation[t - 1])
@@ -239,13 +234,8 @@ class RuleChecker:
     def outcomes(self, real: dict) -> np.ndarray:
         """What each real move or turn did under the movement rules alone: REFUSED (kept cell and
         facing where nothing could block it), WENT (took effect) or NEUTRAL: int8 [T, N]."""
-        cells, facing, alive = real["cells"].astype(np.int64), real["facing"].astype(np.int64), real["alive"].astype(bool)
         frames, actions = real["frames"], np.asarray(real["actions"], np.int64)
-        rows, cols = frames.shape[1] // CELL, frames.shape[2] // CELL
-        inside = alive & (cells >= 0).all(-1) & (cells < (rows, cols)).all(-1)
-        occupied = np.zeros((len(cells), rows, cols), bool)
-        for t in range(len(cells)):
-            occupied[t, cells[t, inside[t], 0], cells[t, inside[t], 1]] = True
+        cells, facing, inside, occupied = _true_states(real)
         out = np.full(actions.shape, NEUTRAL, np.int8)
         for t in range(len(actions)):
             kind = self._kinds(actions[t])
@@ -414,6 +404,18 @@ def _revealed_freezes(causes: np.ndarray, outcome: np.ndarray, steps: int) -> np
         if len(refused):
             frozen[s + 1:s + 2 + refused[-1], i] = True
     return frozen
+
+
+def _true_states(real: dict) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """A real episode's cells and facing (int64), `inside` (alive and on the map, [T+1, N]) and the
+    cells any such player stands on (bool [T+1, R, C])."""
+    rows, cols = real["frames"].shape[1] // CELL, real["frames"].shape[2] // CELL
+    cells, facing = np.asarray(real["cells"], np.int64), np.asarray(real["facing"], np.int64)
+    inside = np.asarray(real["alive"], bool) & (cells >= 0).all(-1) & (cells < (rows, cols)).all(-1)
+    occupied = np.zeros((len(cells), rows, cols), bool)
+    for t in range(len(cells)):
+        occupied[t, cells[t, inside[t], 0], cells[t, inside[t], 1]] = True
+    return cells, facing, inside, occupied
 
 
 def _arrays(ep) -> dict:
