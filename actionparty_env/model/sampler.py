@@ -66,13 +66,17 @@ class DreamSimulator:
         self.head_b = model.code_head.bias[self.allowed]
         name = model.games[self.game_id]
         table = model.sprite_tables.get(name) if consistent_sprites else None
-        self.sprites = None if table is None else \
-            tuple(x.to(self.device) for x in table.allowed(self.allowed.cpu(), num_players))
-        self.owned = None if self.sprites is None else self.sprites[1].expand(num_worlds, -1, -1, -1)
-        # Games that draw colours per build: a player keeps the appearance of its start frame.
-        self.identity_from_start = table is not None and name in CATALOG and CATALOG[name].map_varies
-        self.code_index = torch.full((model.cfg.vocab_size,), -1, dtype=torch.long, device=self.device)
-        self.code_index[self.allowed] = torch.arange(len(self.allowed), device=self.device)
+        self.sprites = table  # None: frames drawn freely; else players drawn consistent with their states
+        self.identity_from_start = False
+        if table is not None:
+            self.player_code, owned, self.appearance = (x.to(self.device) for x in
+                                                        table.allowed(self.allowed.cpu(), num_players))
+            self.owned_by_slot = owned                            # [N, 4, V]
+            self.owned = owned.expand(num_worlds, -1, -1, -1)     # [B, N, 4, V], per world
+            # Games that draw colours per build: a player keeps the appearance of its start frame.
+            self.identity_from_start = name in CATALOG and CATALOG[name].map_varies
+            self.code_index = torch.full((model.cfg.vocab_size,), -1, dtype=torch.long, device=self.device)
+            self.code_index[self.allowed] = torch.arange(len(self.allowed), device=self.device)
         self.generator = torch.Generator(device=self.device)
         self.reseed(seed)
         self.codes = self.cells = self.facing = self.alive = None
@@ -130,7 +134,7 @@ class DreamSimulator:
         rows, cols = codes.shape[1:]
         r, c = cells[..., 0].clamp(0, rows - 1), cells[..., 1].clamp(0, cols - 1)  # dead players' cells are arbitrary
         start = self.code_index[codes[torch.arange(len(codes), device=self.device)[:, None], r, c]]
-        owned = restrict_to_start_appearance(self.sprites[1], self.sprites[2], torch.where(alive, start, -1))
+        owned = restrict_to_start_appearance(self.owned_by_slot, self.appearance, torch.where(alive, start, -1))
         if worlds is not None:
             worlds = torch.as_tensor(worlds, device=self.device).bool()
             owned = torch.where(worlds[:, None, None, None], owned, self.owned)
@@ -180,7 +184,7 @@ class DreamSimulator:
             h, _ = model.run(x, layout, rr, cc, ok, self.cache)
             logits = F.linear(h[:, 1 + n:], self.head_w, self.head_b)
             if self.sprites is not None:
-                logits = constrain_logits(logits, self.sprites[0], self.owned, cells, facing, alive & self.present, cols)
+                logits = constrain_logits(logits, self.player_code, self.owned, cells, facing, alive & self.present, cols)
             pick, conf = sample_codes(logits, self.temperature, self.generator)
             pick = self.allowed[pick]
             flat = codes.view(b, -1)
