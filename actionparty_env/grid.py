@@ -1,0 +1,67 @@
+"""Grid facts of Melting Pot that every stage shares: the cell size, directions and how avatars move.
+
+Melting Pot draws every map cell as one 8x8 sprite; a cell is `(row, col)`; facing is 0..3 = N, E, S, W.
+Movement (avatar_library.lua, `Avatar:registerUpdaters`): every avatar's move-and-turn updater runs at
+priority 150 once per step; a turn rotates the facing, a move is `moveRel` one cell relative to the
+facing (FORWARD, STEP_RIGHT, BACKWARD, STEP_LEFT) and keeps the facing. dmlab2d runs an updater's
+objects one after another in a random order each step, and `moveRel` into a cell another avatar
+holds (same layer) does nothing, so a move into a cell that is occupied when its turn comes fails: two
+players wanting one cell, the first in the order gets it; a chain of players moving into each other's
+cells goes through only where each one's target has been vacated before its turn (`resolve_moves`).
+"""
+from __future__ import annotations
+
+import torch
+
+CELL = 8  # Melting Pot's sprite size in pixels: one map cell is CELL x CELL pixels
+DIRS = ((-1, 0), (0, 1), (1, 0), (0, -1))  # N, E, S, W as (drow, dcol)
+MOVES = {"FORWARD": 0, "STEP_RIGHT": 1, "BACKWARD": 2, "STEP_LEFT": 3}  # offset from the facing
+TURNS = {"TURN_LEFT": -1, "TURN_RIGHT": 1}
+# The movement head's classes: stay, or one cell FORWARD / STEP_RIGHT / BACKWARD / STEP_LEFT of the
+# facing, or JUMP (a respawn or teleport: the cell comes from the pointer head).
+STAY, JUMP = 0, 5
+NUM_MOVES = 6
+
+
+def moved_cells(cells: torch.Tensor, facing: torch.Tensor, move: torch.Tensor, rows: int, cols: int,
+                torus: bool = False) -> torch.Tensor:
+    """The cell one step away: cells [..., 2] (row, col), facing [...] 0..3 and move [...] in
+    0..NUM_MOVES-1 (STAY and JUMP keep the cell). Off-map targets wrap on a torus, else stay put."""
+    dirs = torch.tensor(DIRS, device=cells.device)
+    stepping = (move > STAY) & (move < JUMP)
+    delta = dirs[(facing + (move - 1).clamp(min=0)) % 4] * stepping[..., None]
+    target = cells + delta
+    size = torch.tensor([rows, cols], device=cells.device)
+    if torus:
+        return target % size
+    inside = ((target >= 0) & (target < size)).all(-1, keepdim=True)
+    return torch.where(inside, target, cells)
+
+
+def resolve_moves(cells: torch.Tensor, targets: torch.Tensor, live: torch.Tensor, order: torch.Tensor,
+                  rows: int, cols: int) -> torch.Tensor:
+    """Melting Pot's resolution of simultaneous moves, for B worlds at once.
+
+    cells [B, N, 2] where the players stand, targets [B, N, 2] where each wants to be (its own cell to
+    stay), live [B, N] bool (dead or absent players hold no cell), order [B, N] a permutation of the
+    players per world (the engine's random update order). Players move one after another in `order`;
+    a player whose target is held by another live player when its turn comes stays. Returns the new
+    cells [B, N, 2]: two live players never share a cell."""
+    b, n = live.shape
+    worlds = torch.arange(b, device=cells.device)
+    flat = cells[..., 0] * cols + cells[..., 1]
+    want = targets[..., 0] * cols + targets[..., 1]
+    spare = rows * cols  # dead players park here
+    holder = torch.full((b, rows * cols + 1), -1, dtype=torch.long, device=cells.device)
+    holder[worlds[:, None].expand(b, n), torch.where(live, flat, spare)] = torch.arange(n, device=cells.device)
+    holder[:, spare] = -1
+    now = flat.clone()
+    for k in range(n):
+        i = order[:, k]
+        here, there, ok = now[worlds, i], want[worlds, i], live[worlds, i]
+        free = (holder[worlds, there] < 0) | (holder[worlds, there] == i)
+        go = ok & free & (there != here)
+        holder[worlds, torch.where(go, here, spare)] = -1
+        holder[worlds, torch.where(go, there, spare)] = torch.where(go, i, -1)
+        now[worlds, i] = torch.where(go, there, here)
+    return torch.stack([now // cols, now % cols], -1)
