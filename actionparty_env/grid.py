@@ -38,6 +38,22 @@ def moved_cells(cells: torch.Tensor, facing: torch.Tensor, move: torch.Tensor, r
     return torch.where(inside, target, cells)
 
 
+def move_class(cells: torch.Tensor, facing: torch.Tensor, next_cells: torch.Tensor, rows: int, cols: int,
+               torus: torch.Tensor | bool = False) -> torch.Tensor:
+    """The move that took a live player from `cells` to `next_cells` (the inverse of `moved_cells`):
+    STAY, a step relative to `facing` (1 + offset of MOVES), or JUMP for anything else (a teleport).
+    cells, next_cells [..., 2]; facing [...]; torus [...] or bool: the map wraps (a step off one edge
+    arrives at the other)."""
+    size = torch.tensor([rows, cols], device=cells.device)
+    delta = next_cells - cells
+    wrapped = (delta + size // 2) % size - size // 2  # the shortest displacement on a torus
+    delta = torch.where(torch.as_tensor(torus, device=cells.device)[..., None], wrapped, delta)
+    dirs = torch.tensor(DIRS, device=cells.device)
+    is_dir = (delta[..., None, :] == dirs).all(-1)  # [..., 4]
+    step = 1 + (is_dir.float().argmax(-1) - facing) % 4
+    return torch.where((delta == 0).all(-1), STAY, torch.where(is_dir.any(-1), step, JUMP))
+
+
 def resolve_moves(cells: torch.Tensor, targets: torch.Tensor, live: torch.Tensor, order: torch.Tensor,
                   rows: int, cols: int) -> torch.Tensor:
     """Melting Pot's resolution of simultaneous moves, for B worlds at once.

@@ -26,7 +26,8 @@ class StepResult:
     cells: torch.Tensor    # [B,N,2] long (row, col)
     facing: torch.Tensor   # [B,N] long, 0..3 = N, E, S, W
     alive: torch.Tensor    # [B,N] bool
-    rewards: torch.Tensor  # [B,N] float32
+    rewards: torch.Tensor  # [B,N] float32, as the game pays them (drawn from the reward head in the dream)
+    expected_rewards: torch.Tensor | None = None  # [B,N] the model's expected reward (the dream only)
 
 
 @runtime_checkable

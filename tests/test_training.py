@@ -19,7 +19,8 @@ import torch
 
 from actionparty_env.model.checkpoint import load_world_model
 from training.dataset import BucketBatchSampler, ClipDataset, collate_clips
-from training.train import TrainConfig, losses, mask_frames, to_blocks
+from actionparty_env.grid import NUM_MOVES, move_class
+from training.train import TrainConfig, losses, mask_frames, to_blocks, two_hot
 
 ROOT = Path(__file__).resolve().parents[1]
 SUBSTRATES = "coins,collaborative_cooking__asymmetric"  # two map sizes, 2 players each, fast to record
@@ -193,34 +194,52 @@ def test_mask_frames_masks_and_corrupts_only_what_it_reports(batch):
     assert last_masked[:, -1].all() and not last_masked[:, :-1].any()  # the newest frame from nothing
 
 
+def perfect_outputs(model, target, rewards, big: float = 50.0) -> dict[str, torch.Tensor]:
+    """Head outputs that predict the clean clip exactly (block t's heads predict block t+1)."""
+    b, t_len, r, c = target.codes.shape
+    one_hot = torch.nn.functional.one_hot
+    cell_next = target.cells[..., 0] * c + target.cells[..., 1]
+    codes = target.codes.view(b, t_len, r * c)
+    changed = torch.zeros(b, t_len, r * c)
+    changed[:, 1:] = (codes[:, 1:] != codes[:, :-1]).float()
+    torus = model.game_torus[target.game][:, None, None]
+    move = move_class(target.cells, target.facing, target.cells.roll(-1, 1), r, c, torus)
+    support = model.reward_support[target.game][:, None, None].expand(-1, t_len, rewards.shape[-1], -1)
+    valid = model.reward_valid[target.game][:, None, None].expand_as(support)
+    goal = two_hot(rewards, support, valid)
+    return {"code_logits": one_hot(codes, model.cfg.vocab_size) * big,
+            "change_logit": (changed * 2 - 1) * big,
+            "cell_logits": one_hot(cell_next.roll(-1, 1), r * c) * big,
+            "move_logits": one_hot(move, NUM_MOVES) * big,
+            "facing_logits": one_hot(target.facing.roll(-1, 1), 4) * big,
+            "alive_logit": (target.alive.roll(-1, 1).float() * 2 - 1) * big,
+            "reward_logits": goal.clamp(min=1e-30).log()}
+
+
 def test_losses_vanish_for_perfect_predictions_and_weigh_the_right_cells(batch):
     model, raw, game_map = batch
+    assert model.cfg.reward_bins and model.cfg.move_head and model.cfg.change_head  # the recipe's heads
     target, rewards = to_blocks(raw, model.action_ids, game_map, "cpu")
     b, t_len, r, c = target.codes.shape
     n = target.present.shape[1]
-    big = 50.0
-    cell_next = target.cells[..., 0] * c + target.cells[..., 1]  # block t's head predicts block t+1's cell
-    out = {"code_logits": torch.nn.functional.one_hot(target.codes.view(b, t_len, r * c), model.cfg.vocab_size) * big,
-           "cell_logits": torch.nn.functional.one_hot(cell_next.roll(-1, 1), r * c) * big,
-           "facing_logits": torch.nn.functional.one_hot(target.facing.roll(-1, 1), 4) * big,
-           "alive_logit": (target.alive.roll(-1, 1).float() * 2 - 1) * big,
-           "reward": rewards.clone()}
+    out = perfect_outputs(model, target, rewards)
     masked = torch.ones(b, t_len, r, c, dtype=torch.bool)
-    terms = losses(out, target, target, rewards, masked, changed_weight=4.0)
-    for k in ("code", "cell", "facing", "alive", "reward"):
+    terms = losses(out, model, target, rewards, masked, changed_weight=4.0)
+    for k in ("code", "change", "cell", "move", "facing", "alive", "reward"):  # coins and cooking pay exact values
         assert terms[k] < 1e-6, k
-    assert terms["cell_acc"] == 1
+    assert terms["move_acc"] == 1
     # A wrong code on a cell that is not masked costs nothing; on a masked cell it does.
     wrong = {**out, "code_logits": out["code_logits"].clone()}
     wrong["code_logits"][0, 1, 0] = wrong["code_logits"][0, 1, 0].roll(1)
     unmasked = masked.clone()
     unmasked[0, 1, 0, 0] = False
-    assert losses(wrong, target, target, rewards, unmasked, 4.0)["code"] < 1e-6
-    assert losses(wrong, target, target, rewards, masked, 4.0)["code"] > 1e-3
+    assert losses(wrong, model, target, rewards, unmasked, 4.0)["code"] < 1e-6
+    assert losses(wrong, model, target, rewards, masked, 4.0)["code"] > 1e-3
     # Dead or padded players' heads are not scored (their POSITION is meaningless).
     dead = dataclasses.replace(target, alive=torch.zeros_like(target.alive))
-    noisy = {**out, "cell_logits": torch.randn(b, t_len, n, r * c)}
-    assert losses(noisy, dead, dead, rewards, masked, 4.0)["cell"] == 0
+    noisy = {**out, "cell_logits": torch.randn(b, t_len, n, r * c), "move_logits": torch.randn(b, t_len, n, NUM_MOVES)}
+    dead_terms = losses(noisy, model, dead, rewards, masked, 4.0)
+    assert dead_terms["cell"] == 0 and dead_terms["move"] == 0
     # A cell that changed since the previous frame weighs 1 + changed_weight: with the changed cells of
     # one block predicted uniformly (cross-entropy log V) and the rest perfectly, the loss is their
     # weighted share.
@@ -234,7 +253,7 @@ def test_losses_vanish_for_perfect_predictions_and_weigh_the_right_cells(batch):
     one_block[bi, ti + 1] = True
     for weight in (0.0, 4.0):
         expected = (1 + weight) * k * np.log(model.cfg.vocab_size) / ((1 + weight) * k + (m - k))
-        got = losses(err, target, target, rewards, one_block, weight)["code"]
+        got = losses(err, model, target, rewards, one_block, weight)["code"]
         assert abs(float(got) - expected) < 1e-3 * expected, (weight, float(got), expected)
 
 

@@ -1,5 +1,12 @@
 """The lookup tables a world model is trained with: the cell codebook, which codes each game uses,
-and the shared action-name vocabulary. Built once from the training split of a dataset."""
+the shared action-name vocabulary and each game's reward support. Built once from the training split
+of a dataset.
+
+Reward support: a game that pays few distinct values (coins: -2, 0, +1; clean_up: 0, +1) gets exactly
+those values, so the categorical reward head's targets are one-hot and "nothing happened" is exactly 0.
+A game that pays more distinct values than the head has bins (the `*_in_the_matrix` payoffs) gets 0
+plus a grid uniform in symlog between its smallest and largest payoff (DreamerV3's symlog two-hot), and
+its targets are two-hot between the two neighbouring bins (the expectation is the exact value)."""
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -21,6 +28,28 @@ class Tables:
     action_ids: np.ndarray           # [G, max_actions] game-local action -> action-name id
     codebook: Codebook
     game_codes: np.ndarray           # [G, V] bool: codes seen in that game
+    reward_support: np.ndarray       # [G, K] float32, sorted per game (padding repeats the largest value)
+    reward_valid: np.ndarray         # [G, K] bool: the real bins of each game
+
+
+def symlog(x: np.ndarray) -> np.ndarray:
+    return np.sign(x) * np.log1p(np.abs(x))
+
+
+def symexp(x: np.ndarray) -> np.ndarray:
+    return np.sign(x) * np.expm1(np.abs(x))
+
+
+def reward_support(values: np.ndarray, bins: int) -> tuple[np.ndarray, np.ndarray]:
+    """One game's support ([bins] float32, sorted) and valid mask from the distinct rewards it paid."""
+    values = np.union1d(np.round(np.asarray(values, np.float64), 6), [0.0])
+    if len(values) > bins:
+        grid = symexp(np.linspace(symlog(values.min()), symlog(values.max()), bins - 1))
+        values = np.union1d(grid, [0.0])[:bins]
+    support = np.full(bins, values.max(), np.float32)
+    support[: len(values)] = values
+    valid = np.arange(bins) < len(values)
+    return support, valid
 
 
 class _EpisodePatches(Dataset):
@@ -35,10 +64,10 @@ class _EpisodePatches(Dataset):
     def __getitem__(self, i):
         ep = read_episode(self.path, self.keys[i])
         patches = np.concatenate([unique_patches(f) for f in ep.frames])
-        return ep.header["substrate"], patches[unique_rows(patches)[0]]
+        return ep.header["substrate"], patches[unique_rows(patches)[0]], np.unique(ep.rewards)
 
 
-def build_tables(path: str, max_actions: int, workers: int = 4, split: str = "train") -> Tables:
+def build_tables(path: str, max_actions: int, reward_bins: int, workers: int = 4, split: str = "train") -> Tables:
     catalog = load_catalog()
     games = sorted(catalog)
     vocab = sorted({a for spec in catalog.values() for a in spec.action_names})
@@ -52,9 +81,11 @@ def build_tables(path: str, max_actions: int, workers: int = 4, split: str = "tr
     if not keys:
         raise ValueError(f"{path}: no {split!r} episodes to build the codebook from")
     per_game: dict[str, list[np.ndarray]] = {}
+    rewards: dict[str, list[np.ndarray]] = {}
     loader = DataLoader(_EpisodePatches(path, keys), batch_size=None, num_workers=workers)
-    for substrate, patches in tqdm(loader, desc="codebook", total=len(keys)):
+    for substrate, patches, paid in tqdm(loader, desc="codebook", total=len(keys)):
         per_game.setdefault(substrate, []).append(np.asarray(patches))
+        rewards.setdefault(substrate, []).append(np.asarray(paid))
     codebook = Codebook.from_patch_sets(p for ps in per_game.values() for p in ps)
     game_codes = np.zeros((len(games), len(codebook)), dtype=bool)
     for substrate, sets in per_game.items():
@@ -62,7 +93,11 @@ def build_tables(path: str, max_actions: int, workers: int = 4, split: str = "tr
             codes = codebook.encode(patches.reshape(-1, 8, 8, 3).transpose(1, 0, 2, 3).reshape(8, -1, 3))
             game_codes[games.index(substrate), codes.reshape(-1)] = True
     game_codes[~game_codes.any(1)] = True  # games absent from the data may draw any code
-    return Tables(games, vocab, action_ids, codebook, game_codes)
+    support = np.zeros((len(games), max(reward_bins, 1)), np.float32)
+    valid = np.zeros(support.shape, bool)
+    for g, name in enumerate(games):  # a game absent from the data pays 0
+        support[g], valid[g] = reward_support(np.concatenate(rewards.get(name, [np.zeros(1)])), support.shape[1])
+    return Tables(games, vocab, action_ids, codebook, game_codes, support, valid)
 
 
 def install_tables(model, tables: Tables) -> None:
@@ -70,4 +105,7 @@ def install_tables(model, tables: Tables) -> None:
     model.patches.copy_(torch.from_numpy(tables.codebook.patches))
     model.game_codes.copy_(torch.from_numpy(tables.game_codes))
     model.action_ids.copy_(torch.from_numpy(tables.action_ids))
+    if model.cfg.reward_bins:
+        model.reward_support.copy_(torch.from_numpy(tables.reward_support))
+        model.reward_valid.copy_(torch.from_numpy(tables.reward_valid))
     model._codebook = tables.codebook

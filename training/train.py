@@ -37,6 +37,7 @@ from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
+from actionparty_env.grid import JUMP, move_class
 from actionparty_env.model.checkpoint import load_world_model, save_checkpoint
 from actionparty_env.model.network import Blocks, ModelConfig, WorldModel
 from actionparty_env.model.sampler import DreamSimulator
@@ -142,9 +143,25 @@ def mask_frames(blocks: Blocks, game_codes: torch.Tensor, cfg: TrainConfig, gen:
     return dataclasses.replace(blocks, codes=inputs), masked
 
 
-def losses(out: dict, blocks: Blocks, target: Blocks, rewards: torch.Tensor, masked: torch.Tensor,
+def two_hot(values: torch.Tensor, support: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
+    """Target distributions [..., K] over each game's sorted reward support ([..., K], `valid` its real
+    bins): all mass on a bin the value equals, else split between its two neighbours so that the
+    expectation is the value (values outside the support go to its end)."""
+    k = valid.sum(-1, keepdim=True)  # real bins come first
+    idx = torch.searchsorted(support.contiguous(), values[..., None].contiguous()).clamp(max=k - 1)  # first >= v
+    hi = support.gather(-1, idx)
+    lo_idx = (idx - 1).clamp(min=0)
+    lo = support.gather(-1, lo_idx)
+    w_hi = torch.where(hi > lo, ((values[..., None] - lo) / (hi - lo).clamp(min=1e-12)).clamp(0, 1), torch.ones_like(hi))
+    target = torch.zeros_like(support)
+    target.scatter_add_(-1, lo_idx, 1 - w_hi)
+    return target.scatter_add_(-1, idx, w_hi)
+
+
+def losses(out: dict, model: WorldModel, target: Blocks, rewards: torch.Tensor, masked: torch.Tensor,
            changed_weight: float) -> dict[str, torch.Tensor]:
-    """All terms of the objective (targets from `target`, the clean clip)."""
+    """All terms of the objective for `model`'s heads (targets from `target`, the clean clip)."""
+    cfg = model.cfg
     b, t_len, r, c = target.codes.shape
     logits = out["code_logits"].float()  # [B,L,RC,V]
     codes = target.codes.view(b, t_len, r * c)
@@ -153,30 +170,51 @@ def losses(out: dict, blocks: Blocks, target: Blocks, rewards: torch.Tensor, mas
     changed[:, 1:] = (codes[:, 1:] != codes[:, :-1]).float()
     w = m * (1 + changed_weight * changed)
     ce = F.cross_entropy(logits.flatten(0, 2), codes.flatten(), reduction="none").view_as(m)
-    code_loss = (ce * w).sum() / w.sum().clamp(min=1)
+    terms = {"code": (ce * w).sum() / w.sum().clamp(min=1)}
+    if cfg.change_head:  # on masked cells of frames that have a previous frame; real changes only
+        bce = F.binary_cross_entropy_with_logits(out["change_logit"][:, 1:].float(), changed[:, 1:], reduction="none",
+                                                 pos_weight=torch.tensor(cfg.change_weight, device=m.device))
+        terms["change"] = (bce * m[:, 1:]).sum() / m[:, 1:].sum().clamp(min=1)
     # Heads: action token of block t predicts the state of block t+1.
     present = target.present[:, None, :].expand(-1, t_len - 1, -1)
-    alive_next = target.alive[:, 1:]
-    live = (present & alive_next).float()
+    alive_now, alive_next = target.alive[:, :-1] & present, target.alive[:, 1:] & present
     cell_next = target.cells[:, 1:, :, 0] * c + target.cells[:, 1:, :, 1]
     cell_ce = F.cross_entropy(out["cell_logits"][:, :-1].float().flatten(0, 2), cell_next.flatten(), reduction="none")
     face_ce = F.cross_entropy(out["facing_logits"][:, :-1].float().flatten(0, 2), target.facing[:, 1:].flatten(),
                               reduction="none")
+    flip = (alive_now != alive_next).float()
     alive_bce = F.binary_cross_entropy_with_logits(out["alive_logit"][:, :-1].float(), alive_next.float(), reduction="none")
-    rew_se = (out["reward"][:, :-1].float() - rewards[:, :-1]) ** 2
-    pf, lv = present.float(), live.flatten()
+    alive_w = present.float() * (1 + (cfg.alive_flip_weight - 1) * flip)
+    pf, lv = present.float(), alive_next.float().flatten()
     n_live, n_present = lv.sum().clamp(min=1), pf.sum().clamp(min=1)
-    terms = {
-        "code": code_loss,
-        "cell": (cell_ce * lv).sum() / n_live,
-        "facing": (face_ce * lv).sum() / n_live,
-        "alive": (alive_bce * pf).sum() / n_present,
-        "reward": (rew_se * pf).sum() / n_present,
-    }
+    terms["facing"] = (face_ce * lv).sum() / n_live
+    terms["alive"] = (alive_bce * alive_w).sum() / n_present
+    if cfg.move_head:  # walkers learn their move; the pointer learns respawns and teleports
+        torus = model.game_torus[target.game][:, None, None]
+        move = move_class(target.cells[:, :-1], target.facing[:, :-1], target.cells[:, 1:], r, c, torus)
+        walks = (alive_now & alive_next).float()
+        jumps = (alive_next & (~alive_now | (move == JUMP))).float().flatten()
+        move_ce = F.cross_entropy(out["move_logits"][:, :-1].float().flatten(0, 2), move.flatten(), reduction="none")
+        terms["move"] = (move_ce * walks.flatten()).sum() / walks.sum().clamp(min=1)
+        terms["cell"] = (cell_ce * jumps).sum() / jumps.sum().clamp(min=1)
+        with torch.no_grad():
+            terms["move_acc"] = ((out["move_logits"][:, :-1].argmax(-1) == move).float() * walks).sum() / walks.sum().clamp(min=1)
+    else:
+        terms["cell"] = (cell_ce * lv).sum() / n_live
+        with torch.no_grad():
+            terms["cell_acc"] = ((out["cell_logits"][:, :-1].argmax(-1).flatten() == cell_next.flatten()).float() * lv).sum() / n_live
+    if cfg.reward_bins:
+        support = model.reward_support[target.game][:, None, None].expand(-1, t_len - 1, present.shape[-1], -1)
+        valid = model.reward_valid[target.game][:, None, None].expand_as(support)
+        goal = two_hot(rewards[:, :-1], support, valid)
+        logp = out["reward_logits"][:, :-1].float().masked_fill(~valid, float("-inf")).log_softmax(-1)
+        rew = -(goal * logp.masked_fill(~valid, 0.0)).sum(-1)
+    else:
+        rew = (out["reward"][:, :-1].float() - rewards[:, :-1]) ** 2
+    terms["reward"] = (rew * pf).sum() / n_present
     with torch.no_grad():
-        terms["cell_acc"] = ((out["cell_logits"][:, :-1].argmax(-1).flatten() == cell_next.flatten()).float() * lv).sum() / n_live
         terms["code_acc_changed"] = ((logits.argmax(-1) == codes).float() * m * changed).sum() / (m * changed).sum().clamp(min=1)
-    terms["loss"] = sum(terms[k] for k in ("code", "cell", "facing", "alive", "reward"))
+    terms["loss"] = sum(terms[k] for k in ("code", "change", "cell", "move", "facing", "alive", "reward") if k in terms)
     return terms
 
 
@@ -246,7 +284,8 @@ def build_model(cfg: TrainConfig, out: Path, rank: int, world: int) -> WorldMode
     tables_path = out / "tables.pt"
     max_actions = ModelConfig.__dataclass_fields__["max_actions"].default
     if rank == 0 and not tables_path.exists():
-        tables = build_tables(cfg.data, cfg.model.get("max_actions", max_actions), workers=cfg.workers)
+        tables = build_tables(cfg.data, cfg.model.get("max_actions", max_actions), cfg.model.get("reward_bins", 0),
+                              workers=cfg.workers)
         torch.save(tables, tables_path.with_suffix(".tmp"))
         os.replace(tables_path.with_suffix(".tmp"), tables_path)
     if world > 1:
@@ -287,7 +326,7 @@ def evaluate(model: WorldModel, loader_iter, game_map, cfg: TrainConfig, device,
         blocks, rewards = to_blocks(batch, model.action_ids, game_map, device)
         inputs, masked = mask_frames(blocks, model.game_codes, cfg, gen, model.mask_code)
         with autocast:
-            terms = losses(model(inputs), inputs, blocks, rewards, masked, cfg.changed_weight)
+            terms = losses(model(inputs), model, blocks, rewards, masked, cfg.changed_weight)
         for k, v in terms.items():
             sums[k] = sums.get(k, 0.0) + float(v)
         n += 1
@@ -364,7 +403,7 @@ def main(argv=None) -> None:
             g["lr"] = cfg.lr * lr_at(step, cfg)
         inputs, masked = mask_frames(blocks, model.game_codes, cfg, gen, model.mask_code)
         with autocast:
-            terms = losses(forward(inputs), inputs, target, rewards, masked, cfg.changed_weight)
+            terms = losses(forward(inputs), model, target, rewards, masked, cfg.changed_weight)
         opt.zero_grad(set_to_none=True)
         terms["loss"].backward()
         grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
@@ -392,7 +431,7 @@ def main(argv=None) -> None:
                     writer.add_scalar(f"train/{k}", v, step)
             metrics_file.write(json.dumps(row) + "\n")
             metrics_file.flush()
-            bar.set_postfix(loss=f"{row['loss']:.3f}", cell=f"{row['cell_acc']:.3f}")
+            bar.set_postfix(loss=f"{row['loss']:.3f}", move=f"{row.get('move_acc', row.get('cell_acc', 0)):.3f}")
         if rank == 0 and (step % cfg.eval_every == 0 or stop or step == cfg.max_steps):
             val = evaluate(ema.module, iter(val_loader), game_map, cfg, device, autocast)
             for k, v in val.items():

@@ -18,6 +18,25 @@ from dataclasses import dataclass
 import torch
 
 GAME, POSE, FRAME, ACTION = 0, 1, 2, 3
+ORDER = "GPFA"  # the token groups of a full time block, in order (the one place this order is written)
+
+
+@dataclass(frozen=True)
+class Tokens:
+    """Where each token group sits in the hidden states of blocks laid out in ORDER (or a prefix of it):
+    1 game token, N pose tokens, R*C frame tokens, N action tokens per block."""
+
+    num_players: int
+    num_cells: int
+
+    def size(self, part: str) -> int:
+        return 1 if part == "G" else self.num_cells if part == "F" else self.num_players
+
+    def split(self, h: torch.Tensor, parts: str = ORDER) -> dict[str, torch.Tensor]:
+        """h [..., L, d] of consecutive blocks laid out in `parts` -> {part: [..., T, size, d]}."""
+        per_block = sum(self.size(p) for p in parts)
+        blocks = h.view(*h.shape[:-2], h.shape[-2] // per_block, per_block, h.shape[-1])
+        return dict(zip(parts, blocks.split([self.size(p) for p in parts], dim=-2)))
 
 
 @dataclass
@@ -43,7 +62,7 @@ class Layout:
         return Layout(*(f[index] for f in self.fields()))
 
 
-def block_layout(block: int, rows: int, cols: int, num_players: int, device, parts: str = "GPFA") -> Layout:
+def block_layout(block: int, rows: int, cols: int, num_players: int, device, parts: str = ORDER) -> Layout:
     """Metadata of one time block; `parts` picks which token groups (in order) it holds."""
     kinds, players, rr, cc = [], [], [], []
     cell_r = torch.arange(rows, device=device).repeat_interleave(cols)

@@ -12,8 +12,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from actionparty_env.model.codebook import CELL, Codebook
-from actionparty_env.model.attention import ACTION, FRAME, GAME, POSE, Layout, Rope3D, apply_rope, block_layout, visibility
+from actionparty_env.games import load_catalog
+from actionparty_env.grid import CELL, NUM_MOVES
+from actionparty_env.model.codebook import Codebook
+from actionparty_env.model.attention import (ACTION, FRAME, GAME, ORDER, POSE, Layout, Rope3D, Tokens, apply_rope,
+                                             block_layout, visibility)
 
 
 @dataclass
@@ -33,6 +36,14 @@ class ModelConfig:
     spatial_rope: bool = True        # subject tokens rotate with their player's cell (else: time only)
     subject_isolation: bool = True   # a subject token sees no other player's subject tokens
     frame_occupancy: bool = False    # each frame token is told which player (slot, facing) stands on it
+    # What the game does (docs/ARCHITECTURE.md, "Game dynamics"); the defaults are the first checkpoint's heads.
+    reward_bins: int = 0             # > 0: a categorical reward head over each game's own payoffs; 0: regression
+    move_head: bool = False          # a player's next cell as a move (stay / one step / jump) instead of a pointer
+    change_head: bool = False        # a per-cell "does this cell change" head, decoded at its calibrated rate
+    # Training weights of the rare classes; the sampler undoes them (a weight w on a class multiplies its
+    # odds by w in a cross-entropy minimiser, so log w comes off the logit).
+    alive_flip_weight: float = 1.0   # deaths and respawns
+    change_weight: float = 1.0       # changed cells, for the change head
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -118,6 +129,12 @@ class WorldModel(nn.Module):
         self.register_buffer("patches", torch.zeros(cfg.vocab_size, CELL, CELL, 3, dtype=torch.uint8))
         self.register_buffer("game_codes", torch.ones(cfg.num_games, cfg.vocab_size, dtype=torch.bool))
         self.register_buffer("action_ids", torch.zeros(cfg.num_games, cfg.max_actions, dtype=torch.long))
+        if cfg.reward_bins:  # each game's reward support (sorted; `reward_valid` marks its real bins)
+            self.register_buffer("reward_support", torch.zeros(cfg.num_games, cfg.reward_bins))
+            self.register_buffer("reward_valid", torch.ones(cfg.num_games, cfg.reward_bins, dtype=torch.bool))
+        catalog = load_catalog()  # maps that wrap (a fact of the game, not learned: not saved)
+        torus = [g in catalog and bool(catalog[g].view.get("torus", False)) for g in games]
+        self.register_buffer("game_torus", torch.tensor(torus, dtype=torch.bool), persistent=False)
         self._codebook: Codebook | None = None
         self.sprite_tables: dict = {}  # game -> sprites.SpriteTable (the checkpoint's sprites.npz), for drawing
         d = cfg.dim
@@ -138,7 +155,11 @@ class WorldModel(nn.Module):
         self.ptr_k = nn.Linear(d, cfg.pointer_dim)
         self.facing_head = nn.Linear(d, 4)
         self.alive_head = nn.Linear(d, 1)
-        self.reward_head = nn.Linear(d, 1)
+        self.reward_head = nn.Linear(d, cfg.reward_bins or 1)
+        if cfg.move_head:
+            self.move_head = nn.Linear(d, NUM_MOVES)
+        if cfg.change_head:
+            self.change_head = nn.Linear(d, 1)
         self.apply(self._init)
 
     @staticmethod
@@ -228,27 +249,38 @@ class WorldModel(nn.Module):
     def forward(self, blocks: Blocks) -> dict[str, torch.Tensor]:
         """Training pass over T blocks (all parts). Returns logits and head outputs per block."""
         t_len = blocks.codes.shape[1]
-        pieces = [self.embed_block(blocks, t, t, "GPFA") for t in range(t_len)]
+        pieces = [self.embed_block(blocks, t, t, ORDER) for t in range(t_len)]
         x = torch.cat([p[0] for p in pieces], 1)
         layout = pieces[0][1]
         for p in pieces[1:]:
             layout = layout.cat(p[1])
         rows, cols, ok = (torch.cat([p[i] for p in pieces], 1) for i in (2, 3, 4))
         h, _ = self.run(x, layout, rows, cols, ok)
-        b, n = blocks.present.shape
-        r, c = blocks.codes.shape[-2:]
-        h = h.view(b, t_len, 1 + 2 * n + r * c, -1)
-        return self.heads(h[:, :, 1 + n: 1 + n + r * c], h[:, :, 1 + n + r * c:])
+        part = self.tokens(blocks).split(h)
+        return {**self.frame_heads(part["F"]), **self.player_heads(part["A"], part["F"])}
 
-    def heads(self, h_frame: torch.Tensor, h_action: torch.Tensor | None) -> dict[str, torch.Tensor]:
-        """h_frame [..., RC, d] and h_action [..., N, d] of the same blocks -> outputs."""
+    def tokens(self, blocks: Blocks) -> Tokens:
+        return Tokens(blocks.present.shape[1], blocks.codes.shape[-2] * blocks.codes.shape[-1])
+
+    def frame_heads(self, h_frame: torch.Tensor) -> dict[str, torch.Tensor]:
+        """h_frame [..., RC, d] of the frame being drawn -> code logits [..., RC, V] (and change logits)."""
         out = {"code_logits": self.code_head(h_frame)}
-        if h_action is not None:
-            q, k = self.ptr_q(h_action), self.ptr_k(h_frame)
-            out["cell_logits"] = q @ k.transpose(-1, -2) / q.shape[-1] ** 0.5  # [..., N, RC]
-            out["facing_logits"] = self.facing_head(h_action)
-            out["alive_logit"] = self.alive_head(h_action).squeeze(-1)
+        if self.cfg.change_head:
+            out["change_logit"] = self.change_head(h_frame).squeeze(-1)
+        return out
+
+    def player_heads(self, h_action: torch.Tensor, h_frame: torch.Tensor) -> dict[str, torch.Tensor]:
+        """h_action [..., N, d] and h_frame [..., RC, d] of the same blocks -> each player's next state."""
+        q, k = self.ptr_q(h_action), self.ptr_k(h_frame)
+        out = {"cell_logits": q @ k.transpose(-1, -2) / q.shape[-1] ** 0.5,  # [..., N, RC]
+               "facing_logits": self.facing_head(h_action),
+               "alive_logit": self.alive_head(h_action).squeeze(-1)}
+        if self.cfg.reward_bins:
+            out["reward_logits"] = self.reward_head(h_action)
+        else:
             out["reward"] = self.reward_head(h_action).squeeze(-1)
+        if self.cfg.move_head:
+            out["move_logits"] = self.move_head(h_action)
         return out
 
     def game_index(self, name: str) -> int:

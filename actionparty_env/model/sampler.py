@@ -1,10 +1,19 @@
 """Closed-loop dreaming: step B worlds of one game at once with the world model and a KV cache.
 
 One `step(actions)` is (1) one pass that commits the current block (frame, poses, actions) to the cache
-and reads every player's next cell, facing, alive and reward from its action token, then (2)
-`sampling_steps` masked-diffusion passes that draw the next frame's cell codes given the cache and
-the players' new poses (MaskGIT-style: each pass fixes the most confident of the still-masked cells,
-on a cosine schedule). Frames never leave code space, so unchanged cells are copied exactly.
+and reads every player's next state and reward from its action token, then (2) `sampling_steps`
+masked-diffusion passes that draw the next frame's cell codes given the cache and the players' new
+poses (MaskGIT-style: each pass fixes the most confident of the still-masked cells, on a cosine
+schedule). Frames never leave code space, so unchanged cells are copied exactly.
+
+Decoding (`decoding=`), the small pure functions below:
+- "calibrated" (the default): what the game leaves to chance happens at the model's calibrated rate.
+  Each cell first decides whether it changes (a Bernoulli draw at the change head's probability), and
+  only a changing cell picks a new code; deaths and respawns are drawn from the alive head; a reward is
+  drawn from the game's own payoffs. Movement and facing stay argmaxes (the game's movement is
+  deterministic given the actions), and players move one after another in a random order, so two live
+  players never share a cell (`actionparty_env.grid.resolve_moves`). Seeded: same seed, same dream.
+- "argmax": every output at its mode (the first checkpoint's decoding): no random event ever happens.
 """
 from __future__ import annotations
 
@@ -13,18 +22,30 @@ import math
 import torch
 import torch.nn.functional as F
 
-from actionparty_env.model.network import Blocks, KVCache, WorldModel
 from actionparty_env.games import load_catalog
+from actionparty_env.grid import JUMP, moved_cells, resolve_moves
+from actionparty_env.model.attention import ORDER
+from actionparty_env.model.network import Blocks, KVCache, WorldModel
 from actionparty_env.model.sprites import constrain_logits, restrict_to_start_appearance
 from actionparty_env.simulator import StepResult
 
-
 CATALOG = load_catalog()  # for GameSpec.map_varies
+DECODINGS = ("calibrated", "argmax")
 
 
 def unmask_schedule(num_cells: int, steps: int) -> list[int]:
     """How many cells are fixed after each of `steps` passes (cosine schedule, ends at all cells)."""
     return [num_cells - int(math.floor(num_cells * math.cos(math.pi / 2 * s / steps))) for s in range(1, steps + 1)]
+
+
+def gumbel_argmax(logits: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
+    """A sample of the categorical softmax(logits) over the last dim (Gumbel-max: no host sync)."""
+    u = torch.rand(logits.shape, device=logits.device, generator=generator).clamp_(1e-10, 1.0)
+    return (logits.float() - torch.log(-torch.log(u))).argmax(-1)
+
+
+def bernoulli(prob: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
+    return torch.rand(prob.shape, device=prob.device, generator=generator) < prob
 
 
 def sample_codes(logits: torch.Tensor, temperature: float, generator: torch.Generator | None):
@@ -33,19 +54,90 @@ def sample_codes(logits: torch.Tensor, temperature: float, generator: torch.Gene
     if temperature <= 0:
         conf, idx = probs.max(-1)
         return idx, conf
-    u = torch.rand(logits.shape, device=logits.device, generator=generator).clamp_(1e-10, 1.0)
-    idx = (logits.float() / temperature - torch.log(-torch.log(u))).argmax(-1)
+    idx = gumbel_argmax(logits.float() / temperature, generator)
     return idx, probs.gather(-1, idx[..., None]).squeeze(-1)
+
+
+def undo_weight(logit: torch.Tensor, weight: float) -> torch.Tensor:
+    """The calibrated logit of a class trained with weight `weight` (its odds were multiplied by it)."""
+    return logit - math.log(weight)
+
+
+def decide_codes(logits: torch.Tensor, prev: torch.Tensor, change_prob: torch.Tensor, temperature: float,
+                 generator: torch.Generator | None) -> tuple[torch.Tensor, torch.Tensor]:
+    """Calibrated cell decoding. logits [B, RC, V] (after the sprite constraint), prev [B, RC] the
+    previous frame's code index (-1: a code this game never draws), change_prob [B, RC]. A cell changes
+    where its previous code is no longer allowed or a Bernoulli draw at `change_prob` says so; a
+    changing cell takes the best (or, at temperature > 0, a sampled) code other than its previous one.
+    Returns (code index [B, RC], confidence [B, RC])."""
+    known = prev >= 0
+    prev_logit = logits.gather(-1, prev.clamp(min=0)[..., None]).squeeze(-1)
+    forced = ~known | (prev_logit == float("-inf"))
+    change = forced | bernoulli(change_prob, generator)
+    others = logits.scatter(-1, prev.clamp(min=0)[..., None], float("-inf")).where(known[..., None], logits)
+    pick, conf = sample_codes(others, temperature, generator)
+    return torch.where(change, pick, prev), conf
+
+
+def decide_alive(alive_logit: torch.Tensor, alive: torch.Tensor, flip_weight: float, decoding: str,
+                 generator: torch.Generator | None) -> torch.Tensor:
+    """Next alive [B, N] from the alive head: a death (alive now) or a respawn (dead now) was trained with
+    weight `flip_weight`, which comes off its logit before it is drawn (or thresholded, for "argmax")."""
+    shift = math.log(flip_weight)
+    logit = torch.where(alive, alive_logit.float() + shift, alive_logit.float() - shift)
+    return logit > 0 if decoding == "argmax" else bernoulli(torch.sigmoid(logit), generator)
+
+
+def decide_rewards(out: dict, support: torch.Tensor | None, valid: torch.Tensor | None, decoding: str,
+                   generator: torch.Generator | None) -> tuple[torch.Tensor, torch.Tensor]:
+    """(reward, expected reward) [B, N]: a draw from the categorical head over the game's payoffs
+    (`support` [K], `valid` [K]), its mode for "argmax"; a regression head's value for both."""
+    if "reward" in out:
+        reward = out["reward"].float()
+        return reward, reward
+    logits = out["reward_logits"].float().masked_fill(~valid, float("-inf"))
+    expected = (logits.softmax(-1) * support).sum(-1)
+    pick = logits.argmax(-1) if decoding == "argmax" else gumbel_argmax(logits, generator)
+    return support[pick], expected
+
+
+def decide_cells(out: dict, cells: torch.Tensor, facing: torch.Tensor, alive: torch.Tensor, alive_next: torch.Tensor,
+                 present: torch.Tensor, rows: int, cols: int, torus: bool,
+                 generator: torch.Generator | None) -> torch.Tensor:
+    """Every player's next cell [B, N, 2] from its move intent (argmax of the move head: stay, one step
+    relative to its facing, or JUMP), resolved jointly as the engine does (`resolve_moves`: a random
+    order, blocked moves fail); a respawning or jumping player takes the pointer head's best cell that
+    no one holds, in the same order. Dead players keep their (meaningless) cell."""
+    b, n = alive.shape
+    worlds = torch.arange(b, device=cells.device)
+    move = out["move_logits"].argmax(-1)
+    jump = present & alive_next & (~alive | (move == JUMP))
+    walk = present & alive & alive_next & ~jump
+    order = torch.rand(b, n, device=cells.device, generator=generator).argsort(-1)
+    new = resolve_moves(cells, moved_cells(cells, facing, move, rows, cols, torus), walk, order, rows, cols)
+    flat = new[..., 0] * cols + new[..., 1]
+    held = torch.zeros(b, rows * cols + 1, dtype=torch.bool, device=cells.device)
+    held[worlds[:, None].expand(b, n), torch.where(walk, flat, rows * cols)] = True
+    pointer = out["cell_logits"].float()
+    for k in range(n):
+        i = order[:, k]
+        pick = pointer[worlds, i].masked_fill(held[:, :-1], float("-inf")).argmax(-1)
+        go = jump[worlds, i]
+        flat[worlds, i] = torch.where(go, pick, flat[worlds, i])
+        held[worlds, torch.where(go, pick, rows * cols)] = True
+    return torch.stack([flat // cols, flat % cols], -1)
 
 
 class DreamSimulator:
     """The world model behind the `Simulator` protocol (actionparty_env/simulator.py)."""
 
     def __init__(self, model: WorldModel, game, num_players: int, num_worlds: int = 1, device="cpu",
-                 sampling_steps: int = 1, temperature: float = 0.0, seed: int = 0, consistent_sprites: bool = True):
+                 sampling_steps: int = 1, temperature: float = 0.0, seed: int = 0, consistent_sprites: bool = True,
+                 decoding: str | None = None):
         """`game`: a substrate name, a GameSpec, or the model's game index. `consistent_sprites`: draw
         each live player once, at its predicted cell and facing (model/sprites.py), where the checkpoint
-        has a sprite table for the game."""
+        has a sprite table for the game. `decoding`: "calibrated" or "argmax" (the module doc); None picks
+        "calibrated" for a model with a change head, else "argmax" (the first checkpoint's decoding)."""
         if isinstance(game, int):
             self.game_id = game
         else:
@@ -57,13 +149,25 @@ class DreamSimulator:
         self.num_worlds = num_worlds
         if not 1 <= sampling_steps <= 16:
             raise ValueError(f"sampling_steps must be in 1..16, got {sampling_steps}")
+        decoding = decoding or ("calibrated" if model.cfg.change_head else "argmax")
+        if decoding not in DECODINGS:
+            raise ValueError(f"decoding must be one of {', '.join(DECODINGS)}, got {decoding!r}")
         self.sampling_steps = sampling_steps
         self.temperature = temperature
+        self.decoding = decoding
         self.codebook = model.codebook()
         # Only this game's codes can be drawn: slice the output layer once.
         self.allowed = model.game_codes[self.game_id].nonzero().squeeze(1).to(self.device)
         self.head_w = model.code_head.weight[self.allowed]
         self.head_b = model.code_head.bias[self.allowed]
+        self.code_index = torch.full((model.cfg.vocab_size,), -1, dtype=torch.long, device=self.device)
+        self.code_index[self.allowed] = torch.arange(len(self.allowed), device=self.device)
+        self.torus = bool(model.game_torus[self.game_id])
+        if model.cfg.reward_bins:
+            self.reward_support = model.reward_support[self.game_id].float().to(self.device)
+            self.reward_valid = model.reward_valid[self.game_id].to(self.device)
+        else:
+            self.reward_support = self.reward_valid = None
         name = model.games[self.game_id]
         table = model.sprite_tables.get(name) if consistent_sprites else None
         self.sprites = table  # None: frames drawn freely; else players drawn consistent with their states
@@ -75,11 +179,9 @@ class DreamSimulator:
             self.owned = owned.expand(num_worlds, -1, -1, -1)     # [B, N, 4, V], per world
             # Games that draw colours per build: a player keeps the appearance of its start frame.
             self.identity_from_start = name in CATALOG and CATALOG[name].map_varies
-            self.code_index = torch.full((model.cfg.vocab_size,), -1, dtype=torch.long, device=self.device)
-            self.code_index[self.allowed] = torch.arange(len(self.allowed), device=self.device)
         self.generator = torch.Generator(device=self.device)
         self.reseed(seed)
-        self.codes = self.cells = self.facing = self.alive = None
+        self.codes = self.cells = self.facing = self.alive = self.expected_rewards = None
         self.cache = KVCache(model.cfg.depth)
         self.block = 0
         self.present = torch.ones(num_worlds, num_players, dtype=torch.bool, device=self.device)
@@ -146,7 +248,7 @@ class DreamSimulator:
         actions = torch.as_tensor(actions, device=self.device).long()
         rewards = self.advance(self.model.action_ids[self.game_id].to(self.device)[actions])
         return StepResult(frames=self.codebook.decode(self.codes), cells=self.cells, facing=self.facing,
-                          alive=self.alive, rewards=rewards)
+                          alive=self.alive, rewards=rewards, expected_rewards=self.expected_rewards)
 
     @torch.no_grad()
     def advance(self, action_ids: torch.Tensor) -> torch.Tensor:
@@ -158,23 +260,29 @@ class DreamSimulator:
             return self._advance(action_ids)
 
     def _advance(self, action_ids: torch.Tensor) -> torch.Tensor:
-        model = self.model
+        model, cfg = self.model, self.model.cfg
         b, rows, cols = self.codes.shape
-        n = self.num_players
         # (1) Commit the current block; the action tokens give each player's next state.
         blocks = self._blocks(self.codes, self.cells, self.facing, self.alive, action_ids)
-        x, layout, rr, cc, ok = model.embed_block(blocks, 0, self.block, "GPFA")
+        tokens = model.tokens(blocks)
+        x, layout, rr, cc, ok = model.embed_block(blocks, 0, self.block, ORDER)
         h, kv = model.run(x, layout, rr, cc, ok, self.cache)
-        self.cache.append(kv, layout, ok, model.cfg.window)
-        out = model.heads(h[:, 1 + n: 1 + n + rows * cols], h[:, 1 + n + rows * cols:])
-        cell_idx = out["cell_logits"].argmax(-1)
-        alive = out["alive_logit"] > 0
-        moved = torch.stack([cell_idx // cols, cell_idx % cols], -1)
-        cells = torch.where(alive[..., None], moved, self.cells)
+        self.cache.append(kv, layout, ok, cfg.window)
+        part = tokens.split(h)
+        out = model.player_heads(part["A"][:, 0], part["F"][:, 0])
+        alive = decide_alive(out["alive_logit"], self.alive, cfg.alive_flip_weight, self.decoding, self.generator)
+        if cfg.move_head:
+            cells = decide_cells(out, self.cells, self.facing, self.alive, alive, self.present, rows, cols,
+                                 self.torus, self.generator)
+        else:  # the first checkpoint's pointer over every cell
+            cell_idx = out["cell_logits"].argmax(-1)
+            cells = torch.where(alive[..., None], torch.stack([cell_idx // cols, cell_idx % cols], -1), self.cells)
         facing = out["facing_logits"].argmax(-1)
-        rewards = out["reward"].float()
+        rewards, self.expected_rewards = decide_rewards(out, self.reward_support, self.reward_valid, self.decoding,
+                                                        self.generator)
         # (2) Draw the next frame's codes given the new poses, unmasking on a cosine schedule.
         self.block += 1
+        prev = self.code_index[self.codes.view(b, -1)]
         codes = torch.full_like(self.codes, model.mask_code)
         fixed = torch.zeros(b, rows * cols, dtype=torch.bool, device=self.device)
         done = 0
@@ -182,10 +290,19 @@ class DreamSimulator:
             nb = self._blocks(codes, cells, facing, alive, action_ids)
             x, layout, rr, cc, ok = model.embed_block(nb, 0, self.block, "GPF")
             h, _ = model.run(x, layout, rr, cc, ok, self.cache)
-            logits = F.linear(h[:, 1 + n:], self.head_w, self.head_b)
+            h_frame = tokens.split(h, "GPF")["F"][:, 0]
+            logits = F.linear(h_frame, self.head_w, self.head_b)
             if self.sprites is not None:
                 logits = constrain_logits(logits, self.player_code, self.owned, cells, facing, alive & self.present, cols)
-            pick, conf = sample_codes(logits, self.temperature, self.generator)
+            if self.decoding == "argmax":
+                pick, conf = sample_codes(logits, self.temperature, self.generator)
+            else:
+                if cfg.change_head:
+                    change_prob = torch.sigmoid(undo_weight(model.change_head(h_frame).squeeze(-1).float(),
+                                                            cfg.change_weight))
+                else:  # no change head: the code head's own probability of another code
+                    change_prob = 1 - logits.float().softmax(-1).gather(-1, prev.clamp(min=0)[..., None]).squeeze(-1)
+                pick, conf = decide_codes(logits, prev, change_prob, self.temperature, self.generator)
             pick = self.allowed[pick]
             flat = codes.view(b, -1)
             conf = conf.masked_fill(fixed, -1.0)
