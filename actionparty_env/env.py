@@ -20,7 +20,7 @@ import torch
 
 from actionparty_env.games import GameSpec, get_game
 from actionparty_env.players import MAX_SEED, PlayersEnv
-from actionparty_env.simulator import Simulator, StartState, StartStates, StepResult
+from actionparty_env.simulator import DECODINGS, Simulator, StartState, StartStates, StepResult
 from actionparty_env.views import VIEW_TABLES_FILE, ViewTable, egocentric_views
 
 # A simulator, or a factory (num_players, num_worlds, device) -> simulator, e.g.
@@ -69,7 +69,7 @@ class DreamWorlds:
     def __init__(self, substrate: str, *, checkpoint: str | Path | None = None, num_players: int | None = None,
                  num_worlds: int = 1, device: str | torch.device = "auto", sampling_steps: int | None = None,
                  temperature: float | None = None, start: str = "bundled", simulator: SimulatorArg = None,
-                 consistent_sprites: bool = True):
+                 consistent_sprites: bool = True, decoding: str | None = None):
         self.game: GameSpec = get_game(substrate)  # ValueError naming close matches
         self.substrate = substrate
         self.num_players = _positive_int("num_players", self.game.num_players if num_players is None else num_players,
@@ -86,8 +86,11 @@ class DreamWorlds:
         self.start = start
         self.folder = Path(checkpoint) if checkpoint is not None else default_checkpoint()
         self._sim_arg = simulator
-        self._sim_kwargs = {k: v for k, v in (("sampling_steps", sampling_steps), ("temperature", temperature))
-                            if v is not None}
+        if decoding is not None and decoding not in DECODINGS:
+            raise ValueError(f"decoding must be one of {', '.join(DECODINGS)} (or None: the checkpoint's default), "
+                             f"got {decoding!r}")
+        self._sim_kwargs = {k: v for k, v in (("sampling_steps", sampling_steps), ("temperature", temperature),
+                                              ("decoding", decoding)) if v is not None}
         self._sim_kwargs["consistent_sprites"] = bool(consistent_sprites)
         if simulator is None:
             from actionparty_env.model.checkpoint import read_config
@@ -192,12 +195,14 @@ class DreamParallelEnv(PlayersEnv):
     def __init__(self, substrate: str, *, checkpoint: str | Path | None = None, num_players: int | None = None,
                  device: str | torch.device = "auto", sampling_steps: int | None = None,
                  temperature: float | None = None, max_cycles: int = 1000, render_mode: str | None = None,
-                 start: str = "bundled", simulator: SimulatorArg = None, consistent_sprites: bool = True) -> None:
+                 start: str = "bundled", simulator: SimulatorArg = None, consistent_sprites: bool = True,
+                 decoding: str | None = None) -> None:
         max_cycles = _positive_int("max_cycles", max_cycles)
         self._check_render_mode(render_mode)
         self.dream = DreamWorlds(substrate, checkpoint=checkpoint, num_players=num_players, num_worlds=1,
                                  device=device, sampling_steps=sampling_steps, temperature=temperature,
-                                 start=start, simulator=simulator, consistent_sprites=consistent_sprites)
+                                 start=start, simulator=simulator, consistent_sprites=consistent_sprites,
+                                 decoding=decoding)
         self.substrate = substrate
         self._init_players(self.dream.game, self.dream.num_players, max_cycles, render_mode, f"{substrate} (dream)")
 
@@ -228,17 +233,22 @@ class DreamParallelEnv(PlayersEnv):
 
     def _infos(self) -> dict[str, dict]:
         last = self.dream.last
-        return self._player_infos(last.cells[0].tolist(), last.facing[0].tolist(), last.alive[0].tolist())
+        infos = self._player_infos(last.cells[0].tolist(), last.facing[0].tolist(), last.alive[0].tolist())
+        if last.expected_rewards is not None:  # the model's expected reward beside the drawn one
+            for agent, value in zip(self.possible_agents, last.expected_rewards[0].float().cpu().tolist()):
+                infos[agent]["expected_reward"] = value
+        return infos
 
 
 def parallel_env(substrate: str, *, checkpoint: str | Path | None = None, num_players: int | None = None,
                  device: str | torch.device = "auto", sampling_steps: int | None = None,
                  temperature: float | None = None, max_cycles: int = 1000, render_mode: str | None = None,
                  start: str = "bundled", simulator: SimulatorArg = None,
-                 consistent_sprites: bool = True) -> DreamParallelEnv:
+                 consistent_sprites: bool = True, decoding: str | None = None) -> DreamParallelEnv:
     """The dream of `substrate` as a PettingZoo ParallelEnv (checkpoint=None: the bundled model).
-    `consistent_sprites=False` draws frames without the sprite constraint (actionparty_env/model/sprites.py)."""
+    `consistent_sprites=False` draws frames without the sprite constraint (actionparty_env/model/sprites.py);
+    `decoding="argmax"` puts every random event at its mode (actionparty_env/model/sampler.py)."""
     return DreamParallelEnv(substrate, checkpoint=checkpoint, num_players=num_players, device=device,
                             sampling_steps=sampling_steps, temperature=temperature, max_cycles=max_cycles,
                             render_mode=render_mode, start=start, simulator=simulator,
-                            consistent_sprites=consistent_sprites)
+                            consistent_sprites=consistent_sprites, decoding=decoding)

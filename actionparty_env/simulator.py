@@ -18,6 +18,7 @@ import numpy as np
 import torch
 
 START_STATES_FILE = "start_states.npz"
+DECODINGS = ("calibrated", "argmax")  # how a dream decodes what the game leaves to chance (model/sampler.py)
 
 
 @dataclass

@@ -27,10 +27,9 @@ from actionparty_env.grid import JUMP, moved_cells, resolve_moves
 from actionparty_env.model.attention import ORDER
 from actionparty_env.model.network import Blocks, KVCache, WorldModel
 from actionparty_env.model.sprites import constrain_logits, restrict_to_start_appearance
-from actionparty_env.simulator import StepResult
+from actionparty_env.simulator import DECODINGS, StepResult
 
 CATALOG = load_catalog()  # for GameSpec.map_varies
-DECODINGS = ("calibrated", "argmax")
 
 
 def unmask_schedule(num_cells: int, steps: int) -> list[int]:
