@@ -25,6 +25,7 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
     "dataset check": ("training.dataset", "check_main", "validate a dataset: counts, histograms, bad records"),
     "dataset split": ("training.splits", "main", "record a dataset's held-out val/test episodes"),
     "benchmark fidelity": ("benchmarks.fidelity", "main", "score the dream against held-out real episodes, from pixels"),
+    "benchmark dynamics": ("benchmarks.dynamics", "main", "rewards, deaths, respawns, world changes, episode ends: real vs dream"),
     "benchmark speed": ("benchmarks.speed", "main", "dream env-steps/s, single world and batched, beside the real env"),
     "train": ("training.train", "main", "train the world model (torchrun for several processes or GPUs)"),
     "evaluate": ("training.evaluate", "main", "closed-loop state metrics of a checkpoint on held-out episodes"),
