@@ -7,11 +7,14 @@
 Each subcommand is a `main(argv) -> int | None` function in some module, named in COMMANDS and
 imported only when that subcommand runs (so `actionparty catalog` never imports torch or Melting Pot).
 A module adds its subcommand with one line in COMMANDS; a name may have two words ("dataset check").
+The development commands live in the `training` and `benchmarks` packages of a source checkout; they
+are listed only where their package imports, so an install of the runtime alone gets a clean CLI.
 """
 from __future__ import annotations
 
 import argparse
 import importlib
+import importlib.util
 import json
 import sys
 import time
@@ -22,34 +25,53 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
     "real": ("actionparty_env.cli", "real_main", "run the real Melting Pot with random actions, write a GIF"),
     "play": ("actionparty_env.cli", "play_main", "run the dream (world model) with random actions, write a GIF"),
     "record": ("training.record", "main", "record real Melting Pot episodes into an LMDB dataset"),
-    "dataset check": ("training.dataset", "check_main", "validate a dataset: counts, histograms, bad records"),
-    "dataset split": ("training.splits", "main", "record a dataset's held-out val/test episodes"),
+    "dataset check": ("training.check", "main", "validate a dataset: counts, histograms, bad records"),
+    "dataset split": ("training.heldout", "main", "record a dataset's held-out val/test episodes"),
+    "train": ("training.train", "main", "train the world model (torchrun for several processes or GPUs)"),
+    "evaluate": ("benchmarks.closed_loop", "main", "closed-loop state metrics of a checkpoint on held-out episodes"),
     "benchmark fidelity": ("benchmarks.fidelity", "main", "score the dream against held-out real episodes, from pixels"),
     "benchmark dynamics": ("benchmarks.dynamics", "main", "rewards, deaths, respawns, world changes, episode ends: real vs dream"),
     "benchmark speed": ("benchmarks.speed", "main", "dream env-steps/s, single world and batched, beside the real env"),
-    "train": ("training.train", "main", "train the world model (torchrun for several processes or GPUs)"),
-    "evaluate": ("training.evaluate", "main", "closed-loop state metrics of a checkpoint on held-out episodes"),
 }
 
 
-def _usage() -> str:
-    width = max(len(n) for n in COMMANDS)
-    lines = [f"  {n:<{width}}  {h}" for n, (_, _, h) in sorted(COMMANDS.items())]
+def _package_present(module: str) -> bool:
+    """Whether the top-level package of `module` can be imported (found, not imported)."""
+    try:
+        return importlib.util.find_spec(module.split(".")[0]) is not None
+    except (ImportError, ValueError):
+        return False
+
+
+def available_commands() -> dict[str, tuple[str, str, str]]:
+    """COMMANDS whose package is installed: without `training` or `benchmarks` (the runtime alone), their
+    commands are not offered."""
+    return {name: entry for name, entry in COMMANDS.items() if _package_present(entry[0])}
+
+
+def _usage(commands: dict[str, tuple[str, str, str]]) -> str:
+    width = max(len(n) for n in commands)
+    lines = [f"  {n:<{width}}  {h}" for n, (_, _, h) in sorted(commands.items())]
     return "usage: actionparty COMMAND [ARGS]   (actionparty COMMAND --help for its options)\n\ncommands:\n" + "\n".join(lines)
 
 
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
+    commands = available_commands()
     if not argv or argv[0] in ("-h", "--help"):
-        print(_usage())
+        print(_usage(commands))
         return 0
     for words in (2, 1):  # longest name first: "dataset check" before "dataset"
         name = " ".join(argv[:words])
-        if len(argv) >= words and name in COMMANDS:
-            module, function, _ = COMMANDS[name]
+        if len(argv) >= words and name in commands:
+            module, function, _ = commands[name]
             result = getattr(importlib.import_module(module), function)(argv[words:])
             return int(result or 0)
-    print(f"actionparty: unknown command {argv[0]!r}\n\n{_usage()}", file=sys.stderr)
+    if any(" ".join(argv[:w]) in COMMANDS for w in (2, 1)):
+        print(f"actionparty: {argv[0]!r} is a development command: it needs a source checkout with the "
+              f"training and benchmarks packages\n\n{_usage(commands)}", file=sys.stderr)
+        return 2
+    print(f"actionparty: unknown command {argv[0]!r}\n\n{_usage(commands)}", file=sys.stderr)
     return 2
 
 
@@ -139,6 +161,7 @@ def _random_rollout(env, args) -> int:
     """Step a RealParallelEnv or DreamParallelEnv with random actions; print what happened, write a GIF."""
     import numpy as np
 
+    from actionparty_env.grid import CELL
     from actionparty_env.render import beside, save_gif, tile
 
     rng = np.random.default_rng(args.seed)
@@ -167,7 +190,7 @@ def _random_rollout(env, args) -> int:
     elapsed = time.perf_counter() - start
     print(f"{args.game}: {steps} steps with {len(env.possible_agents)} players, random actions, seed {args.seed} "
           f"({ended}); {elapsed:.2f} s including reset and {'GIF frames' if args.gif else 'no frames'}")
-    print(f"map {env.state().shape[0] // 8}x{env.state().shape[1] // 8} cells, actions: {', '.join(env.game.action_names)}")
+    print(f"map {env.state().shape[0] // CELL}x{env.state().shape[1] // CELL} cells, actions: {', '.join(env.game.action_names)}")
     print(f"{'agent':10s} {'return':>8s} {'dead steps':>10s}  final cell, facing, alive")
     for a in env.possible_agents:
         i = infos[a]

@@ -11,7 +11,9 @@ Two things the global frame does not say: sprites declared `noRotate` keep their
 every view (often a floor under a rotating sprite, so only part of the 8x8 cell turns), and a
 player's own avatar is drawn with its own `spriteMap` colours. Both are a fixed function of the
 global patch, the facing and "is this my own cell", so a `ViewTable` fitted on real views lists the
-patches drawn differently from the rotated global patch, and the crop swaps them in.
+patches drawn differently from the rotated global patch, and the crop swaps them in. This module
+defines the table's keys (`view_keys`) and loads and applies tables; `training/artefacts.py` fits and
+records them (`fit_view_table`, `write_view_tables`).
 """
 from __future__ import annotations
 
@@ -23,7 +25,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-SPRITE = 8  # pixels per map cell in every Melting Pot substrate
+from actionparty_env.grid import CELL
+
 VIEW_TABLES_FILE = "view_tables.npz"  # in a checkpoint folder: "{substrate}/keys", "{substrate}/patches"
 _SIDES = ("left", "right", "forward", "backward")
 # Fixed odd weights of a multiplicative hash of a patch's 48 32-bit words (int64, wraps the same way
@@ -47,7 +50,7 @@ def _key(view_spec: Mapping) -> tuple[int, int, int, int, bool]:
 def view_size(view_spec: Mapping) -> tuple[int, int]:
     """(height, width) of the view in pixels."""
     left, right, forward, backward, _ = _key(view_spec)
-    return (forward + backward + 1) * SPRITE, (left + right + 1) * SPRITE
+    return (forward + backward + 1) * CELL, (left + right + 1) * CELL
 
 
 @lru_cache(maxsize=None)
@@ -55,12 +58,12 @@ def _offsets(key: tuple) -> np.ndarray:
     """int64 [4 facings, 2 (dy, dx), Vh, Vw]: world pixel of each view pixel, relative to the
     top-left pixel of the player's cell."""
     left, right, forward, backward, _ = key
-    vh, vw = (forward + backward + 1) * SPRITE, (left + right + 1) * SPRITE
+    vh, vw = (forward + backward + 1) * CELL, (left + right + 1) * CELL
     y, x = np.meshgrid(np.arange(vh), np.arange(vw), indexing="ij")
     # Offsets in the facing-up view (down, right) from the player's cell, centred on the cell
     # (p - 3.5) so that rotating them also rotates each sprite about its own centre.
-    u = y - forward * SPRITE - 3.5
-    v = x - left * SPRITE - 3.5
+    u = y - forward * CELL - 3.5
+    v = x - left * CELL - 3.5
     out = np.empty((4, 2, vh, vw), dtype=np.int64)
     # World (dy, dx) for facing N, E, S, W: "up" in the view is that compass direction.
     for facing, (dy, dx) in enumerate(((u, v), (v, -u), (-u, -v), (-v, u))):
@@ -71,7 +74,7 @@ def _offsets(key: tuple) -> np.ndarray:
 
 def _cell_offsets(key: tuple) -> np.ndarray:
     """int64 [4, 2, Vr, Vc]: world cell of each view cell, relative to the player's cell."""
-    return _offsets(key)[:, :, ::SPRITE, ::SPRITE] // SPRITE
+    return _offsets(key)[:, :, ::CELL, ::CELL] // CELL
 
 
 def _place(ys, xs, h: int, w: int, torus: bool):
@@ -85,17 +88,21 @@ def _place(ys, xs, h: int, w: int, torus: bool):
 def _patch_hash_torch(frames: torch.Tensor) -> torch.Tensor:
     """uint8 [B,H,W,3] -> int64 [B,R,C]: a hash of each cell's 8x8x3 patch."""
     b, h, w, _ = frames.shape
-    cells = frames.reshape(b, h // SPRITE, SPRITE, w // SPRITE, SPRITE, 3).permute(0, 1, 3, 2, 4, 5)
-    words = cells.contiguous().view(b, h // SPRITE, w // SPRITE, 192).view(torch.int32)
+    cells = frames.reshape(b, h // CELL, CELL, w // CELL, CELL, 3).permute(0, 1, 3, 2, 4, 5)
+    words = cells.contiguous().view(b, h // CELL, w // CELL, 192).view(torch.int32)
     weights = torch.as_tensor(_HASH_W, device=frames.device)
     return (words.long() * weights).sum(-1)
 
 
-def _view_keys(frames: torch.Tensor, cells: torch.Tensor, facing: torch.Tensor, key: tuple):
+def view_keys(frames: torch.Tensor, cells: torch.Tensor, facing: torch.Tensor, view_spec: Mapping):
     """Table keys of every view cell, int64 [B,N,Vr,Vc] (hash of the global patch it shows, the
     facing, the player's own cell flag), and whether that cell lies on the map."""
+    return _view_keys(frames, cells, facing, _key(view_spec))
+
+
+def _view_keys(frames: torch.Tensor, cells: torch.Tensor, facing: torch.Tensor, key: tuple):
     b, h, w, _ = frames.shape
-    rows, cols = h // SPRITE, w // SPRITE
+    rows, cols = h // CELL, w // CELL
     crel = _offsets_torch(key, frames.device)[1][facing]  # [B,N,2,Vr,Vc]
     rr, cc, inside = _place(cells[..., 0, None, None] + crel[:, :, 0], cells[..., 1, None, None] + crel[:, :, 1],
                             rows, cols, key[4])
@@ -105,16 +112,16 @@ def _view_keys(frames: torch.Tensor, cells: torch.Tensor, facing: torch.Tensor, 
     return (hashes.view(rr.shape) & ~7) | (facing[..., None, None] << 1) | own, inside
 
 
-def _tiles(views: torch.Tensor) -> torch.Tensor:
+def view_tiles(views: torch.Tensor) -> torch.Tensor:
     """[...,Vh,Vw,3] -> [...,Vr,Vc,8,8,3] (one 8x8 tile per view cell); `_untile` inverts it."""
     *lead, vh, vw, _ = views.shape
-    t = views.reshape(*lead, vh // SPRITE, SPRITE, vw // SPRITE, SPRITE, 3)
+    t = views.reshape(*lead, vh // CELL, CELL, vw // CELL, CELL, 3)
     return t.transpose(-4, -3)
 
 
 def _untile(tiles: torch.Tensor) -> torch.Tensor:
     *lead, vr, vc, _, _, _ = tiles.shape
-    return tiles.transpose(-4, -3).reshape(*lead, vr * SPRITE, vc * SPRITE, 3)
+    return tiles.transpose(-4, -3).reshape(*lead, vr * CELL, vc * CELL, 3)
 
 
 @dataclass
@@ -122,7 +129,7 @@ class ViewTable:
     """Patches Melting Pot draws differently in a view than the rotated global patch.
 
     keys int64 [K] sorted (patch hash, facing, own-cell flag); patches uint8 [K,8,8,3] as drawn in
-    the view. Made by `ViewTable.fit` from real views (see `record_view_table`).
+    the view. Made by `training.artefacts.fit_view_table` from real views.
     """
 
     keys: np.ndarray
@@ -130,7 +137,7 @@ class ViewTable:
 
     def __post_init__(self):
         self.keys = np.asarray(self.keys, dtype=np.int64)
-        self.patches = np.asarray(self.patches, dtype=np.uint8).reshape(-1, SPRITE, SPRITE, 3)
+        self.patches = np.asarray(self.patches, dtype=np.uint8).reshape(-1, CELL, CELL, 3)
         if len(self.keys) != len(self.patches) or np.any(np.diff(self.keys) <= 0):
             raise ValueError("ViewTable needs strictly increasing keys, one per patch")
         self._torch: dict[torch.device, tuple[torch.Tensor, torch.Tensor]] = {}
@@ -143,30 +150,6 @@ class ViewTable:
             self._torch[device] = (torch.from_numpy(self.keys).to(device),
                                    torch.from_numpy(self.patches).to(device))
         return self._torch[device]
-
-    @classmethod
-    def fit(cls, frames: np.ndarray, cells: np.ndarray, facing: np.ndarray, views: np.ndarray,
-            view_spec: Mapping) -> "ViewTable":
-        """Learn from real samples: frames uint8 [S,H,W,3], cells [S,N,2], facing [S,N] and the
-        engine's own views uint8 [S,N,Vh,Vw,3] (all-black views, i.e. dead players, are skipped).
-        A key seen with several view patches keeps the most frequent one."""
-        frames, cells, facing = (torch.as_tensor(np.asarray(x)) for x in (frames, cells, facing))
-        real = torch.as_tensor(np.asarray(views))
-        cells, facing = cells.long(), facing.long()
-        alive = real.flatten(2).any(-1).bool()
-        keys, inside = _view_keys(frames, cells, facing, _key(view_spec))
-        mine = _tiles(egocentric_views(frames, cells, facing, view_spec, alive))
-        use = inside & alive[..., None, None]
-        keys, real_p, mine_p = keys[use].numpy(), _tiles(real)[use].flatten(1).numpy(), mine[use].flatten(1).numpy()
-        # Count each (key, view patch) pair; per key keep the most frequent patch if it differs from
-        # the rotated global patch (which is the same for every sample of a key).
-        _, pair, counts = np.unique(np.column_stack([keys.view(np.uint8).reshape(-1, 8), real_p]), axis=0,
-                                    return_index=True, return_counts=True)
-        order = np.lexsort((-counts, keys[pair]))
-        first = pair[order][np.r_[True, np.diff(keys[pair][order]) != 0]]
-        first = first[(real_p[first] != mine_p[first]).any(1)]
-        first = first[np.argsort(keys[first])]
-        return cls(keys[first], real_p[first])
 
     def save(self, path: str | Path, prefix: str = "") -> dict[str, np.ndarray]:
         """The arrays to store in an npz under `prefix` (e.g. "coins/"); written if `path` is set."""
@@ -198,7 +181,7 @@ def egocentric_view(frame: np.ndarray, cell, facing: int, view_spec: Mapping, al
     view = np.zeros(off.shape[1:] + (3,), dtype=np.uint8)
     if not alive:
         return view
-    ys, xs, inside = _place(int(cell[0]) * SPRITE + off[0], int(cell[1]) * SPRITE + off[1],
+    ys, xs, inside = _place(int(cell[0]) * CELL + off[0], int(cell[1]) * CELL + off[1],
                             frame.shape[0], frame.shape[1], key[4])
     view[inside] = frame[ys[inside], xs[inside]]
     return view
@@ -233,8 +216,8 @@ def egocentric_views(frames: torch.Tensor, cells: torch.Tensor, facing: torch.Te
     live = (torch.ones_like(facing, dtype=torch.bool) if alive is None
             else torch.as_tensor(alive, device=frames.device).bool())
     rel = off[facing]  # [B,N,2,Vh,Vw]
-    ys, xs, inside = _place(cells[..., 0, None, None] * SPRITE + rel[:, :, 0],
-                            cells[..., 1, None, None] * SPRITE + rel[:, :, 1], h, w, key[4])
+    ys, xs, inside = _place(cells[..., 0, None, None] * CELL + rel[:, :, 0],
+                            cells[..., 1, None, None] * CELL + rel[:, :, 1], h, w, key[4])
     inside = inside & live[..., None, None]
     flat = (ys * w + xs).flatten(1)  # [B, N*Vh*Vw]
     pix = torch.gather(frames.reshape(b, h * w, 3), 1, flat[..., None].expand(-1, -1, 3))
@@ -246,38 +229,4 @@ def egocentric_views(frames: torch.Tensor, cells: torch.Tensor, facing: torch.Te
     q, cin = _view_keys(frames, cells, facing, key)
     idx = torch.searchsorted(keys, q).clamp(max=len(keys) - 1)
     hit = (keys[idx] == q) & cin & live[..., None, None]  # [B,N,Vr,Vc]
-    return _untile(torch.where(hit[..., None, None, None], patches[idx], _tiles(views)))
-
-
-def record_view_table(substrate: str, steps: int = 300, seed: int = 0) -> ViewTable:
-    """Fit a ViewTable on `steps` uniformly random steps of the real game (needs Melting Pot)."""
-    from actionparty_env.games import get_game
-    from actionparty_env.real import MeltingPotEngine  # lazy: the dream never needs Melting Pot
-
-    game = get_game(substrate)
-    engine = MeltingPotEngine()
-    step = engine.build(substrate, seed=seed)
-    rng = np.random.default_rng(seed)
-    frames, cells, facing, views = [], [], [], []
-    for _ in range(steps):
-        frames.append(step.frame), cells.append(step.cells), facing.append(step.facing), views.append(step.views)
-        step = engine.step(rng.integers(game.num_actions, size=engine.num_players))
-        if step.done:
-            step = engine.reset(int(rng.integers(2**31 - 1)))
-    return ViewTable.fit(np.stack(frames), np.stack(cells), np.stack(facing), np.stack(views), game.view)
-
-
-def write_view_tables(folder: str | Path, substrates: list[str] | None = None, steps: int = 300,
-                      seed: int = 0) -> Path:
-    """Record a ViewTable for each substrate (default: the whole catalog) into a checkpoint folder's
-    view_tables.npz (needs Melting Pot; about 10 minutes for all 49 on one core)."""
-    from tqdm import tqdm
-
-    from actionparty_env.games import load_catalog
-
-    arrays: dict[str, np.ndarray] = {}
-    for substrate in tqdm(substrates or list(load_catalog()), desc="view tables"):
-        arrays.update(record_view_table(substrate, steps, seed).save(None, prefix=f"{substrate}/"))
-    path = Path(folder) / VIEW_TABLES_FILE
-    np.savez_compressed(path, **arrays)
-    return path
+    return _untile(torch.where(hit[..., None, None, None], patches[idx], view_tiles(views)))

@@ -33,6 +33,7 @@ import torch
 from tqdm import tqdm
 
 from actionparty_env.games import get_game
+from actionparty_env.grid import CELL
 from actionparty_env.model.checkpoint import DEFAULT_CHECKPOINT, load_world_model
 from actionparty_env.model.sampler import DreamSimulator
 from actionparty_env.simulator import StartStates
@@ -63,7 +64,7 @@ def held_out_states(checkpoint: Path, starts: int, data: str | None, split: str,
         for j, s in enumerate(bundled.states.get(sub, [])[:starts]):
             out.append(HeldOutState(sub, f"start/{j}", s.frame, s.cells, s.facing, s.alive))
     if data:
-        from training.dataset import list_episodes, read_episode  # noqa: PLC0415 (LMDB only with --data)
+        from training.store import list_episodes, read_episode  # noqa: PLC0415 (LMDB only with --data)
 
         for key in list_episodes(data, split=split):
             ep = read_episode(data, key)
@@ -90,7 +91,7 @@ def measure_state(model, state: HeldOutState, movers: int, min_distance: int, sa
     """Counts (COUNTS) for one state: one sampler call of 1 + movers x len(MOVES) worlds, two steps."""
     game = get_game(state.substrate)
     n = len(state.cells)
-    rows, cols = state.frame.shape[0] // 8, state.frame.shape[1] // 8
+    rows, cols = state.frame.shape[0] // CELL, state.frame.shape[1] // CELL
     dist = distances(state.cells, (rows, cols), bool(game.view.get("torus", False)))
     alive = state.alive.astype(bool)
     live_pair = alive[:, None] & alive[None, :] & ~np.eye(n, dtype=bool)

@@ -18,7 +18,7 @@ The instruments are built per substrate from the test episodes' own real frames 
 the detector's templates (per episode where the catalog says the map's colours are drawn per build,
 as in coins) and the rule checker's blocking patches. That is legitimate for a measuring instrument
 of the dream frames; the detector's accuracy on frames it was not built from is measured separately
-by `python -m benchmarks.detector` (benchmarks/results/fidelity_detector_cpu.md).
+by `python -m benchmarks.detector_accuracy` (benchmarks/results/fidelity_detector_cpu.md).
 
 Metrics per step t (t = 1..H) and per substrate and overall:
 - follow: action-following. Players alive in the real game at t-1 and t; their detected states in
@@ -62,7 +62,7 @@ import torch
 from tqdm import tqdm
 
 from actionparty_env.games import load_catalog
-from actionparty_env.model.codebook import CELL
+from actionparty_env.grid import CELL
 from benchmarks.detector import PlayerDetector
 from benchmarks.rules import FREE, FROZEN, MOVE, TURN, UNDECIDED, RuleChecker, rule_outcome
 
@@ -214,7 +214,7 @@ def evaluate(data: str, checkpoint: str | None = None, split: str = "test", hori
              gifs: int = 3, gif_steps: int = 40, cache: str | None = None, consistent_sprites: bool = True) -> dict:
     from actionparty_env.model.checkpoint import load_world_model
     from benchmarks.provenance import git_commit, machine
-    from training.dataset import list_episodes, read_episode, read_meta
+    from training.store import list_episodes, read_episode, read_meta
     from training.rollout import closed_loop, side_by_side
 
     catalog = load_catalog()

@@ -29,11 +29,11 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader
 
-from training.dataset import (BucketBatchSampler, ClipDataset, check_dataset, collate_clips,
-                              list_episodes, read_episode)
-from training.record import RecordConfig, record
-
 from benchmarks.provenance import git_commit, machine
+from training.check import check_dataset
+from training.clips import BucketBatchSampler, ClipDataset, collate_clips
+from training.record import RecordConfig, record
+from training.store import list_episodes, read_episode
 
 RESULTS = Path(__file__).resolve().parent / "results"
 

@@ -54,11 +54,11 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from actionparty_env.model.codebook import CELL, frame_to_cells
+from actionparty_env import grid
+from actionparty_env.grid import CELL, MOVES, TURNS
+from actionparty_env.model.codebook import frame_to_cells
 
-DIRS = np.array([(-1, 0), (0, 1), (1, 0), (0, -1)])  # N, E, S, W as (drow, dcol)
-MOVES = {"FORWARD": 0, "STEP_RIGHT": 1, "BACKWARD": 2, "STEP_LEFT": 3}  # offset from facing
-TURNS = {"TURN_LEFT": -1, "TURN_RIGHT": 1}
+DIRS = np.array(grid.DIRS)  # N, E, S, W as (drow, dcol); MOVES: offset from the facing; TURNS: its change
 OTHER, MOVE, TURN = 0, 1, 2  # action kinds
 FREE, FROZEN, UNDECIDED = 0, 1, 2  # a player's situation at a step, decided from the real episode
 REFUSED, WENT, NEUTRAL = 0, 1, 2  # what a real move or turn did (NEUTRAL: no move or turn, or rule-blocked)

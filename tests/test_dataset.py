@@ -1,5 +1,6 @@
-"""The LMDB episode store and the clip reader, on small episodes written through the real store
-(the recorder's tests cover real Melting Pot episodes)."""
+"""The LMDB episode store (training/store.py), the clip reader (training/clips.py) and the dataset check
+(training/check.py), on small episodes written through the real store (the recorder's tests cover real
+Melting Pot episodes)."""
 from __future__ import annotations
 
 import io
@@ -11,12 +12,13 @@ import pytest
 import torch
 from torch.utils.data import DataLoader
 
-from training import dataset as ds
-from training.dataset import (BucketBatchSampler, ClipDataset, CorruptEpisodeError, StoredEpisode,
-                              check_dataset, collate_clips, episode_key,
-                              list_episodes, open_writer, pack_frames, read_episode, write_episode,
-                              write_meta)
-from training.splits import KEY_BASE
+from actionparty_env.grid import CELL
+from training import check
+from training.check import check_dataset
+from training.clips import BucketBatchSampler, ClipDataset, collate_clips
+from training.splits import KEY_BASE, episode_key
+from training.store import (ARRAYS, CorruptEpisodeError, StoredEpisode, list_episodes, open_writer, pack_frames,
+                            read_episode, write_meta)
 
 CATALOG = {"alpha": {"action_names": ["NOOP", "FORWARD", "TURN_LEFT"]},
            "beta": {"action_names": ["NOOP", "FORWARD", "TURN_LEFT", "FIRE_ZAP"]}}
@@ -25,8 +27,14 @@ EPISODES = [("alpha", 0, "train", 6, 2, 3, 4), ("alpha", 1, "train", 4, 3, 3, 4)
             ("beta", 0, "train", 5, 2, 2, 5), ("beta", KEY_BASE["val"], "val", 5, 2, 2, 5)]
 
 
+def write_episode(env, episode: StoredEpisode) -> bool:
+    """Store one episode in one transaction, as the recorder does; False (nothing written) if the key exists."""
+    with env.begin(write=True) as txn:
+        return txn.put(episode.key.encode(), episode.encode(), overwrite=False)
+
+
 def make_episode(substrate, index, split, t, n, rows, cols, rng) -> tuple[StoredEpisode, np.ndarray]:
-    frames = rng.integers(0, 6, (t + 1, rows * 8, cols * 8, 3), dtype=np.uint8)
+    frames = rng.integers(0, 6, (t + 1, rows * CELL, cols * CELL, 3), dtype=np.uint8)
     blob, offsets = pack_frames([zlib.compress(f.tobytes(), 6) for f in frames])
     header = dict(substrate=substrate, roles=["default"] * n, seed=index, policy={"name": "mix"},
                   num_players=n, map_rows=rows, map_cols=cols, length=t, split=split)
@@ -71,7 +79,7 @@ def test_roundtrip_and_listing(data):
         got = read_episode(path, key)
         assert got.header == ep.header
         assert np.array_equal(got.frames, frames)
-        for name in ds.ARRAYS:
+        for name in ARRAYS:
             assert getattr(got, name).dtype == getattr(ep, name).dtype
             assert np.array_equal(getattr(got, name), getattr(ep, name))
     # a second write of an existing key is refused and changes nothing
@@ -178,7 +186,7 @@ def test_corrupt_record_is_named(data, damage, message, capsys):
     report = check_dataset(path, progress=False)
     assert [p for p in report.problems if key in p], report.problems
     assert len(report.problems) == 1
-    assert ds.check_main([str(path)]) == 1
+    assert check.main([str(path)]) == 1
     assert key in capsys.readouterr().out
     with pytest.raises(CorruptEpisodeError, match=key):  # the reader fails on first touch
         clips = ClipDataset(path, clip_len=2, split="train", substrates=["alpha"])
@@ -194,7 +202,7 @@ def test_header_mismatch_and_missing_are_named(data, capsys):
         header = {**ep.header, "length": ep.header["length"] + 1}
         np.savez(buf, header=np.frombuffer(json.dumps(header).encode(), np.uint8),
                  frame_blob=ep.frame_blob, frame_offsets=ep.frame_offsets,
-                 **{n: getattr(ep, n) for n in ds.ARRAYS})
+                 **{n: getattr(ep, n) for n in ARRAYS})
         return buf.getvalue()
 
     corrupt(path, "ep/beta/000000", lie_about_length)
@@ -207,7 +215,7 @@ def test_header_mismatch_and_missing_are_named(data, capsys):
     assert any("ep/alpha/000001" in p and "missing" in p for p in report.problems), report.problems
     with pytest.raises(CorruptEpisodeError, match="ep/beta/000000"):
         read_episode(path, "ep/beta/000000")
-    assert ds.check_main([str(path)]) == 1
+    assert check.main([str(path)]) == 1
 
 
 def test_check_reports_counts_and_histograms(data, capsys):
@@ -218,6 +226,6 @@ def test_check_reports_counts_and_histograms(data, capsys):
     expected = np.bincount(np.concatenate([ep.actions.ravel() for k, (ep, _) in episodes.items()
                                            if k.startswith("ep/alpha")]), minlength=3)
     assert report.histograms["alpha"].tolist() == expected.tolist()
-    assert ds.check_main([str(path)]) == 0
+    assert check.main([str(path)]) == 0
     out = capsys.readouterr().out
     assert "schema version: 1" in out and "FORWARD" in out and "0 problem(s)" in out

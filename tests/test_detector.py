@@ -10,7 +10,9 @@ import numpy as np
 import pytest
 
 from actionparty_env.games import get_game
-from benchmarks.detector import PlayerDetector, detector_accuracy
+from actionparty_env.grid import CELL
+from benchmarks.detector import PlayerDetector
+from benchmarks.detector_accuracy import detector_accuracy
 from benchmarks.fidelity import score_episode
 from benchmarks.rules import FREE, FROZEN, UNDECIDED, RuleChecker, rule_outcome
 
@@ -21,7 +23,7 @@ STAMINA = "predator_prey__open"  # moves and turns refused by the stamina
 
 @pytest.fixture(scope="module")
 def episodes(tmp_path_factory):
-    from training.dataset import list_episodes, read_episode
+    from training.store import list_episodes, read_episode
     from training.record import RecordConfig, record
 
     path = str(tmp_path_factory.mktemp("detector_data"))
@@ -190,7 +192,7 @@ def test_a_player_in_reach_of_a_shove_is_undecided_and_not_scored():
 
 
 # Territory's zap mark (configs/substrates/territory.py MARKING_SPRITE): a black X drawn over the avatar.
-MARK = np.array([[y == x or y == 7 - x for x in range(8)] for y in range(8)])
+MARK = np.array([[y == x or y == CELL - 1 - x for x in range(CELL)] for y in range(CELL)])
 
 
 def marked(frames: np.ndarray, cells: np.ndarray, alive: np.ndarray, players, every: int,
@@ -203,8 +205,8 @@ def marked(frames: np.ndarray, cells: np.ndarray, alive: np.ndarray, players, ev
             r, c = (int(v) for v in cells[t, i])
             if only_facing is not None and facing[t, i] % 4 != only_facing:
                 continue
-            if alive[t, i] and 0 <= r < frames.shape[1] // 8 and 0 <= c < frames.shape[2] // 8:
-                out[t, r * 8:(r + 1) * 8, c * 8:(c + 1) * 8][MARK] = 0
+            if alive[t, i] and 0 <= r < frames.shape[1] // CELL and 0 <= c < frames.shape[2] // CELL:
+                out[t, r * CELL:(r + 1) * CELL, c * CELL:(c + 1) * CELL][MARK] = 0
     return out
 
 
@@ -216,7 +218,8 @@ def erased(ep, t: int) -> np.ndarray:
         r, c = (int(v) for v in ep.cells[t, i])
         free = [s for s in range(len(ep.frames)) if not (inside[s] & (ep.cells[s] == (r, c)).all(-1)).any()]
         s = min(free, key=lambda s: abs(s - t))
-        frame[r * 8:(r + 1) * 8, c * 8:(c + 1) * 8] = ep.frames[s, r * 8:(r + 1) * 8, c * 8:(c + 1) * 8]
+        cell = np.s_[r * CELL:(r + 1) * CELL, c * CELL:(c + 1) * CELL]
+        frame[cell] = ep.frames[s][cell]
     return frame
 
 

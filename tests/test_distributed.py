@@ -17,7 +17,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from test_training import ROOT, subprocess_env, tiny_dataset  # the session's recorded dataset
+from tests.conftest import ROOT, subprocess_env
+
+pytestmark = pytest.mark.slow  # torchrun training runs
 
 STEPS = 12
 SETTINGS = [f"max_steps={STEPS}", "ckpt_every=4", "log_every=1", "eval_every=1000", "sample_gifs=0"]
@@ -53,8 +55,8 @@ def losses_by_step(out: Path) -> dict[int, float]:
 
 
 @pytest.fixture(scope="module")
-def data(tmp_path_factory) -> Path:
-    return tiny_dataset(tmp_path_factory)
+def data(tiny_dataset) -> Path:
+    return tiny_dataset  # the session's recorded dataset (tests/conftest.py)
 
 
 @pytest.fixture(scope="module")

@@ -14,57 +14,18 @@ from pettingzoo.utils.conversions import parallel_to_aec
 
 from actionparty_env.env import DreamParallelEnv, parallel_env
 from actionparty_env.games import get_game
-from actionparty_env.model.checkpoint import save_checkpoint
-from actionparty_env.model.codebook import Codebook, unique_patches
-from actionparty_env.model.network import ModelConfig, WorldModel
-from actionparty_env.real import MeltingPotEngine, RealParallelEnv
+from actionparty_env.grid import CELL
+from actionparty_env.real import RealParallelEnv
 from actionparty_env.simulator import CopyLastFrameSimulator, StartState, StartStates
-from actionparty_env.views import ViewTable, write_view_tables
+from actionparty_env.views import ViewTable
+from tests.conftest import DREAM_START_SEEDS as START_SEEDS, DREAM_SUBSTRATE as SUBSTRATE, REAL_VIEWS_FILE
 
-SUBSTRATE = "coins"
-START_SEEDS = (11, 12, 13)
-
-
-def make_checkpoint(folder: Path, substrate: str = SUBSTRATE) -> dict:
-    """A tiny random WorldModel for `substrate` whose codebook holds the real game's patches, with
-    start states from real resets and a view table from real steps. Returns the real reset views."""
-    game = get_game(substrate)
-    engine, starts, real_views, frames = MeltingPotEngine(), [], {}, []
-    for seed in START_SEEDS:
-        step = engine.build(substrate, seed=seed)
-        starts.append(StartState(step.frame, step.cells, step.facing, step.alive))
-        real_views[seed] = step.views
-        for _ in range(10):  # a few more frames so that moving sprites have codes
-            step = engine.step(np.random.default_rng(seed).integers(game.num_actions, size=engine.num_players))
-            frames.append(step.frame)
-    folder.mkdir(parents=True, exist_ok=True)
-    StartStates({substrate: starts}).save(folder)
-    book = Codebook.from_patch_sets(unique_patches(f) for f in [s.frame for s in starts] + frames)
-    torch.manual_seed(0)
-    cfg = ModelConfig(vocab_size=len(book), num_games=1, num_action_names=game.num_actions, max_players=4, dim=32,
-                      depth=2, heads=2, window=2, pointer_dim=8, max_actions=game.num_actions)
-    model = WorldModel(cfg, [substrate], list(game.action_names))
-    model.patches.copy_(torch.from_numpy(book.patches.copy()))
-    model.action_ids[0] = torch.arange(game.num_actions)
-    save_checkpoint(model, folder)
-    write_view_tables(folder, [substrate], steps=60, seed=1)
-    return real_views
-
-
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """Tiny models run fastest on one thread; two threads on a busy 2-core machine ran 30x slower."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")
-def checkpoint(tmp_path_factory) -> Path:
-    folder = tmp_path_factory.mktemp("ck")
-    make_checkpoint.real_views = make_checkpoint(folder)
-    return folder
+def checkpoint(dream_checkpoint) -> Path:
+    return dream_checkpoint  # tests/conftest.py: a tiny random model with real start states and a view table
 
 
 def dream(checkpoint, **kw) -> DreamParallelEnv:
@@ -86,7 +47,7 @@ def test_pettingzoo_render_test(checkpoint, monkeypatch):
     render_test(lambda render_mode=None: parallel_to_aec(dream(checkpoint, render_mode=render_mode)))
     env = dream(checkpoint, render_mode="rgb_array")
     env.reset(seed=1)
-    assert np.array_equal(env.render(), env.state()) and env.render().shape == (17 * 8, 17 * 8, 3)
+    assert np.array_equal(env.render(), env.state()) and env.render().shape == (17 * CELL, 17 * CELL, 3)
 
 
 def test_spaces_match_the_real_env(checkpoint):
@@ -130,7 +91,7 @@ def test_closed_loop_outputs_are_consistent(checkpoint):
             assert obs[t][a].shape == (88, 88, 3) and obs[t][a].dtype == np.uint8
             info = infos[t][a]
             assert set(info) == {"cell", "facing", "alive"} and 0 <= info["facing"] <= 3
-            assert 0 <= info["cell"][0] < frames[t].shape[0] // 8 and 0 <= info["cell"][1] < frames[t].shape[1] // 8
+            assert 0 <= info["cell"][0] < frames[t].shape[0] // CELL and 0 <= info["cell"][1] < frames[t].shape[1] // CELL
             assert (obs[t][a].any()) or not info["alive"]  # a live player's view shows the map
             assert isinstance(rewards[t - 1][a], float)
     assert env.agents == [] and env.num_cycles == 6  # max_cycles truncated every agent together
@@ -146,7 +107,8 @@ def test_reset_views_equal_the_real_engines_views(checkpoint):
         obs, infos = env.reset(seed=seed)
         j = [k for k, s in enumerate(starts) if np.array_equal(s.frame, env.state()) and
              tuple(s.cells[0]) == infos["player_0"]["cell"]][0]
-        real = make_checkpoint.real_views[START_SEEDS[j]]
+        with np.load(checkpoint / REAL_VIEWS_FILE) as views:
+            real = views[str(START_SEEDS[j])]
         share = np.mean([(obs[f"player_{i}"] == real[i]).all(-1).mean() for i in range(2)])
         assert share >= 0.99, share
 

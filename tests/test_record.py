@@ -20,14 +20,21 @@ import numpy as np
 import pytest
 
 from actionparty_env.games import get_game
-from training import dataset as ds
-from training.dataset import ClipDataset, check_dataset, list_episodes, read_episode
+from training.check import check_dataset
+from training.clips import ClipDataset
 from training.policies import action_kinds, make_policy
 from training.record import RecordConfig, Task, record, record_heldout, run_tasks
-from training.splits import RETRY_STRIDE, episode_seed, seed_range
+from training.splits import MAX_ATTEMPTS, RETRY_STRIDE, SEED_BASE, SEED_SPAN, check_split, episode_seed
+from training.store import list_episodes, read_episode, read_meta
 
 ROOT = Path(__file__).resolve().parents[1]
 SUBSTRATES = ("coins", "collaborative_cooking__asymmetric")
+
+
+def seed_range(split: str) -> range:
+    """Every seed an episode of `split` can get (training/splits.py: its base, span and retries)."""
+    check_split(split)
+    return range(SEED_BASE[split], SEED_BASE[split] + SEED_SPAN + RETRY_STRIDE * MAX_ATTEMPTS)
 
 
 def test_record_and_read_back(tmp_path):
@@ -68,7 +75,7 @@ def test_record_and_read_back(tmp_path):
         record(RecordConfig(str(tmp_path), ("coins",), 2, steps=31, workers=1, seed=5))
     with pytest.raises(ValueError, match="unknown substrate"):
         record(RecordConfig(str(tmp_path), ("coinz",), 2, steps=30, workers=1, seed=5))
-    assert list_episodes(tmp_path) == keys and ds.read_meta(tmp_path)["plan"]["train"]["coins"]["steps"] == 30
+    assert list_episodes(tmp_path) == keys and read_meta(tmp_path)["plan"]["train"]["coins"]["steps"] == 30
 
     # held-out split: same settings, own seed range, own keys, split in the header
     record_heldout(str(tmp_path), {"val": 1, "test": 1}, workers=2)

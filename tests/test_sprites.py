@@ -1,13 +1,13 @@
 """Sprite-consistent drawing (actionparty_env/model/sprites.py): the constraint on hand-made logits, in the
-sampler with a tiny model, and the table built from real recorded episodes."""
+sampler with a tiny model, and the table built from real recorded episodes (training/artefacts.py)."""
 import numpy as np
 import pytest
 import torch
 
 from actionparty_env.model.checkpoint import load_world_model, save_checkpoint
 from actionparty_env.model.sampler import DreamSimulator
-from actionparty_env.model.sprites import (SpriteTable, appearance_groups, build_sprite_tables, constrain_logits,
-                                           load_sprite_tables, restrict_to_start_appearance)
+from actionparty_env.model.sprites import SpriteTable, constrain_logits, load_sprite_tables, restrict_to_start_appearance
+from training.artefacts import appearance_groups, build_sprite_tables
 from tests.test_model import N, V, tiny_model
 
 R, C = 2, 3  # a 2 x 3 map: cells 0..5
@@ -95,7 +95,7 @@ def test_sampler_draws_players_only_at_their_predicted_cells():
 
 
 def test_table_from_real_episodes_and_checkpoint_roundtrip(tmp_path):
-    from training.dataset import list_episodes, read_episode
+    from training.store import list_episodes, read_episode
     from training.record import RecordConfig, record
 
     data = str(tmp_path / "data")

@@ -4,9 +4,7 @@ bit for bit, and the objective's pieces (to_blocks, mask_frames, losses) do what
 from __future__ import annotations
 
 import dataclasses
-import fcntl
 import json
-import os
 import signal
 import subprocess
 import sys
@@ -18,43 +16,14 @@ import pytest
 import torch
 
 from actionparty_env.model.checkpoint import load_world_model
-from training.dataset import BucketBatchSampler, ClipDataset, collate_clips
+from tests.conftest import ROOT, TINY_SUBSTRATES as SUBSTRATES, subprocess_env
+from training.clips import BucketBatchSampler, ClipDataset, collate_clips
 from actionparty_env.grid import NUM_MOVES, move_class
 from training.train import TrainConfig, losses, mask_frames, to_blocks, two_hot
 
-ROOT = Path(__file__).resolve().parents[1]
-SUBSTRATES = "coins,collaborative_cooking__asymmetric"  # two map sizes, 2 players each, fast to record
 STEPS = 60
 # Logged every step, checkpointed every 10; no GIFs and one validation pass at the end (speed).
 RUN_SETTINGS = [f"max_steps={STEPS}", "ckpt_every=10", "log_every=1", "eval_every=1000", "sample_gifs=0"]
-
-
-def subprocess_env() -> dict[str, str]:
-    # One thread: deterministic and fast on a shared 2-core machine; the repo importable from anywhere.
-    return {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT), "PYTHONUNBUFFERED": "1"}
-
-
-def shared_tmp(tmp_path_factory) -> Path:
-    """A folder shared by every pytest-xdist worker of this session (the session's own folder otherwise)."""
-    base = tmp_path_factory.getbasetemp()
-    return base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base
-
-
-def tiny_dataset(tmp_path_factory) -> Path:
-    """2 substrates x 3 episodes x 30 steps for training, 1 episode each for val and test, recorded from
-    the real Melting Pot once per session (a lock lets xdist workers share it)."""
-    root = shared_tmp(tmp_path_factory)
-    path = root / "tiny_training_data"
-    with open(root / "tiny_training_data.lock", "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        if not (path / "complete").exists():
-            for split, episodes in (("train", 3), ("val", 1), ("test", 1)):
-                subprocess.run([sys.executable, "-m", "training.record", "--out", str(path), "--substrates",
-                                SUBSTRATES, "--episodes-per-substrate", str(episodes), "--steps", "30",
-                                "--workers", "2", "--seed", "0", "--split", split],
-                               cwd=ROOT, env=subprocess_env(), check=True, capture_output=True)
-            (path / "complete").touch()
-    return path
 
 
 def train_command(data: Path, out: Path, extra: tuple[str, ...] = ()) -> list[str]:
@@ -80,8 +49,8 @@ def load_state(run: Path) -> dict:
 
 
 @pytest.fixture(scope="module")
-def data(tmp_path_factory) -> Path:
-    return tiny_dataset(tmp_path_factory)
+def data(tiny_dataset) -> Path:
+    return tiny_dataset
 
 
 @pytest.fixture(scope="module")
@@ -92,6 +61,7 @@ def reference_run(data, tmp_path_factory) -> Path:
     return out
 
 
+@pytest.mark.slow  # a 60-step training run on recorded episodes
 def test_loss_falls_on_a_tiny_recorded_dataset(reference_run):
     rows = train_losses(reference_run)
     assert sorted(rows) == list(range(1, STEPS + 1))
@@ -110,6 +80,7 @@ def test_loss_falls_on_a_tiny_recorded_dataset(reference_run):
     assert model.cfg.dim == 32 and "coins" in model.games
 
 
+@pytest.mark.slow  # a 60-step training run on recorded episodes
 def test_killed_run_resumes_at_its_step_and_repeats_the_uninterrupted_run(data, reference_run, tmp_path):
     out = tmp_path / "killed"
     state_path = out / "train_state.pt"
@@ -153,6 +124,7 @@ def batch(data, reference_run):
     return model, raw, game_map
 
 
+@pytest.mark.slow  # a 60-step training run on recorded episodes
 def test_to_blocks_maps_games_and_actions_and_keeps_cells_on_the_map(batch):
     model, raw, game_map = batch
     raw = {k: v.clone() for k, v in raw.items()}
@@ -169,6 +141,7 @@ def test_to_blocks_maps_games_and_actions_and_keeps_cells_on_the_map(batch):
     assert rewards.dtype == torch.float32 and rewards.shape == raw["rewards"].shape
 
 
+@pytest.mark.slow  # a 60-step training run on recorded episodes
 def test_mask_frames_masks_and_corrupts_only_what_it_reports(batch):
     model, raw, game_map = batch
     blocks, _ = to_blocks(raw, model.action_ids, game_map, "cpu")
@@ -216,6 +189,7 @@ def perfect_outputs(model, target, rewards, big: float = 50.0) -> dict[str, torc
             "reward_logits": goal.clamp(min=1e-30).log()}
 
 
+@pytest.mark.slow  # a 60-step training run on recorded episodes
 def test_losses_vanish_for_perfect_predictions_and_weigh_the_right_cells(batch):
     model, raw, game_map = batch
     assert model.cfg.reward_bins and model.cfg.move_head and model.cfg.change_head  # the recipe's heads
@@ -267,6 +241,7 @@ def test_config_overrides_are_typed_and_bad_ones_named():
         TrainConfig.from_args(["--set", "learning_rate=0.1"])
 
 
+@pytest.mark.slow  # a 60-step training run on recorded episodes
 def test_bundle_makes_a_loadable_checkpoint_with_start_states_and_sprite_table(data, reference_run, tmp_path):
     from actionparty_env.model.checkpoint import load_world_model
     from training.bundle import main as bundle

@@ -15,14 +15,14 @@ from stable_baselines3.common.vec_env import VecMonitor
 from actionparty_env.games import get_game
 from actionparty_env.simulator import CopyLastFrameSimulator
 from actionparty_env.vector import DreamVecEnv
-from test_dream_env import SUBSTRATE, make_checkpoint, one_thread  # noqa: F401  (fixture)
+from tests.conftest import DREAM_SUBSTRATE as SUBSTRATE
+
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")
-def checkpoint(tmp_path_factory):
-    folder = tmp_path_factory.mktemp("ck")
-    make_checkpoint(folder)
-    return folder
+def checkpoint(dream_checkpoint):
+    return dream_checkpoint  # tests/conftest.py: a tiny random model with real start states and a view table
 
 
 def vec(checkpoint, num_worlds=3, **kw) -> DreamVecEnv:
@@ -147,6 +147,7 @@ def test_copy_last_frame_baseline_batched(checkpoint):
     assert dones.all() and all(np.array_equal(i["terminal_observation"], o) for i, o in zip(infos, obs0))
 
 
+@pytest.mark.slow  # 2048 PPO steps
 def test_ppo_learns_on_the_dream_for_a_few_thousand_steps(checkpoint):
     env = VecMonitor(vec(checkpoint, 8, max_cycles=64, channels_first=True, temperature=1.0))
     model = PPO("CnnPolicy", env, n_steps=32, batch_size=128, n_epochs=1, learning_rate=3e-4, device="cpu",

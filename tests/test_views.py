@@ -9,6 +9,8 @@ steps and compares `egocentric_views` at the real cells and facings with the eng
 - with a table fitted on the first steps, the later steps must match at least HELD_OUT_FLOOR;
 - the plain crop (no table) must match at least PLAIN_FLOOR[substrate]: what is missing there is
   noRotate sprites (not turned in views), each player's own avatar sprite, and view-only drawings.
+The engine measurement (about 6 minutes on 2 cores) runs once per session and is kept in pytest's
+cache, keyed by the files and versions it depends on (`MEASURED_DEPENDS_ON`); those tests are `slow`.
 """
 from __future__ import annotations
 
@@ -20,7 +22,10 @@ import pytest
 import torch
 
 from actionparty_env.games import get_game, load_catalog
-from actionparty_env.views import SPRITE, ViewTable, egocentric_view, egocentric_views, view_size
+from actionparty_env.grid import CELL
+from actionparty_env.views import ViewTable, egocentric_view, egocentric_views, view_size
+from tests.conftest import cached_result, package_version
+from training.artefacts import fit_view_table
 
 STEPS, FIT = 16, 10  # random steps per substrate; the first FIT fit the held-out table
 SUBSTRATES = sorted(load_catalog())
@@ -83,8 +88,8 @@ def _measure(substrate: str) -> dict:
                                 view, torch.from_numpy(alive[sl]), table).numpy()
 
     held = slice(FIT, None)
-    table_all = ViewTable.fit(f, c, o, v, view)
-    table_fit = ViewTable.fit(f[:FIT], c[:FIT], o[:FIT], v[:FIT], view)
+    table_all = fit_view_table(f, c, o, v, view)
+    table_fit = fit_view_table(f[:FIT], c[:FIT], o[:FIT], v[:FIT], view)
     # The numpy path (one player) agrees with the batched torch path.
     i = int(np.argmax(alive[0]))
     single = egocentric_view(f[0], c[0, i], int(o[0, i]), view)
@@ -94,8 +99,7 @@ def _measure(substrate: str) -> dict:
                 shape_ok=v.shape[2:] == (*view_size(view), 3), table=len(table_all), torus=torus)
 
 
-@pytest.fixture(scope="module")
-def measured() -> dict[str, dict]:
+def _measure_all() -> dict[str, dict]:
     # Two worker processes (each substrate builds its own Lua world; chemistry resets take ~10 s).
     # The slowest resets first, so that the two workers finish together.
     order = sorted(SUBSTRATES, key=lambda s: not s.startswith(("chemistry", "fruit_market", "territory__rooms")))
@@ -104,6 +108,19 @@ def measured() -> dict[str, dict]:
         return dict(zip(order, pool.map(_measure, order)))
 
 
+# What `_measure` reads: this file, the crop and the table's fitting, the engine, the catalog, Melting Pot.
+MEASURED_DEPENDS_ON = ("tests/test_views.py", "actionparty_env/views.py", "actionparty_env/grid.py",
+                       "training/artefacts.py", "actionparty_env/real.py", "actionparty_env/meltingpot_import.py",
+                       "actionparty_env/data/games.json", package_version("dm-meltingpot"), package_version("dmlab2d"),
+                       package_version("numpy"), package_version("torch"))
+
+
+@pytest.fixture(scope="session")
+def measured(request) -> dict[str, dict]:
+    return cached_result(request.config, "test_views_measured", MEASURED_DEPENDS_ON, _measure_all)
+
+
+@pytest.mark.slow
 @pytest.mark.parametrize("substrate", SUBSTRATES)
 def test_crop_reproduces_melting_pot_views(substrate, measured):
     m = measured[substrate]
@@ -113,6 +130,7 @@ def test_crop_reproduces_melting_pot_views(substrate, measured):
     assert m["plain"] >= PLAIN_FLOOR.get(substrate, PLAIN_DEFAULT_FLOOR), m
 
 
+@pytest.mark.slow
 def test_catalog_marks_torus_maps(measured):
     wrong = [s for s in SUBSTRATES if bool(get_game(s).view.get("torus", False)) != measured[s]["torus"]]
     assert not wrong, f"the catalog's view['torus'] disagrees with Melting Pot's topology in {wrong}"
@@ -126,18 +144,18 @@ def _oracle(frame: np.ndarray, cell, facing: int, view: dict) -> np.ndarray:
     up, down, west, east = [(fw, b, l, r), (l, r, b, fw), (b, fw, r, l), (r, l, fw, b)][facing]
     pad = max(l, r, fw, b) + 1
     if view.get("torus"):
-        big = np.pad(frame, ((pad * SPRITE,) * 2, (pad * SPRITE,) * 2, (0, 0)), mode="wrap")
+        big = np.pad(frame, ((pad * CELL,) * 2, (pad * CELL,) * 2, (0, 0)), mode="wrap")
     else:
-        big = np.pad(frame, ((pad * SPRITE,) * 2, (pad * SPRITE,) * 2, (0, 0)))
+        big = np.pad(frame, ((pad * CELL,) * 2, (pad * CELL,) * 2, (0, 0)))
     row, col = cell[0] + pad, cell[1] + pad
-    rect = big[(row - up) * SPRITE:(row + down + 1) * SPRITE, (col - west) * SPRITE:(col + east + 1) * SPRITE]
+    rect = big[(row - up) * CELL:(row + down + 1) * CELL, (col - west) * CELL:(col + east + 1) * CELL]
     return np.rot90(rect, k=facing)  # k quarter turns counter-clockwise bring E, S, W up
 
 
 @pytest.mark.parametrize("torus", [False, True])
 def test_crop_equals_padded_rotated_rectangle(torus):
     rng = np.random.default_rng(0)
-    frame = rng.integers(0, 256, (7 * SPRITE, 9 * SPRITE, 3), dtype=np.uint8)
+    frame = rng.integers(0, 256, (7 * CELL, 9 * CELL, 3), dtype=np.uint8)
     for view in ({"left": 5, "right": 5, "forward": 9, "backward": 1}, {"left": 2, "right": 2, "forward": 3, "backward": 1},
                  {"left": 1, "right": 3, "forward": 2, "backward": 0}):
         view = {**view, "centered": False, "torus": torus}
@@ -148,7 +166,7 @@ def test_crop_equals_padded_rotated_rectangle(torus):
 
 def test_batched_crop_equals_single_and_dead_players_see_black():
     rng = np.random.default_rng(1)
-    frames = rng.integers(0, 256, (3, 6 * SPRITE, 8 * SPRITE, 3), dtype=np.uint8)
+    frames = rng.integers(0, 256, (3, 6 * CELL, 8 * CELL, 3), dtype=np.uint8)
     cells = np.stack([rng.integers(0, 6, (3, 4)), rng.integers(0, 8, (3, 4))], -1)
     facing = rng.integers(0, 4, (3, 4))
     alive = rng.random((3, 4)) > 0.3
@@ -166,11 +184,11 @@ def test_batched_crop_equals_single_and_dead_players_see_black():
 def test_view_table_swaps_patches_and_roundtrips(tmp_path):
     rng = np.random.default_rng(2)
     view = {"left": 1, "right": 1, "forward": 1, "backward": 1, "centered": False}
-    frame = rng.integers(0, 256, (1, 3 * SPRITE, 3 * SPRITE, 3), dtype=np.uint8)
+    frame = rng.integers(0, 256, (1, 3 * CELL, 3 * CELL, 3), dtype=np.uint8)
     cells, facing = np.array([[[1, 1]]]), np.array([[1]])
     real = egocentric_views(torch.from_numpy(frame), torch.from_numpy(cells), torch.from_numpy(facing), view).numpy()
-    real[0, 0, :SPRITE, :SPRITE] = 7  # one view cell drawn differently (as a noRotate sprite would be)
-    table = ViewTable.fit(frame, cells, facing, real, view)
+    real[0, 0, :CELL, :CELL] = 7  # one view cell drawn differently (as a noRotate sprite would be)
+    table = fit_view_table(frame, cells, facing, real, view)
     assert len(table) == 1
     table.save(tmp_path / "t.npz")
     with np.load(tmp_path / "t.npz") as npz:

@@ -1,41 +1,24 @@
 """Make a training run's EMA weights the bundled checkpoint: bf16 safetensors shards (<= 15 MiB each),
-config.json with the training summary and metrics, start_states.npz of real reset states and
-sprites.npz, the sprite table of the training episodes (actionparty_env/model/sprites.py).
+config.json with the training summary and metrics, and the artefacts training/artefacts.py builds:
+sprites.npz (the sprite table of the training episodes), start_states.npz (real states of the
+validation episodes) and, with `--view-tables`, view_tables.npz.
 
     python -m training.bundle --run runs/x --data data/mp --out actionparty_env/checkpoints/default
 
-`--view-tables` adds the per-substrate view tables (actionparty_env/views.py) that make the dream's
-egocentric views match Melting Pot's pixel for pixel. Start states are the first frame (a real reset) and frame 50 of every validation episode; the
-benchmarks' test episodes are never bundled.
+`--view-tables` adds the per-substrate view tables that make the dream's egocentric views match
+Melting Pot's pixel for pixel (actionparty_env/views.py). Start states are the first frame (a real
+reset) and frame 50 of every validation episode; the benchmarks' test episodes are never bundled.
 """
 from __future__ import annotations
 
 import argparse
 import json
-from collections import defaultdict
 from pathlib import Path
 
-import numpy as np
 import torch
 
 from actionparty_env.model.checkpoint import load_world_model, read_config, save_checkpoint
-from actionparty_env.model.sprites import build_sprite_tables
-from actionparty_env.views import write_view_tables
-from training.dataset import list_episodes, read_episode
-
-
-def start_states(data: str, split: str = "val", frames=(0, 50)) -> dict[str, np.ndarray]:
-    states, count = {}, defaultdict(int)
-    for key in list_episodes(data, split=split):
-        ep = read_episode(data, key)
-        sub = ep.header["substrate"]
-        for t in frames:
-            if t < len(ep.frames):
-                j = count[sub]
-                states.update({f"{sub}/{j}/frame": ep.frames[t], f"{sub}/{j}/cells": ep.cells[t],
-                               f"{sub}/{j}/facing": ep.facing[t], f"{sub}/{j}/alive": ep.alive[t]})
-                count[sub] += 1
-    return states
+from training.artefacts import build_sprite_tables, start_states, write_view_tables
 
 
 def main(argv=None) -> None:
@@ -55,7 +38,7 @@ def main(argv=None) -> None:
     out = Path(args.out)
     model.sprite_tables = build_sprite_tables(model, args.data, split="train", every=2)
     save_checkpoint(model, out, extra=extra, float_dtype=torch.bfloat16)
-    np.savez_compressed(out / "start_states.npz", **start_states(args.data))
+    start_states(args.data).save(out)
     if args.view_tables:
         write_view_tables(out)
     sizes = {f.name: f.stat().st_size for f in out.iterdir()}

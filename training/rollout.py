@@ -1,6 +1,6 @@
 """Closed-loop rollouts of recorded episodes: start from the real first frame and states, feed only
 the recorded actions, and let the model's own frames and states feed back. Used for the training
-samples, the checkpoint's evaluation and the benchmarks."""
+samples and the benchmarks (closed_loop.py, fidelity.py)."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -11,7 +11,7 @@ import torch
 
 from actionparty_env.model.network import WorldModel
 from actionparty_env.model.sampler import DreamSimulator
-from training.dataset import Episode, list_episodes, read_episode
+from training.store import Episode, list_episodes, read_episode
 
 
 @torch.no_grad()

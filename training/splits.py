@@ -21,14 +21,13 @@ stored in the dataset's meta record, so it can only differ from training in its 
     actionparty dataset split data/mp --val 4 --test 4 --workers 16
     actionparty dataset check data/mp
 
-`dataset split` is `record --split val` and `record --split test` for every substrate of the train
-plan; rerunning it (or raising --val/--test) resumes and extends like `record` does.
+`dataset split` (training/heldout.py) is `record --split val` and `record --split test` for every
+substrate of the train plan; rerunning it (or raising --val/--test) resumes and extends like `record`
+does.
 """
 from __future__ import annotations
 
-import argparse
 import hashlib
-import sys
 
 SPLITS = ("train", "val", "test")
 KEY_BASE = {"train": 0, "val": 800_000, "test": 900_000}
@@ -81,33 +80,3 @@ def episode_seed(base_seed: int, substrate: str, split: str, number: int, attemp
     digest = hashlib.blake2b(f"{base_seed}/{substrate}/{split}/{number}".encode(),
                              digest_size=8).digest()
     return SEED_BASE[split] + int.from_bytes(digest, "little") % SEED_SPAN + RETRY_STRIDE * attempt
-
-
-def seed_range(split: str) -> range:
-    check_split(split)
-    return range(SEED_BASE[split], SEED_BASE[split] + SEED_SPAN + RETRY_STRIDE * MAX_ATTEMPTS)
-
-
-def main(argv: list[str] | None = None) -> int:
-    """`actionparty dataset split DIR --val K --test K [--workers N]` (or python -m training.splits)."""
-    from training import record  # the recorder imports the engine; keep `check` light
-
-    parser = argparse.ArgumentParser(prog="actionparty dataset split",
-                                     description="Record the held-out val/test episodes of a "
-                                                 "dataset with seeds disjoint from training.")
-    parser.add_argument("dir")
-    parser.add_argument("--val", type=int, required=True, help="validation episodes per substrate")
-    parser.add_argument("--test", type=int, required=True, help="test episodes per substrate")
-    parser.add_argument("--workers", type=int, default=None, help="default: one per core")
-    args = parser.parse_args(argv)
-    try:
-        summaries = record.record_heldout(args.dir, {"val": args.val, "test": args.test},
-                                          args.workers)
-    except ValueError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    return 0 if all(not s.failed for s in summaries) else 1
-
-
-if __name__ == "__main__":
-    sys.exit(main())

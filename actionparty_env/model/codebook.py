@@ -10,7 +10,8 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-CELL = 8  # Melting Pot's sprite size in pixels
+from actionparty_env.grid import CELL
+
 PATCH_DIM = CELL * CELL * 3
 
 

@@ -12,13 +12,12 @@ logits are constrained (the model still picks the code, among the allowed ones):
 Where a game draws its players' colours per build (coins: `GameSpec.map_varies`), a slot's sprites
 differ between episodes; there the start frame decides: a player may only be drawn with codes of the
 appearance group (codes one slot showed within one training episode, joined) its start code is in.
-The table comes from real training episodes (never the test split), per game:
-`python -m actionparty_env.model.sprites --checkpoint DIR --data LMDB [LMDB...]` writes DIR/sprites.npz.
+The table comes from real training episodes (never the test split), per game; it is built by
+`training/artefacts.py` (`python -m training.artefacts sprites --checkpoint DIR --data LMDB [LMDB...]`
+writes DIR/sprites.npz). This module only loads, saves and applies it.
 """
 from __future__ import annotations
 
-import argparse
-from collections import Counter, defaultdict
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -26,7 +25,6 @@ import numpy as np
 import torch
 
 SPRITES_FILE = "sprites.npz"  # in a checkpoint folder: "{game}/codes" [K], "/owners" [K, P, 4], "/groups" [K]
-ELSEWHERE_SHARE = 0.01  # a player code appears on a cell without a player at most this share of times
 
 
 @dataclass
@@ -82,62 +80,6 @@ def constrain_logits(logits: torch.Tensor, is_player: torch.Tensor, owned: torch
     return padded[:, :rc]
 
 
-def build_sprite_tables(model, data: str | list[str], split: str = "train", every: int = 1) -> dict[str, SpriteTable]:
-    """Count, over real episodes of `data` (one LMDB dataset or several; frames encoded with the model's
-    codebook), which codes lie under which live (slot, facing) and which lie elsewhere."""
-    from tqdm import tqdm
-
-    from training.dataset import list_episodes, read_episode
-
-    book, max_players = model.codebook(), model.cfg.max_players
-    under: dict[str, dict[int, Counter]] = defaultdict(lambda: defaultdict(Counter))
-    elsewhere: dict[str, Counter] = defaultdict(Counter)
-    shown: dict[str, list[set]] = defaultdict(list)  # per game: the codes each (episode, slot) showed
-    sources = [data] if isinstance(data, str) else list(data)
-    keys = [(path, key) for path in sources for key in list_episodes(path, split=split)]
-    for path, key in tqdm(keys, desc=f"sprite tables ({split})"):
-        ep = read_episode(path, key)
-        game = ep.header["substrate"]
-        by_slot = [set() for _ in range(ep.cells.shape[1])]
-        shown[game] += by_slot
-        for t in range(0, len(ep.frames), every):
-            codes = book.encode(ep.frames[t])
-            occupied = np.zeros(codes.shape, bool)
-            for i in np.flatnonzero(ep.alive[t]):
-                r, c = ep.cells[t, i]
-                if 0 <= r < codes.shape[0] and 0 <= c < codes.shape[1]:
-                    occupied[r, c] = True
-                    under[game][int(codes[r, c])][(int(i), int(ep.facing[t, i]))] += 1
-                    by_slot[i].add(int(codes[r, c]))
-            elsewhere[game].update(codes[~occupied].tolist())
-    tables = {}
-    for game, per_code in under.items():
-        codes = sorted(c for c, seen in per_code.items() if elsewhere[game][c] <= ELSEWHERE_SHARE * sum(seen.values()))
-        owners = np.zeros((len(codes), max_players, 4), bool)
-        for k, code in enumerate(codes):
-            for slot, face in per_code[code]:
-                owners[k, slot, face] = True
-        tables[game] = SpriteTable(np.asarray(codes, np.int64), owners, appearance_groups(codes, shown[game]))
-    return tables
-
-
-def appearance_groups(codes: list[int], shown: list[set]) -> np.ndarray:
-    """Join the codes that one slot showed within one episode (union-find); [K] group ids."""
-    parent = {c: c for c in codes}
-
-    def root(c: int) -> int:
-        while parent[c] != c:
-            parent[c] = parent[parent[c]]
-            c = parent[c]
-        return c
-    for seen in shown:
-        members = [c for c in seen if c in parent]
-        for c in members[1:]:
-            parent[root(c)] = root(members[0])
-    roots = sorted({root(c) for c in codes})
-    return np.asarray([roots.index(root(c)) for c in codes], np.int64)
-
-
 def save_sprite_tables(folder: str | Path, tables: dict[str, SpriteTable]) -> Path:
     path = Path(folder) / SPRITES_FILE
     arrays = {}
@@ -159,23 +101,4 @@ def load_sprite_tables(folder: str | Path) -> dict[str, SpriteTable]:
             return {g: SpriteTable(f[f"{g}/codes"], f[f"{g}/owners"], f[f"{g}/groups"]) for g in games}
         except KeyError as e:
             raise ValueError(f"{path}: incomplete sprite table ({e.args[0]}); rebuild it with "
-                             f"python -m actionparty_env.model.sprites --checkpoint {path.parent} --data LMDB") from e
-
-
-def main(argv: list[str] | None = None) -> None:
-    from actionparty_env.model.checkpoint import load_world_model
-
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--checkpoint", required=True, help="checkpoint folder (sprites.npz is written there)")
-    p.add_argument("--data", required=True, nargs="+", help="LMDB datasets with training episodes")
-    p.add_argument("--split", default="train")
-    args = p.parse_args(argv)
-    model = load_world_model(args.checkpoint)
-    tables = build_sprite_tables(model, args.data, args.split)
-    path = save_sprite_tables(args.checkpoint, tables)
-    sizes = [len(t.codes) for t in tables.values()]
-    print(f"wrote {path}: {len(tables)} games, {sum(sizes)} player codes ({min(sizes)} to {max(sizes)} per game)")
-
-
-if __name__ == "__main__":
-    main()
+                             f"python -m training.artefacts sprites --checkpoint {path.parent} --data LMDB") from e

@@ -1,6 +1,7 @@
-"""Closed-loop evaluation of a checkpoint on held-out recorded episodes, from the model's own states.
+"""`actionparty evaluate`: closed-loop metrics of a checkpoint on held-out recorded episodes, from the
+model's own states.
 
-    python -m training.evaluate --checkpoint DIR --data DATA [--split test] [--horizons 1 20 100]
+    python -m benchmarks.closed_loop --checkpoint DIR --data DATA [--split test] [--horizons 1 20 100]
 
 Per substrate and overall, at each horizon h, beside the copy-last-frame baseline:
 - trajectory agreement: share of (really) live players whose dreamed cell and facing equal the real
@@ -10,8 +11,8 @@ Per substrate and overall, at each horizon h, beside the copy-last-frame baselin
   its own previous state; blocked real moves are not scored (walls and collisions decide them);
 - drawn/alive: avatar-patch cells in the dreamed frame over live players in the dreamed state (1.0 =
   every player drawn once; above 1 means ghosts), where avatar patches are the codes found at live
-  players' cells in the real frames of the same episodes. The pixel detector of benchmarks/ replaces
-  this simple count.
+  players' cells in the real frames of the same episodes. The pixel detector (benchmarks/fidelity.py)
+  replaces this simple count.
 Writes JSON + markdown under benchmarks/results/.
 """
 from __future__ import annotations
@@ -27,13 +28,14 @@ import torch
 from tqdm import tqdm
 
 from actionparty_env.games import load_catalog
-from benchmarks.provenance import git_commit
 from actionparty_env.model.checkpoint import load_world_model
+from benchmarks.provenance import git_commit
 from benchmarks.rules import rule_outcome
-from training.dataset import list_episodes, read_episode
 from training.rollout import closed_loop
+from training.store import list_episodes, read_episode
 
-def score(action_names, actions, real, dream, avatar_codes, codes_fn, horizons):
+
+def score_batch(action_names, actions, real, dream, avatar_codes, codes_fn, horizons):
     """Metrics of one batch of episodes; real/dream: dicts of [B, S+1, ...] arrays."""
     out = {}
     s_len = dream["cells"].shape[1] - 1
@@ -61,7 +63,7 @@ def score(action_names, actions, real, dream, avatar_codes, codes_fn, horizons):
     return out
 
 
-def evaluate(checkpoint, data: str, split: str = "test", horizons=(1, 20, 100), device="cpu",
+def closed_loop_metrics(checkpoint, data: str, split: str = "test", horizons=(1, 20, 100), device="cpu",
              sampling_steps: int = 1, temperature: float = 0.0, substrates=None) -> dict:
     model = load_world_model(checkpoint, device)
     catalog = load_catalog()
@@ -75,7 +77,7 @@ def evaluate(checkpoint, data: str, split: str = "test", horizons=(1, 20, 100), 
     totals = {"dream": defaultdict(lambda: defaultdict(lambda: [0.0, 0.0])),
               "copy_last": defaultdict(lambda: defaultdict(lambda: [0.0, 0.0]))}
     t0 = time.time()
-    for (substrate, _), eps in tqdm(sorted(groups.items(), key=lambda kv: kv[0][0]), desc="evaluate"):
+    for (substrate, _), eps in tqdm(sorted(groups.items(), key=lambda kv: kv[0][0]), desc="closed loop"):
         steps = min(max(horizons), min(len(e.actions) for e in eps))
         real = {k: np.stack([getattr(e, k)[: steps + 1] for e in eps]) for k in ("frames", "cells", "facing", "alive")}
         actions = np.stack([e.actions[:steps] for e in eps]).astype(np.int64)
@@ -90,7 +92,7 @@ def evaluate(checkpoint, data: str, split: str = "test", horizons=(1, 20, 100), 
         names = catalog[substrate].action_names
         enc = lambda frames: np.stack([book.encode(f) for f in frames])  # noqa: E731
         for label, run in (("dream", dream), ("copy_last", copy)):
-            for metric, (num, den) in score(names, actions, real, run, avatar_codes, enc, horizons).items():
+            for metric, (num, den) in score_batch(names, actions, real, run, avatar_codes, enc, horizons).items():
                 for where in (substrate, "overall"):
                     totals[label][where][metric][0] += num
                     totals[label][where][metric][1] += den
@@ -117,7 +119,7 @@ def to_markdown(result: dict) -> str:
 
 
 def main(argv=None) -> None:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p = argparse.ArgumentParser(prog="actionparty evaluate", description=__doc__.split("\n\n")[0])
     p.add_argument("--checkpoint", default=None)
     p.add_argument("--data", required=True)
     p.add_argument("--split", default="test")
@@ -127,7 +129,7 @@ def main(argv=None) -> None:
     p.add_argument("--temperature", type=float, default=0.0)
     p.add_argument("--out", default="benchmarks/results/closed_loop")
     args = p.parse_args(argv)
-    result = evaluate(args.checkpoint, args.data, args.split, tuple(args.horizons), args.device,
+    result = closed_loop_metrics(args.checkpoint, args.data, args.split, tuple(args.horizons), args.device,
                       args.sampling_steps, args.temperature)
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(f"{args.out}.json").write_text(json.dumps(result, indent=1))
