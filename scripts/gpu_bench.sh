@@ -27,7 +27,7 @@ case "$1" in
       case $part in
         speed) python3 -m benchmarks.speed --device cuda --checkpoint $CKPT --batches 1 16 64 256 \
                  --out-dir $ROOT/results --tag h100 > $ROOT/speed.log 2>&1 ;;
-        evaluate) python3 -m training.evaluate --device cuda --checkpoint $CKPT --data $ROOT/data --split test \
+        evaluate) python3 -m benchmarks.closed_loop --device cuda --checkpoint $CKPT --data $ROOT/data --split test \
                     --out $ROOT/results/closed_loop_h100 > $ROOT/evaluate.log 2>&1 ;;
         fidelity) python3 -m benchmarks.fidelity --device cuda --checkpoint $CKPT --data $ROOT/data --split test \
                     --episodes ${EPISODES:-1} --gifs 3 --out-dir $ROOT/results --tag h100 > $ROOT/fidelity.log 2>&1 ;;

@@ -31,7 +31,7 @@ stamp() { echo "[$(date +%T)] $*"; }
 record() {
   stamp record; python3 -m training.record --out $ROOT/data --substrates $SUBSTRATES \
     --episodes-per-substrate $EPISODES --steps $EPISODE_STEPS --workers 16 --seed 0 > $ROOT/record.log 2>&1
-  stamp split; python3 -m training.dataset split $ROOT/data --val 1 --test 2 --workers 16 >> $ROOT/record.log 2>&1
+  stamp split; python3 -m training.heldout $ROOT/data --val 1 --test 2 --workers 16 >> $ROOT/record.log 2>&1
   grep -a "^recorded\|failed" $ROOT/record.log | tail -6
 }
 
@@ -59,7 +59,7 @@ case "$1" in
   job-train)
     record
     stamp train; train main max_minutes=$MINUTES
-    stamp evaluate; python3 -m training.evaluate --device $DEVICE --checkpoint $ROOT/ckpt_main --data $ROOT/data \
+    stamp evaluate; python3 -m benchmarks.closed_loop --device $DEVICE --checkpoint $ROOT/ckpt_main --data $ROOT/data \
       --split test --out $ROOT/results/closed_loop_h100 > $ROOT/evaluate.log 2>&1
     stamp speed; python3 -m benchmarks.speed --device $DEVICE --checkpoint $ROOT/ckpt_main --batches 1 16 64 256 \
       --out-dir $ROOT/results --tag h100 > $ROOT/speed.log 2>&1
