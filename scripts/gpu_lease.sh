@@ -30,7 +30,7 @@ stamp() { echo "[$(date +%T)] $*"; }
 
 record() {
   stamp record; python3 -m training.record --out $ROOT/data --substrates $SUBSTRATES \
-    --episodes-per-substrate $EPISODES --steps $EPISODE_STEPS --workers 16 --seed 0 > $ROOT/record.log 2>&1
+    --episodes-per-substrate $EPISODES --steps $EPISODE_STEPS --workers 16 --seed 0 --policy ${POLICY:-mix} > $ROOT/record.log 2>&1
   stamp split; python3 -m training.heldout $ROOT/data --val 1 --test 2 --workers 16 >> $ROOT/record.log 2>&1
   grep -a "^recorded\|failed" $ROOT/record.log | tail -6
 }
@@ -82,12 +82,29 @@ case "$1" in
     fidelity h100_ablations $ROOT/ckpt_main no_rope=$ROOT/ckpt_no_rope no_isolation=$ROOT/ckpt_no_isolation \
       bundled_v1=$PWD/actionparty_env/checkpoints/default
     stamp done ;;
+  job-dynamics)
+    # The game-dynamics checkpoint (issues 12 and 13): data from the rl_mix behaviours (POLICY=rl_mix),
+    # the recipe with the new heads (CONFIG=training/configs/h200.yaml), then in parallel on the one GPU:
+    # closed-loop states, world dynamics (the new checkpoint beside the bundled one) and pixel fidelity.
+    record
+    stamp train; train main max_minutes=$MINUTES
+    cp actionparty_env/checkpoints/default/view_tables.npz $ROOT/ckpt_main/  # a fact of the games, not of the model
+    stamp "evaluate, dynamics, fidelity"
+    python3 -m benchmarks.closed_loop --device $DEVICE --checkpoint $ROOT/ckpt_main --data $ROOT/data --split test \
+      --out $ROOT/results/closed_loop_${TAG:-h200} > $ROOT/evaluate.log 2>&1 &
+    python3 -m benchmarks.dynamics --device $DEVICE --checkpoint $ROOT/ckpt_main --compare bundled_v1=$PWD/actionparty_env/checkpoints/default \
+      --data $ROOT/data --split test --episodes 2 --steps ${DYN_STEPS:-100} --out-dir $ROOT/results --tag ${TAG:-h200} > $ROOT/dynamics.log 2>&1 &
+    fidelity ${TAG:-h200} $ROOT/ckpt_main
+    wait
+    stamp done ;;
   poll)
     end=$((SECONDS + ${2:-540}))
     while [ $SECONDS -lt $end ] && ! grep -q "\] done" $ROOT/job.log; do sleep 10; done
     cat $ROOT/job.log; for f in $ROOT/*.log; do echo "== $f"; tail -c 300 $f | tr '\r' '\n' | tail -n 2; done
     if grep -q "\] done" $ROOT/job.log; then
-      [ -d $ROOT/ckpt_main ] && mkdir -p $OUT/ckpt && cp $ROOT/ckpt_main/* $OUT/ckpt/
+      # At most 8 files of 16 MiB come back: the shards one by one, the checkpoint's small files in one tar.
+      [ -d $ROOT/ckpt_main ] && mkdir -p $OUT/ckpt && cp $ROOT/ckpt_main/model-*.safetensors $OUT/ckpt/ && \
+        tar czf $OUT/ckpt_rest.tgz -C $ROOT/ckpt_main --exclude='model-*' --exclude=view_tables.npz .
       tar czf $OUT/results.tgz -C $ROOT --exclude='*.pt' --exclude='*.safetensors' --exclude='start_states.npz' \
         results $(cd $ROOT && ls -d *.log main no_rope no_isolation 2>/dev/null)
     fi
