@@ -1,13 +1,25 @@
 """Grid facts of Melting Pot that every stage shares: the cell size, directions and how avatars move.
 
 Melting Pot draws every map cell as one 8x8 sprite; a cell is `(row, col)`; facing is 0..3 = N, E, S, W.
-Movement (avatar_library.lua, `Avatar:registerUpdaters`): every avatar's move-and-turn updater runs at
-priority 150 once per step; a turn rotates the facing, a move is `moveRel` one cell relative to the
-facing (FORWARD, STEP_RIGHT, BACKWARD, STEP_LEFT) and keeps the facing. dmlab2d runs an updater's
-objects one after another in a random order each step, and `moveRel` into a cell another avatar
-holds (same layer) does nothing, so a move into a cell that is occupied when its turn comes fails: two
-players wanting one cell, the first in the order gets it; a chain of players moving into each other's
-cells goes through only where each one's target has been vacated before its turn (`resolve_moves`).
+Movement, verified in the source (Melting Pot's lua/modules; dmlab2d = github google-deepmind/lab2d
+@0947443, dmlab2d/lib/system/grid_world) and in the real engine (tests/test_movement_rules.py): every
+avatar's `Avatar` component registers one move-and-turn updater at priority 150 (avatar_library.lua
+`Avatar:registerUpdaters`, 155-203); a turn rotates the facing, a move is `moveRel` one cell relative to
+the facing (FORWARD, STEP_RIGHT, BACKWARD, STEP_LEFT) and keeps the facing. All avatars' updaters share
+one group (game_object.lua 195, updater_registry.lua 144-148, 285-303), whose pieces dmlab2d calls in
+a fresh uniformly random order each step (grid.cc `Grid::RunUpdaters` 163-183, shuffled_set.h
+`ShuffledElements` 53-56: std::shuffle). `moveRel` only queues a push (grid.h `PushPiece` 124-127);
+after every updater has run, the queue is applied in the order it was filled (grid.cc `DoUpdate`
+216-264, `ProcessQueue` 42-54), so the moves take effect one after another in that random order, before
+the same step's zap beams (priority 140) and respawns (135), which are queued later. A push fails, and
+is not retried, if the target cell on the piece's layer holds any piece, another avatar or a wall
+(grid.cc `PushPieceActual` 545-584, `CanPlacePiece` 511-543). So a move into a cell that is occupied
+when its turn comes fails: of two players wanting one cell the first in the order gets it (each half
+the time); a chain of players moving into each other's cells goes through only where each one's
+target has been vacated before its turn; swaps and rotations never move (`resolve_moves`, which knows
+no walls: a move into a wall must come as a target equal to the own cell). A player zapped in a step
+still holds its cell during that step's moves; a removed player holds none; a respawn teleports to a
+random spawn point whose cell is free after the moves (grid.cc `TeleportToGroupActual` 280-353).
 """
 from __future__ import annotations
 
