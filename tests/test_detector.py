@@ -47,6 +47,7 @@ def real_arrays(ep) -> dict:
             "alive": ep.alive}
 
 
+@pytest.mark.slow  # real episodes recorded for the module (about 20 s)
 def test_detector_finds_players_on_held_out_real_frames(episodes):
     acc = {"live": 0, "found": 0, "found_once": 0, "false": 0}
     for substrate in VISIBLE:
@@ -60,6 +61,7 @@ def test_detector_finds_players_on_held_out_real_frames(episodes):
     assert acc["false"] == 0, acc
 
 
+@pytest.mark.slow  # real episodes recorded for the module (about 20 s)
 def test_shared_colours_are_reported_and_scored_on_cell_and_facing(episodes):
     det = fit(episodes[SHARED]["train"])
     assert not det.identity_visible and det.num_classes == 1  # the catalog agrees: identity hidden
@@ -69,6 +71,7 @@ def test_shared_colours_are_reported_and_scored_on_cell_and_facing(episodes):
     assert acc["found"] / acc["live"] >= 0.999 and acc["false"] == 0
 
 
+@pytest.mark.slow  # real episodes recorded for the module (about 20 s)
 @pytest.mark.parametrize("substrate", VISIBLE + (SHARED,))
 def test_rule_checker_accepts_real_transitions(episodes, substrate):
     game = get_game(substrate)
@@ -98,6 +101,7 @@ def test_rule_outcome_moves_relative_to_facing_and_wraps_on_a_torus():
     assert edge.tolist() == [[0, 0]]
 
 
+@pytest.mark.slow  # real episodes recorded for the module (about 20 s)
 def test_fit_rejects_inconsistent_arrays(episodes):
     ep = episodes[SHARED]["train"][0]
     with pytest.raises(ValueError, match="disagree"):
@@ -114,6 +118,7 @@ def stamina_detector(episodes) -> PlayerDetector:
     return fit(episodes[STAMINA]["train"])
 
 
+@pytest.mark.slow  # real episodes recorded for the module (about 20 s)
 def test_stamina_replayed_from_real_actions_explains_refused_moves(episodes, stamina_detector):
     game = get_game(STAMINA)
     rules = RuleChecker.fit(game.action_names, episodes[STAMINA]["train"])
@@ -223,6 +228,7 @@ def erased(ep, t: int) -> np.ndarray:
     return frame
 
 
+@pytest.mark.slow  # real episodes recorded for the module (about 20 s)
 def test_an_overlay_seen_on_one_player_is_tolerated_on_the_others(episodes):
     """The fit frames show the mark over player 0 facing north only; on held-out frames every player
     wears it (players and facings never seen marked) and is still found at its cell with its facing,
@@ -243,6 +249,7 @@ def test_an_overlay_seen_on_one_player_is_tolerated_on_the_others(episodes):
     assert acc_plain["found"] / acc_plain["live"] < 0.9, (acc, acc_plain)
 
 
+@pytest.mark.slow  # real episodes recorded for the module (about 20 s)
 def test_no_player_is_detected_where_the_players_are_erased(episodes):
     """Real frames with every player painted over by its cell's floor, bare or under the mark (an overlay
     without a player under it), show no player."""

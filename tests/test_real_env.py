@@ -105,12 +105,15 @@ def check_ground_truth(name: str, steps: int = 20, seed: int = 1) -> dict[str, i
     return {"checked": checked, "unchecked": unchecked, "hidden": len(hidden), "turned": turned, "blocked": blocked}
 
 
-@pytest.mark.parametrize("name", [n for n in load_catalog() if n != ABORTS])
+# The fast tier keeps coins; the other substrates are `slow` (the real engine on every substrate).
+@pytest.mark.parametrize("name", [n if n == "coins" else pytest.param(n, marks=pytest.mark.slow)
+                                  for n in load_catalog() if n != ABORTS])
 def test_ground_truth_all_substrates(name):
     stats = check_ground_truth(name)
     print(f"{name}: {stats}")
 
 
+@pytest.mark.slow
 def test_ground_truth_substrate_that_may_abort():
     """factory_commons__either_or in a subprocess: a Lua abort is reported as a skip, a wrong answer fails."""
     code = textwrap.dedent(f"""

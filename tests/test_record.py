@@ -112,6 +112,7 @@ def _count_episodes(path: Path) -> int:
         env.close()
 
 
+@pytest.mark.slow  # two recordings, one killed and resumed
 def test_kill_and_resume_equals_uninterrupted(tmp_path):
     killed, clean = tmp_path / "killed", tmp_path / "clean"
     args = ["--substrates", ",".join(SUBSTRATES), "--episodes-per-substrate", "5", "--steps", "30",
