@@ -24,6 +24,7 @@ _LAZY = {
     "parallel_env": "actionparty_env.env",
     "DreamParallelEnv": "actionparty_env.env",
     "DreamVecEnv": "actionparty_env.vector",
+    "RealVecEnv": "actionparty_env.real_vector",
 }
 
 __all__ = ["GameSpec", "get_game", "load_catalog", *_LAZY]

@@ -1,12 +1,17 @@
-"""B dream worlds stepped in one simulator call, as a stable-baselines3 `VecEnv` of B*N slots.
+"""K worlds of N players as one stable-baselines3 `VecEnv` of K*N slots: the dream's, and what the
+real one shares with it.
 
 Slot k is player k % N of world k // N (world-major), so PPO with parameter sharing sees every player
-of every world as one env, and one `step` is one batched sampler call with no per-env Python loop.
-A world that reaches `max_cycles` is reset within the same step: its slots report `done`, the last
-view as `infos[k]["terminal_observation"]` and `infos[k]["TimeLimit.truncated"] = True`.
+of every world as one env. A world that ends (`max_cycles`, or the game's own end in the real env) is
+reset within the same step: its slots report `done`, the last view as
+`infos[k]["terminal_observation"]` and `infos[k]["TimeLimit.truncated"]` (True when `max_cycles` cut
+the episode). `WorldsVecEnv` holds that bookkeeping once (spaces, seeds, action checks, auto-reset,
+the per-slot VecEnv methods); `DreamVecEnv` steps its B worlds in one batched simulator call with no
+per-env Python loop, and `actionparty_env.real_vector.RealVecEnv` steps K real Melting Pots in
+subprocesses.
 
-The env pickles as its constructor arguments and loads the model on first use, so a copy (e.g. in a
-subprocess) never carries weights; a copy starts unreset.
+The envs pickle as their constructor arguments; `DreamVecEnv` loads the model on first use, so a copy
+(e.g. in a subprocess) never carries weights; a copy starts unreset.
 """
 from __future__ import annotations
 
@@ -21,29 +26,41 @@ from stable_baselines3.common.vec_env import VecEnv
 from stable_baselines3.common.vec_env.base_vec_env import VecEnvIndices, VecEnvObs, VecEnvStepReturn
 
 from actionparty_env.env import DreamWorlds, SimulatorArg, _positive_int
+from actionparty_env.games import GameSpec
 from actionparty_env.players import MAX_SEED, player_info
 
 
-class DreamVecEnv(VecEnv):
-    """`num_worlds` dreams of `substrate` as one SB3 VecEnv of num_worlds * num_players slots."""
+class WorldsVecEnv(VecEnv):
+    """K worlds of one substrate with N players each, as a VecEnv of K*N world-major slots.
 
-    def __init__(self, substrate: str, num_worlds: int = 1, *, checkpoint: str | Path | None = None,
-                 num_players: int | None = None, device: str | torch.device = "auto",
-                 sampling_steps: int | None = None, temperature: float | None = None, max_cycles: int = 1000,
-                 channels_first: bool = False, render_mode: str | None = None, start: str = "bundled",
-                 simulator: SimulatorArg = None, seed: int | None = None, consistent_sprites: bool = True) -> None:
-        self._args = dict(substrate=substrate, num_worlds=num_worlds, checkpoint=checkpoint, num_players=num_players,
-                          device=device, sampling_steps=sampling_steps, temperature=temperature,
-                          max_cycles=max_cycles, channels_first=channels_first, render_mode=render_mode,
-                          start=start, simulator=simulator, seed=seed, consistent_sprites=consistent_sprites)
-        self.max_cycles = _positive_int("max_cycles", max_cycles)
+    A subclass checks its arguments (`_check_common` first), keeps them in `self._args` (the env
+    pickles as them), calls `_init_worlds` and implements the hooks on numpy arrays:
+
+    - `_started()`: whether the worlds have been reset;
+    - `_start_worlds(seeds, worlds, reseed)`: start the worlds marked in `worlds` ([K] bool, None =
+      all) from `seeds` (one per marked world, in world order); `reset()` passes `reseed` (the first
+      world's seed), auto-resets pass None. Returns every world's views uint8 [K, N, V, V, 3];
+    - `_step_worlds(actions)`: one step of every world, actions int64 [K, N] (already checked).
+      Returns (views [K, N, V, V, 3], rewards float32 [K, N], terminated bool [K]);
+    - `_infos()`: one `player_info` dict per slot for the last reset or step;
+    - `close()` and `get_images()` (each world's global frame).
+
+    Arrays a hook returns must not be changed in place later (observations handed out alias them).
+    `episode_seeds` (int64 [K]) is the seed each world's current episode started from.
+    """
+
+    @staticmethod
+    def _check_common(max_cycles: Any, render_mode: Any) -> int:
+        max_cycles = _positive_int("max_cycles", max_cycles)
         if render_mode not in (None, "rgb_array"):
             raise ValueError(f"render_mode must be None or 'rgb_array', got {render_mode!r}")
-        self.dream = DreamWorlds(substrate, checkpoint=checkpoint, num_players=num_players, num_worlds=num_worlds,
-                                 device=device, sampling_steps=sampling_steps, temperature=temperature,
-                                 start=start, simulator=simulator, consistent_sprites=consistent_sprites)
-        self.game = self.dream.game
-        self.num_worlds, self.num_players = self.dream.num_worlds, self.dream.num_players
+        return max_cycles
+
+    def _init_worlds(self, game: GameSpec, num_worlds: int, num_players: int, max_cycles: int,
+                     channels_first: bool, render_mode: str | None, seed: int | None) -> None:
+        self.game = game
+        self.num_worlds, self.num_players = num_worlds, num_players
+        self.max_cycles = max_cycles
         self.channels_first = bool(channels_first)
         self.render_mode = render_mode
         px = self.game.view_px
@@ -51,9 +68,23 @@ class DreamVecEnv(VecEnv):
         self._slot_attrs: dict[int, dict[str, Any]] = {}
         self._rng = np.random.default_rng(seed)
         self._cycles = np.zeros(self.num_worlds, np.int64)
-        self._actions: torch.Tensor | None = None
-        super().__init__(self.num_worlds * self.num_players, spaces.Box(0, 255, shape, np.uint8),
-                         spaces.Discrete(self.game.num_actions))
+        self.episode_seeds = np.full(self.num_worlds, -1, np.int64)  # -1: not started
+        self._actions: np.ndarray | None = None
+        VecEnv.__init__(self, self.num_worlds * self.num_players, spaces.Box(0, 255, shape, np.uint8),
+                        spaces.Discrete(self.game.num_actions))
+
+    # --- hooks (see the class docstring) ---
+    def _started(self) -> bool:
+        raise NotImplementedError
+
+    def _start_worlds(self, seeds: list[int], worlds: np.ndarray | None, reseed: int | None) -> np.ndarray:
+        raise NotImplementedError
+
+    def _step_worlds(self, actions: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        raise NotImplementedError
+
+    def _infos(self) -> list[dict]:
+        raise NotImplementedError
 
     # --- pickling by constructor arguments: copies never carry weights or worlds ---
     def __getstate__(self) -> dict:
@@ -70,7 +101,8 @@ class DreamVecEnv(VecEnv):
         if given[0] is not None:
             self._rng = np.random.default_rng(given[0])
         seeds = [int(s) if s is not None else int(self._rng.integers(MAX_SEED)) for s in given]
-        views = self.dream.reset(seeds, reseed=seeds[0])
+        views = self._start_worlds(seeds, None, seeds[0])
+        self.episode_seeds = np.array(seeds, np.int64)
         self._cycles[:] = 0
         self._reset_seeds()
         self._reset_options()
@@ -79,7 +111,7 @@ class DreamVecEnv(VecEnv):
 
     def step_async(self, actions: np.ndarray) -> None:
         """Check the actions (a ValueError leaves every world as it was) and keep them for step_wait."""
-        if self.dream.last is None:
+        if not self._started():
             raise RuntimeError("call reset() before step()")
         arr = np.asarray(actions)
         if arr.shape not in ((self.num_envs,), (self.num_envs, 1)):
@@ -89,37 +121,33 @@ class DreamVecEnv(VecEnv):
                 raise ValueError(f"actions must be integers, got dtype {arr.dtype}")
         if arr.min() < 0 or arr.max() >= self.game.num_actions:
             raise ValueError(f"actions must be in [0, {self.game.num_actions}), got min {arr.min()}, max {arr.max()}")
-        self._actions = torch.from_numpy(arr.astype(np.int64).reshape(self.num_worlds, self.num_players))
+        self._actions = arr.astype(np.int64).reshape(self.num_worlds, self.num_players)
 
     def step_wait(self) -> VecEnvStepReturn:
         if self._actions is None:
             raise RuntimeError("step_wait() without step_async()")
-        views = self.dream.step(self._actions)
+        views, rewards, terminated = self._step_worlds(self._actions)
         self._actions = None
-        rewards = self.dream.last.rewards.reshape(-1).float().cpu().numpy()
+        rewards = np.asarray(rewards, np.float32).reshape(-1)
+        terminated = np.asarray(terminated, bool).reshape(self.num_worlds)
         infos = self._infos()
         obs = self._obs(views)
         self._cycles += 1
-        ended = self._cycles >= self.max_cycles
+        truncated = self._cycles >= self.max_cycles
+        ended = truncated | terminated
         dones = np.repeat(ended, self.num_players)
         if ended.any():
             for k in np.flatnonzero(dones):
+                w = k // self.num_players
                 infos[k]["terminal_observation"] = obs[k]
-                infos[k]["TimeLimit.truncated"] = True
+                infos[k]["TimeLimit.truncated"] = bool(truncated[w] and not terminated[w])
             seeds = [int(self._rng.integers(MAX_SEED)) for _ in range(int(ended.sum()))]
-            mask = None if ended.all() else torch.from_numpy(ended)  # worlds started together end together
-            obs = self._obs(self.dream.reset(seeds, worlds=mask))
+            worlds = None if ended.all() else ended  # worlds started together end together
+            obs = self._obs(self._start_worlds(seeds, worlds, None))
+            self.episode_seeds = self.episode_seeds.copy()
+            self.episode_seeds[ended] = seeds
             self._cycles[ended] = 0
         return obs, rewards, dones, infos
-
-    def close(self) -> None:
-        self.dream = None  # drops the simulator (and its KV cache); the shared weights stay cached
-
-    def get_images(self) -> Sequence[np.ndarray]:
-        """The generated global frame of every world."""
-        if self.dream.last is None:
-            raise RuntimeError("call reset() before rendering")
-        return list(self.dream.last.frames.cpu().numpy())
 
     def get_attr(self, attr_name: str, indices: VecEnvIndices = None) -> list[Any]:
         """Slots share one env: a slot's value is what `set_attr` gave it, else the env's attribute."""
@@ -139,11 +167,54 @@ class DreamVecEnv(VecEnv):
         return [False for _ in self._get_indices(indices)]
 
     # --- helpers ---
-    def _obs(self, views: torch.Tensor) -> np.ndarray:
+    def _obs(self, views: np.ndarray) -> np.ndarray:
+        views = np.asarray(views)
         views = views.reshape(self.num_envs, *views.shape[2:])
         if self.channels_first:
-            views = views.permute(0, 3, 1, 2)
-        return np.ascontiguousarray(views.cpu().numpy())
+            views = views.transpose(0, 3, 1, 2)
+        return np.ascontiguousarray(views)
+
+
+class DreamVecEnv(WorldsVecEnv):
+    """`num_worlds` dreams of `substrate` as one SB3 VecEnv of num_worlds * num_players slots."""
+
+    def __init__(self, substrate: str, num_worlds: int = 1, *, checkpoint: str | Path | None = None,
+                 num_players: int | None = None, device: str | torch.device = "auto",
+                 sampling_steps: int | None = None, temperature: float | None = None, max_cycles: int = 1000,
+                 channels_first: bool = False, render_mode: str | None = None, start: str = "bundled",
+                 simulator: SimulatorArg = None, seed: int | None = None, consistent_sprites: bool = True) -> None:
+        self._args = dict(substrate=substrate, num_worlds=num_worlds, checkpoint=checkpoint, num_players=num_players,
+                          device=device, sampling_steps=sampling_steps, temperature=temperature,
+                          max_cycles=max_cycles, channels_first=channels_first, render_mode=render_mode,
+                          start=start, simulator=simulator, seed=seed, consistent_sprites=consistent_sprites)
+        max_cycles = self._check_common(max_cycles, render_mode)
+        self.dream = DreamWorlds(substrate, checkpoint=checkpoint, num_players=num_players, num_worlds=num_worlds,
+                                 device=device, sampling_steps=sampling_steps, temperature=temperature,
+                                 start=start, simulator=simulator, consistent_sprites=consistent_sprites)
+        self._init_worlds(self.dream.game, self.dream.num_worlds, self.dream.num_players, max_cycles,
+                          channels_first, render_mode, seed)
+
+    def close(self) -> None:
+        self.dream = None  # drops the simulator (and its KV cache); the shared weights stay cached
+
+    def get_images(self) -> Sequence[np.ndarray]:
+        """The generated global frame of every world."""
+        if self.dream.last is None:
+            raise RuntimeError("call reset() before rendering")
+        return list(self.dream.last.frames.cpu().numpy())
+
+    # --- WorldsVecEnv hooks: one simulator call for every world ---
+    def _started(self) -> bool:
+        return self.dream.last is not None
+
+    def _start_worlds(self, seeds: list[int], worlds: np.ndarray | None, reseed: int | None) -> np.ndarray:
+        mask = None if worlds is None else torch.from_numpy(worlds)
+        return self.dream.reset(seeds, worlds=mask, reseed=reseed).cpu().numpy()
+
+    def _step_worlds(self, actions: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        views = self.dream.step(torch.from_numpy(actions))
+        rewards = self.dream.last.rewards.float().cpu().numpy()
+        return views.cpu().numpy(), rewards, np.zeros(self.num_worlds, bool)  # the dream has no end of its own
 
     def _infos(self) -> list[dict]:
         last = self.dream.last
