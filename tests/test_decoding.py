@@ -113,7 +113,7 @@ def test_joint_decoding_two_players_into_one_cell_one_wins():
     live = torch.ones(1, 2, dtype=torch.bool)
     seen = set()
     for seed in range(40):
-        new = decide_cells(player_outputs([1, 1]), cells, facing, live, live, live, 3, 3, False, gen(seed))
+        new = decide_cells(player_outputs([1, 1]), cells, facing, live, live, live, 3, 3, False, "calibrated", gen(seed))
         assert (new[0, 0] != new[0, 1]).any()
         seen.add(tuple(map(tuple, new[0].tolist())))
     assert seen == {((1, 1), (1, 2)), ((1, 0), (1, 1))}  # either may win, as in the engine
@@ -126,11 +126,28 @@ def test_joint_decoding_a_respawn_lands_on_a_free_cell():
     pointer = torch.zeros(1, 2, 9)
     pointer[0, 1, 0], pointer[0, 1, 4] = 9.0, 5.0  # cell 0 is held by player 0
     new = decide_cells(player_outputs([STAY, STAY], pointer), cells, facing, alive, alive_next,
-                       torch.ones(1, 2, dtype=torch.bool), 3, 3, False, gen())
+                       torch.ones(1, 2, dtype=torch.bool), 3, 3, False, "argmax", gen())
     assert new[0].tolist() == [[0, 0], [1, 1]]
     # A live player that jumps (teleports) takes the pointer's best cell no one holds, too.
     teleport = torch.zeros(1, 2, 9)
     teleport[0, 0, 8], teleport[0, 0, 5] = 9.0, 5.0  # cell 8 is held by player 1
     jumped = decide_cells(player_outputs([JUMP, STAY], teleport), cells, facing, alive_next, alive_next,
-                          torch.ones(1, 2, dtype=torch.bool), 3, 3, False, gen())
+                          torch.ones(1, 2, dtype=torch.bool), 3, 3, False, "argmax", gen())
     assert jumped[0].tolist() == [[1, 2], [2, 2]]
+
+
+def test_joint_decoding_a_player_zapped_this_step_still_blocks_and_respawns_are_drawn():
+    # B steps E into C's cell while C dies this step: C still holds it during the moves (the engine
+    # zaps after it moves players), so B stays. Then C's cell is free for a respawn.
+    cells, facing = torch.tensor([[[0, 0], [0, 1], [2, 2]]]), torch.tensor([[0, 1, 0]])
+    alive, alive_next = torch.tensor([[False, True, True]]), torch.tensor([[True, True, False]])
+    cells[0, 2] = torch.tensor([0, 2])
+    present = torch.ones(1, 3, dtype=torch.bool)
+    pointer = torch.zeros(1, 3, 9)  # a uniform pointer: the respawn is drawn among the free cells
+    spots = set()
+    for seed in range(60):
+        new = decide_cells(player_outputs([STAY, 1, STAY], pointer), cells, facing, alive, alive_next, present,
+                           3, 3, False, "calibrated", gen(seed))
+        assert new[0, 1].tolist() == [0, 1]  # blocked by the player zapped this step
+        spots.add(tuple(new[0, 0].tolist()))
+    assert (0, 1) not in spots and len(spots) >= 6  # never onto the live player; many free cells drawn

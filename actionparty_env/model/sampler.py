@@ -101,26 +101,31 @@ def decide_rewards(out: dict, support: torch.Tensor | None, valid: torch.Tensor 
 
 
 def decide_cells(out: dict, cells: torch.Tensor, facing: torch.Tensor, alive: torch.Tensor, alive_next: torch.Tensor,
-                 present: torch.Tensor, rows: int, cols: int, torus: bool,
+                 present: torch.Tensor, rows: int, cols: int, torus: bool, decoding: str,
                  generator: torch.Generator | None) -> torch.Tensor:
-    """Every player's next cell [B, N, 2] from its move intent (argmax of the move head: stay, one step
-    relative to its facing, or JUMP), resolved jointly as the engine does (`resolve_moves`: a random
-    order, blocked moves fail); a respawning or jumping player takes the pointer head's best cell that
-    no one holds, in the same order. Dead players keep their (meaningless) cell."""
+    """Every player's next cell [B, N, 2], in the engine's order of things (actionparty_env/grid.py):
+    moves first, jointly: each player alive now holds its cell, and those staying alive step as the
+    move head's argmax says (stay, one step relative to the facing, or JUMP), one after another in a
+    random order (`resolve_moves`: blocked moves fail); then respawns and teleports take a cell from the
+    pointer head among the cells no one holds (a draw for "calibrated", as the engine picks a free spawn
+    point at random; the best one for "argmax"), in the same order. Dead players keep their cell."""
     b, n = alive.shape
     worlds = torch.arange(b, device=cells.device)
     move = out["move_logits"].argmax(-1)
+    holds = present & alive
     jump = present & alive_next & (~alive | (move == JUMP))
-    walk = present & alive & alive_next & ~jump
+    walk = holds & alive_next & ~jump
     order = torch.rand(b, n, device=cells.device, generator=generator).argsort(-1)
-    new = resolve_moves(cells, moved_cells(cells, facing, move, rows, cols, torus), walk, order, rows, cols)
+    intent = torch.where(walk[..., None], moved_cells(cells, facing, move, rows, cols, torus), cells)
+    new = resolve_moves(cells, intent, holds, order, rows, cols)
     flat = new[..., 0] * cols + new[..., 1]
     held = torch.zeros(b, rows * cols + 1, dtype=torch.bool, device=cells.device)
     held[worlds[:, None].expand(b, n), torch.where(walk, flat, rows * cols)] = True
     pointer = out["cell_logits"].float()
     for k in range(n):
         i = order[:, k]
-        pick = pointer[worlds, i].masked_fill(held[:, :-1], float("-inf")).argmax(-1)
+        logits = pointer[worlds, i].masked_fill(held[:, :-1], float("-inf"))
+        pick = logits.argmax(-1) if decoding == "argmax" else gumbel_argmax(logits, generator)
         go = jump[worlds, i]
         flat[worlds, i] = torch.where(go, pick, flat[worlds, i])
         held[worlds, torch.where(go, pick, rows * cols)] = True
@@ -272,7 +277,7 @@ class DreamSimulator:
         alive = decide_alive(out["alive_logit"], self.alive, cfg.alive_flip_weight, self.decoding, self.generator)
         if cfg.move_head:
             cells = decide_cells(out, self.cells, self.facing, self.alive, alive, self.present, rows, cols,
-                                 self.torus, self.generator)
+                                 self.torus, self.decoding, self.generator)
         else:  # the first checkpoint's pointer over every cell
             cell_idx = out["cell_logits"].argmax(-1)
             cells = torch.where(alive[..., None], torch.stack([cell_idx // cols, cell_idx % cols], -1), self.cells)
