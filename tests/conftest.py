@@ -98,6 +98,30 @@ def package_version(name: str) -> str:
         return f"{name} absent"
 
 
+# ----------------------------------------------------------------------------- a tiny random model
+TINY_VOCAB = 12  # codes of tiny_model's codebook (V in the model tests)
+
+
+def tiny_model(seed: int = 0, **switches):
+    """A tiny random WorldModel of two games ("game_a", "game_b"), 8 action names and TINY_VOCAB patches;
+    `switches`: the ModelConfig options of the method (spatial_rope, subject_isolation, frame_occupancy)."""
+    import numpy as np
+    import torch
+
+    from actionparty_env.grid import CELL
+    from actionparty_env.model.network import ModelConfig, WorldModel
+
+    torch.manual_seed(seed)
+    cfg = ModelConfig(vocab_size=TINY_VOCAB, num_games=2, num_action_names=8, max_players=4, dim=32, depth=2, heads=2,
+                      window=2, pointer_dim=8, max_actions=8, **switches)
+    model = WorldModel(cfg, ["game_a", "game_b"], [f"A{i}" for i in range(8)])
+    rng = np.random.default_rng(seed)
+    patches = rng.permutation(TINY_VOCAB * 4)[:TINY_VOCAB, None, None, None] * np.ones((1, CELL, CELL, 3), np.int64)
+    model.patches.copy_(torch.from_numpy((patches % 256).astype(np.uint8)))
+    model.action_ids.copy_(torch.arange(8).repeat(2, 1))
+    return model.eval()
+
+
 # ------------------------------------------------------------------------------- the recorded dataset
 TINY_SUBSTRATES = "coins,collaborative_cooking__asymmetric"  # two map sizes, 2 players each, fast to record
 

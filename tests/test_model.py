@@ -6,23 +6,11 @@ import torch
 from actionparty_env.model.attention import ACTION, POSE, block_layout, visibility
 from actionparty_env.model.checkpoint import CheckpointError, load_world_model, save_checkpoint
 from actionparty_env.model.codebook import Codebook
-from actionparty_env.model.network import Blocks, ModelConfig, WorldModel
+from actionparty_env.model.network import Blocks
 from actionparty_env.model.sampler import DreamSimulator, unmask_schedule
+from tests.conftest import TINY_VOCAB, tiny_model
 
-R, C, N, T, V = 4, 5, 3, 3, 12
-
-
-def tiny_model(seed=0, **switches) -> WorldModel:
-    """`switches`: the ModelConfig options of the method (spatial_rope, subject_isolation, frame_occupancy)."""
-    torch.manual_seed(seed)
-    cfg = ModelConfig(vocab_size=V, num_games=2, num_action_names=8, max_players=4, dim=32, depth=2, heads=2,
-                      window=2, pointer_dim=8, max_actions=8, **switches)
-    model = WorldModel(cfg, ["game_a", "game_b"], [f"A{i}" for i in range(8)])
-    rng = np.random.default_rng(seed)
-    patches = rng.permutation(V * 4)[:V, None, None, None] * np.ones((1, 8, 8, 3), np.int64)
-    model.patches.copy_(torch.from_numpy((patches % 256).astype(np.uint8)))
-    model.action_ids.copy_(torch.arange(8).repeat(2, 1))
-    return model.eval()
+R, C, N, T, V = 4, 5, 3, 3, TINY_VOCAB  # tiny_model (tests/conftest.py): TINY_VOCAB codes
 
 
 def random_blocks(b=2, seed=0) -> Blocks:

@@ -8,9 +8,10 @@ from actionparty_env.model.checkpoint import load_world_model, save_checkpoint
 from actionparty_env.model.sampler import DreamSimulator
 from actionparty_env.model.sprites import SpriteTable, constrain_logits, load_sprite_tables, restrict_to_start_appearance
 from training.artefacts import appearance_groups, build_sprite_tables
-from tests.test_model import N, V, tiny_model
+from tests.conftest import TINY_VOCAB as V, tiny_model
 
 R, C = 2, 3  # a 2 x 3 map: cells 0..5
+N = 3  # players in the sampler test
 # Codes 0..2 are floors; 3 = player 0 facing north, 4 = player 1 facing north, 5 = player 0 facing east.
 IS_PLAYER = torch.tensor([False, False, False, True, True, True])
 OWNED = torch.zeros(2, 4, 6, dtype=torch.bool)
