@@ -182,15 +182,18 @@ class DreamVecEnv(WorldsVecEnv):
                  num_players: int | None = None, device: str | torch.device = "auto",
                  sampling_steps: int | None = None, temperature: float | None = None, max_cycles: int = 1000,
                  channels_first: bool = False, render_mode: str | None = None, start: str = "bundled",
-                 simulator: SimulatorArg = None, seed: int | None = None, consistent_sprites: bool = True) -> None:
+                 simulator: SimulatorArg = None, seed: int | None = None, consistent_sprites: bool = True,
+                 decoding: str | None = None) -> None:
         self._args = dict(substrate=substrate, num_worlds=num_worlds, checkpoint=checkpoint, num_players=num_players,
                           device=device, sampling_steps=sampling_steps, temperature=temperature,
                           max_cycles=max_cycles, channels_first=channels_first, render_mode=render_mode,
-                          start=start, simulator=simulator, seed=seed, consistent_sprites=consistent_sprites)
+                          start=start, simulator=simulator, seed=seed, consistent_sprites=consistent_sprites,
+                          decoding=decoding)
         max_cycles = self._check_common(max_cycles, render_mode)
         self.dream = DreamWorlds(substrate, checkpoint=checkpoint, num_players=num_players, num_worlds=num_worlds,
                                  device=device, sampling_steps=sampling_steps, temperature=temperature,
-                                 start=start, simulator=simulator, consistent_sprites=consistent_sprites)
+                                 start=start, simulator=simulator, consistent_sprites=consistent_sprites,
+                                 decoding=decoding)
         self._init_worlds(self.dream.game, self.dream.num_worlds, self.dream.num_players, max_cycles,
                           channels_first, render_mode, seed)
 
