@@ -94,6 +94,8 @@ case "$1" in
       --out $ROOT/results/closed_loop_${TAG:-h200} > $ROOT/evaluate.log 2>&1 &
     python3 -m benchmarks.dynamics --device $DEVICE --checkpoint $ROOT/ckpt_main --compare bundled_v1=$PWD/actionparty_env/checkpoints/default \
       --data $ROOT/data --split test --episodes 2 --steps ${DYN_STEPS:-100} --out-dir $ROOT/results --tag ${TAG:-h200} > $ROOT/dynamics.log 2>&1 &
+    python3 -m benchmarks.dynamics --device $DEVICE --checkpoint $ROOT/ckpt_main --decoding argmax --data $ROOT/data \
+      --split test --episodes 2 --steps ${DYN_STEPS:-100} --out-dir $ROOT/results --tag ${TAG:-h200}_argmax > $ROOT/dynamics_argmax.log 2>&1 &
     fidelity ${TAG:-h200} $ROOT/ckpt_main
     wait
     stamp done ;;
