@@ -1,12 +1,13 @@
 """`actionparty record`: record real Melting Pot episodes into an LMDB dataset (schema v1).
 
     actionparty record --out data/mp --substrates all --episodes-per-substrate 200 --steps 1000 \\
-        --workers 16 --seed 0 [--policy mix] [--split train]
+        --workers 16 --seed 0 [--policy mix|persistent_random|rl_mix] [--split train]
     python -m training.record ...            # the same, without the console script
 
 How it runs. Every episode is a task keyed by (substrate, episode number) whose seed is derived from
 (base seed, substrate, split, number) (training/splits.py). One worker process per core (spawned,
-so no Lua state is shared) runs the engine and a behaviour policy (training/policies.py) for up to
+so no Lua state is shared) runs the engine and a behaviour policy (training/policies.py; a closed-loop
+one such as `rl_mix` sees each step's real cells, facing, alive flags, frame and rewards) for up to
 `--steps` steps, compresses each frame with zlib (level 6) and sends the arrays back; the parent is
 the only LMDB writer and stores each finished episode in one transaction. Episodes that end early
 are kept with their real length.
@@ -47,7 +48,7 @@ from tqdm import tqdm
 
 # Workers import this module (spawn): keep torch (training.dataset) out of its top level, it costs
 # each worker seconds to import; the parent imports the store where it writes.
-from training.policies import POLICIES, make_policy
+from training.policies import POLICIES, State, make_policy
 from training.splits import MAX_ATTEMPTS, SPLITS, check_split, episode_key, episode_seed, key_index
 
 FRAME_ZLIB_LEVEL = 6
@@ -115,6 +116,7 @@ def run_episode(task: Task) -> dict:
     per-step arrays in their stored dtypes, the time spent building and stepping (not stored),
     and the engine's raw output if the task asks."""
     from actionparty_env.real import MeltingPotEngine  # the engine only in workers
+    from actionparty_env.games import get_game
 
     seed = task.seed
     t0 = time.perf_counter()
@@ -123,11 +125,14 @@ def run_episode(task: Task) -> dict:
     t1 = time.perf_counter()
     policy = make_policy(task.policy, task.action_set, len(task.roles), seed)
     height, width = obs.frame.shape[:2]
+    torus = bool(get_game(task.substrate).view.get("torus", False))
     frames, raw_frames = [zlib.compress(obs.frame.tobytes(), FRAME_ZLIB_LEVEL)], [obs.frame]
     cells, facing, alive = [obs.cells], [obs.facing], [obs.alive]
     actions, rewards = [], []
-    for _ in range(task.steps):
-        act = policy.act()
+    for step in range(task.steps):
+        # closed-loop policies (rl_mix) act on the real state before the step; open-loop ones ignore it
+        act = policy.act(step, State(obs.cells, obs.facing, obs.alive, height // 8, width // 8, torus,
+                                     obs.frame, obs.rewards))
         obs = engine.step(act)
         actions.append(act)
         rewards.append(obs.rewards)
