@@ -65,7 +65,11 @@ def main(argv: list[str] | None = None) -> int:
         name = " ".join(argv[:words])
         if len(argv) >= words and name in commands:
             module, function, _ = commands[name]
-            result = getattr(importlib.import_module(module), function)(argv[words:])
+            try:
+                result = getattr(importlib.import_module(module), function)(argv[words:])
+            except ValueError as e:  # bad input, a bad checkpoint (CheckpointError): one line, no traceback
+                print(f"actionparty: error: {' '.join(str(e).split())}", file=sys.stderr)
+                return 2
             return int(result or 0)
     if any(" ".join(argv[:w]) in COMMANDS for w in (2, 1)):
         print(f"actionparty: {argv[0]!r} is a development command: it needs a source checkout with the "
@@ -126,10 +130,7 @@ def real_main(argv: list[str]) -> int:
     args = p.parse_args(argv)
     if args.steps < 1:
         p.error("--steps must be >= 1")
-    try:
-        env = RealParallelEnv(args.game, num_players=args.num_players, max_cycles=args.steps)
-    except ValueError as e:
-        p.error(str(e))
+    env = RealParallelEnv(args.game, num_players=args.num_players, max_cycles=args.steps)  # ValueError: main's one line
     return _random_rollout(env, args)
 
 
@@ -147,12 +148,10 @@ def play_main(argv: list[str]) -> int:
     args = p.parse_args(argv)
     if args.steps < 1:
         p.error("--steps must be >= 1")
-    try:
-        env = parallel_env(args.game, checkpoint=args.checkpoint, num_players=args.num_players, device=args.device,
-                           sampling_steps=args.sampling_steps, temperature=args.temperature, max_cycles=args.steps,
-                           start=args.start)
-    except ValueError as e:
-        p.error(str(e))
+    # A ValueError (a bad argument, device or checkpoint: everything is checked here) is main's one line.
+    env = parallel_env(args.game, checkpoint=args.checkpoint, num_players=args.num_players, device=args.device,
+                       sampling_steps=args.sampling_steps, temperature=args.temperature, max_cycles=args.steps,
+                       start=args.start)
     print(f"dream of {args.game} on {env.dream.device} from {env.dream.folder}")
     return _random_rollout(env, args)
 

@@ -11,6 +11,7 @@ simulator (loaded lazily), start states and the view crop.
 from __future__ import annotations
 
 import functools
+import warnings
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Union
@@ -20,7 +21,7 @@ import torch
 
 from actionparty_env.games import GameSpec, get_game
 from actionparty_env.players import MAX_SEED, PlayersEnv
-from actionparty_env.simulator import DECODINGS, Simulator, StartState, StartStates, StepResult
+from actionparty_env.simulator import DECODINGS, START_STATES_FILE, Simulator, StartState, StartStates, StepResult
 from actionparty_env.views import VIEW_TABLES_FILE, ViewTable, egocentric_views
 
 # A simulator, or a factory (num_players, num_worlds, device) -> simulator, e.g.
@@ -34,13 +35,49 @@ def default_checkpoint() -> Path:
     return DEFAULT_CHECKPOINT
 
 
+def available_devices() -> list[str]:
+    """The devices this torch can run on here: 'cpu', then 'cuda:0'.. and 'mps' where present."""
+    out = ["cpu"]
+    if torch.cuda.is_available():
+        out += [f"cuda:{i}" for i in range(torch.cuda.device_count())]
+    mps = getattr(torch.backends, "mps", None)
+    if mps is not None and mps.is_available():
+        out.append("mps")
+    return out
+
+
+def _torch_build() -> str:
+    if torch.version.cuda is None:
+        return f"torch {torch.__version__} is a build without CUDA"
+    return f"torch {torch.__version__} is built for CUDA {torch.version.cuda} but sees no GPU"
+
+
 def resolve_device(device: str | torch.device) -> torch.device:
-    if device == "auto":
+    """`device` as a torch.device this process can use ('auto': CUDA if present, else the CPU), or a
+    ValueError naming what torch has: an unknown name, CUDA without a GPU, a GPU index out of range."""
+    if isinstance(device, str) and device == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if not isinstance(device, (str, torch.device)):
+        raise ValueError(f"device must be 'auto', 'cpu', 'cuda', 'cuda:N' or a torch.device, got {device!r}")
     try:
-        return torch.device(device)
-    except (RuntimeError, TypeError) as e:
-        raise ValueError(f"device must be 'auto', 'cpu', 'cuda' or a torch.device, got {device!r}") from e
+        dev = torch.device(device)
+    except (RuntimeError, TypeError, ValueError) as e:
+        raise ValueError(f"device must be 'auto', 'cpu', 'cuda', 'cuda:N' or a torch.device, got {device!r}; "
+                         f"this torch has: {', '.join(available_devices())}") from e
+    have = available_devices()
+    if dev.type == "cuda":
+        if not torch.cuda.is_available():
+            raise ValueError(f"device {device!r}: {_torch_build()}; this torch has: {', '.join(have)} "
+                             f"(pass device='cpu' or 'auto')")
+        if dev.index is not None and dev.index >= torch.cuda.device_count():
+            raise ValueError(f"device {device!r}: there are {torch.cuda.device_count()} GPUs; this torch has: "
+                             f"{', '.join(have)}")
+    elif dev.type == "mps":
+        if "mps" not in have:
+            raise ValueError(f"device {device!r}: MPS is not available; this torch has: {', '.join(have)}")
+    elif dev.type != "cpu":
+        raise ValueError(f"device {device!r}: the dream runs on cpu, cuda or mps; this torch has: {', '.join(have)}")
+    return dev
 
 
 @functools.lru_cache(maxsize=4)
@@ -92,20 +129,52 @@ class DreamWorlds:
         self._sim_kwargs = {k: v for k, v in (("sampling_steps", sampling_steps), ("temperature", temperature),
                                               ("decoding", decoding)) if v is not None}
         self._sim_kwargs["consistent_sprites"] = bool(consistent_sprites)
+        # Everything the first reset needs is checked here, so a bad checkpoint fails in the constructor.
+        self.sprite_constraint = False  # whether frames are drawn with the sprite constraint (below)
         if simulator is None:
-            from actionparty_env.model.checkpoint import read_config
+            from actionparty_env.model.checkpoint import check_checkpoint
 
-            known = read_config(self.folder)["games"]  # CheckpointError (a ValueError) names the file
+            # config.json, the SHA-256 of every file it lists, every shard's tensor names and shapes:
+            # a CheckpointError (a ValueError) names the file at fault.
+            known = check_checkpoint(self.folder)["games"]
             if substrate not in known:
                 raise ValueError(f"the checkpoint {self.folder} does not know the substrate {substrate!r}; "
                                  f"it knows: {', '.join(known)}")
+            if consistent_sprites:
+                self.sprite_constraint = self._check_sprites()
         self.starts = StartStates.load(self.folder) if start == "bundled" else None
-        if self.starts is not None and substrate not in self.starts.states:
-            raise ValueError(f"{self.folder / 'start_states.npz'} has no start states for {substrate!r}; "
-                             f"it has: {', '.join(self.starts.substrates())}")
+        if self.starts is not None:
+            if substrate not in self.starts.states:
+                raise ValueError(f"{self.folder / START_STATES_FILE} has no start states for {substrate!r}; "
+                                 f"it has: {', '.join(self.starts.substrates())}")
+            most = max(s.num_players for s in self.starts.states[substrate])
+            if most < self.num_players:
+                raise ValueError(f"{self.folder / START_STATES_FILE}: the start states of {substrate} have at "
+                                 f"most {most} players; num_players={self.num_players} needs start='real'")
         self.view_table = self._load_view_table()
         self._sim: Simulator | None = None
         self.last: StepResult | None = None
+
+    def _check_sprites(self) -> bool:
+        """Whether the checkpoint has a sprite table for this substrate; if not, a CheckpointWarning
+        says plainly that the frames are drawn without the sprite constraint, and why."""
+        from actionparty_env.model.checkpoint import CheckpointWarning
+        from actionparty_env.model.sprites import SPRITES_FILE
+
+        path = self.folder / SPRITES_FILE
+        if path.is_file():
+            with np.load(path, allow_pickle=False) as npz:
+                if f"{self.substrate}/codes" in npz.files:
+                    return True
+            why = f"{path} has no sprite table for {self.substrate}"
+        else:
+            why = f"{path} is missing"
+        warnings.warn(f"{why}, so the sprite constraint is off: the dream's frames are drawn freely (players may "
+                      f"be drawn where none stands, twice or not at all; the README's action-following scores "
+                      f"need it). Build it with `python -m training.artefacts sprites --checkpoint {self.folder} "
+                      f"--data LMDB`, or pass consistent_sprites=False to draw freely on purpose.",
+                      CheckpointWarning, stacklevel=4)
+        return False
 
     def _load_view_table(self) -> ViewTable | None:
         path = self.folder / VIEW_TABLES_FILE

@@ -17,6 +17,9 @@ from typing import Protocol, runtime_checkable
 import numpy as np
 import torch
 
+from actionparty_env.digests import record_digests
+from actionparty_env.grid import CELL
+
 START_STATES_FILE = "start_states.npz"
 DECODINGS = ("calibrated", "argmax")  # how a dream decodes what the game leaves to chance (model/sampler.py)
 
@@ -108,6 +111,23 @@ class StartState:
     def num_players(self) -> int:
         return len(self.cells)
 
+    def problem(self) -> str | None:
+        """What is wrong with this state's arrays (shapes, ranges), or None."""
+        f, n = self.frame, len(self.cells)
+        if f.ndim != 3 or f.shape[2] != 3 or f.shape[0] % CELL or f.shape[1] % CELL or not f.size:
+            return f"frame has shape {f.shape}, not (rows*{CELL}, cols*{CELL}, 3)"
+        if self.cells.shape != (n, 2) or self.facing.shape != (n,) or self.alive.shape != (n,) or n == 0:
+            return (f"cells {self.cells.shape}, facing {self.facing.shape} and alive {self.alive.shape} "
+                    f"are not [N, 2], [N], [N] with N >= 1")
+        rows, cols = f.shape[0] // CELL, f.shape[1] // CELL
+        live = self.alive
+        if live.any() and ((self.cells[live] < 0).any() or (self.cells[live, 0] >= rows).any()
+                           or (self.cells[live, 1] >= cols).any()):
+            return f"a live player's cell is outside the {rows}x{cols} map"
+        if ((self.facing < 0) | (self.facing > 3)).any():
+            return "facing must be 0..3"
+        return None
+
     def first(self, n: int) -> "StartState":
         return StartState(self.frame, self.cells[:n], self.facing[:n], self.alive[:n])
 
@@ -141,6 +161,10 @@ class StartStates:
                                   for _, d in sorted(by_j.items())]
             except KeyError as e:
                 raise ValueError(f"{path}: {substrate} lacks the field {e}") from e
+            for j, state in enumerate(out[substrate]):
+                problem = state.problem()
+                if problem:
+                    raise ValueError(f"{path}: {substrate}/{j}: {problem}")
         return cls(out)
 
     def save(self, folder: str | Path) -> Path:
@@ -153,6 +177,7 @@ class StartStates:
                                f"{substrate}/{j}/facing": s.facing.astype(np.int8),
                                f"{substrate}/{j}/alive": s.alive.astype(bool)})
         np.savez_compressed(path, **arrays)
+        record_digests(folder, [START_STATES_FILE])  # where the folder's config.json keeps digests
         return path
 
     def substrates(self) -> list[str]:

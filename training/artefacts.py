@@ -25,6 +25,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from actionparty_env.digests import record_digests
 from actionparty_env.model.sprites import SpriteTable, save_sprite_tables
 from actionparty_env.simulator import StartState, StartStates
 from actionparty_env.views import VIEW_TABLES_FILE, ViewTable, egocentric_views, view_keys, view_tiles
@@ -147,6 +148,7 @@ def write_view_tables(folder: str | Path, substrates: Sequence[str] | None = Non
         arrays.update(record_view_table(substrate, steps, seed).save(None, prefix=f"{substrate}/"))
     path = Path(folder) / VIEW_TABLES_FILE
     np.savez_compressed(path, **arrays)
+    record_digests(folder, [VIEW_TABLES_FILE])  # where the folder's config.json keeps digests
     return path
 
 

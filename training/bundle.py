@@ -1,13 +1,16 @@
 """Make a training run's EMA weights the bundled checkpoint: bf16 safetensors shards (<= 15 MiB each),
-config.json with the training summary and metrics, and the artefacts training/artefacts.py builds:
-sprites.npz (the sprite table of the training episodes), start_states.npz (real states of the
-validation episodes) and, with `--view-tables`, view_tables.npz.
+config.json with the training summary, metrics and the SHA-256 of every file, and the artefacts
+training/artefacts.py builds: sprites.npz (the sprite table of the training episodes), start_states.npz
+(real states of the validation episodes) and, with `--view-tables`, view_tables.npz.
 
     python -m training.bundle --run runs/x --data data/mp --out actionparty_env/checkpoints/default
+    python -m training.bundle --refresh-digests actionparty_env/checkpoints/default
 
 `--view-tables` adds the per-substrate view tables that make the dream's egocentric views match
 Melting Pot's pixel for pixel (actionparty_env/views.py). Start states are the first frame (a real
 reset) and frame 50 of every validation episode; the benchmarks' test episodes are never bundled.
+`--refresh-digests DIR` only recomputes DIR/config.json's digest table from DIR's files as they are
+(a checkpoint written before digests, or artefacts rebuilt by hand); the weights are not touched.
 """
 from __future__ import annotations
 
@@ -17,30 +20,41 @@ from pathlib import Path
 
 import torch
 
-from actionparty_env.model.checkpoint import load_world_model, read_config, save_checkpoint
+from actionparty_env.model.checkpoint import load_world_model, read_config, refresh_digests, save_checkpoint
 from training.artefacts import build_sprite_tables, start_states, write_view_tables
 
 
 def main(argv=None) -> None:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--run", required=True, help="a training run folder (holds export/ and metrics.jsonl)")
-    p.add_argument("--data", required=True)
-    p.add_argument("--out", required=True)
+    p = argparse.ArgumentParser(prog="python -m training.bundle", description=__doc__.split("\n\n")[0])
+    p.add_argument("--run", help="a training run folder (holds export/ and metrics.jsonl)")
+    p.add_argument("--data", help="the LMDB dataset of the run (sprite tables from train, start states from val)")
+    p.add_argument("--out", help="the checkpoint folder to write")
     p.add_argument("--metrics", help="a JSON of measured metrics to store in config.json")
     p.add_argument("--view-tables", action="store_true",
                    help="also record view_tables.npz from the real game (needs Melting Pot; ~7 min on one core)")
+    p.add_argument("--refresh-digests", metavar="DIR",
+                   help="only recompute DIR/config.json's SHA-256 table from DIR's files (weights untouched)")
     args = p.parse_args(argv)
+    if args.refresh_digests:
+        table = refresh_digests(args.refresh_digests)
+        print("\n".join(f"{digest}  {name}" for name, digest in table.items()))
+        return
+    missing = [f"--{k}" for k in ("run", "data", "out") if getattr(args, k) is None]
+    if missing:
+        p.error(f"the arguments {', '.join(missing)} are required (or --refresh-digests DIR)")
     export = Path(args.run) / "export"
     model = load_world_model(export)
-    extra = {k: v for k, v in read_config(export).items() if k not in ("format", "model", "games", "action_vocab", "shards")}
+    extra = {k: v for k, v in read_config(export).items()
+             if k not in ("format", "model", "games", "action_vocab", "shards", "sha256")}
     if args.metrics:
         extra["metrics"] = json.loads(Path(args.metrics).read_text())
     out = Path(args.out)
     model.sprite_tables = build_sprite_tables(model, args.data, split="train", every=2)
     save_checkpoint(model, out, extra=extra, float_dtype=torch.bfloat16)
-    start_states(args.data).save(out)
+    start_states(args.data).save(out)  # each artefact writer records its digest in config.json
     if args.view_tables:
         write_view_tables(out)
+    refresh_digests(out)  # and once more over everything, whatever wrote it
     sizes = {f.name: f.stat().st_size for f in out.iterdir()}
     print(json.dumps(sizes, indent=1), f"\ntotal {sum(sizes.values()) / 2**20:.1f} MiB")
 

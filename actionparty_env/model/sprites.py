@@ -24,6 +24,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from actionparty_env.digests import record_digests
+
 SPRITES_FILE = "sprites.npz"  # in a checkpoint folder: "{game}/codes" [K], "/owners" [K, P, 4], "/groups" [K]
 
 
@@ -87,6 +89,7 @@ def save_sprite_tables(folder: str | Path, tables: dict[str, SpriteTable]) -> Pa
         arrays[f"{game}/codes"], arrays[f"{game}/owners"] = table.codes, table.owners
         arrays[f"{game}/groups"] = table.groups
     np.savez_compressed(path, **arrays)
+    record_digests(folder, [SPRITES_FILE])  # where the folder's config.json keeps digests
     return path
 
 
