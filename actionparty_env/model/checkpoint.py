@@ -47,12 +47,14 @@ class CheckpointWarning(UserWarning):
 def save_checkpoint(model: WorldModel, folder: str | Path, extra: dict | None = None,
                     float_dtype: torch.dtype | None = None) -> Path:
     """Write config.json and weight shards. `float_dtype` (e.g. torch.bfloat16, to halve a bundled
-    checkpoint) casts floating-point tensors; loading casts them back to the model's dtype."""
+    checkpoint) casts the floating-point parameters; loading casts them back to the model's dtype.
+    Buffers are tables (the reward support: payoffs the dream pays out) and stay exact."""
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
     if float_dtype is not None:
-        state = {k: v.to(float_dtype) if v.is_floating_point() else v for k, v in state.items()}
+        params = dict(model.named_parameters())
+        state = {k: v.to(float_dtype) if k in params and v.is_floating_point() else v for k, v in state.items()}
     shards: list[dict[str, torch.Tensor]] = [{}]
     size = 0
     for key, tensor in state.items():
