@@ -89,6 +89,7 @@ case "$1" in
     record
     stamp train; train main max_minutes=$MINUTES
     cp actionparty_env/checkpoints/default/view_tables.npz $ROOT/ckpt_main/  # a fact of the games, not of the model
+    python3 -m training.bundle --refresh-digests $ROOT/ckpt_main >> $ROOT/bundle_main.log 2>&1
     stamp "evaluate, dynamics, fidelity"
     python3 -m benchmarks.closed_loop --device $DEVICE --checkpoint $ROOT/ckpt_main --data $ROOT/data --split test \
       --out $ROOT/results/closed_loop_${TAG:-h200} > $ROOT/evaluate.log 2>&1 &
