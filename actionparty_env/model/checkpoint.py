@@ -147,7 +147,7 @@ def _build_model(folder: Path, config: dict) -> WorldModel:
     try:
         with torch.device("cpu"), torch.no_grad():
             return WorldModel(ModelConfig(**config["model"]), config["games"], config["action_vocab"])
-    except (TypeError, KeyError, ValueError) as e:
+    except (TypeError, KeyError, ValueError, AssertionError, RuntimeError) as e:
         raise CheckpointError(f"{folder / CONFIG_FILE}: bad model description ({e})") from e
 
 
