@@ -38,7 +38,8 @@ def test_bundle_is_complete_and_within_its_size_limits(model, starts):
 
 
 # The fast tier dreams coins; the other 48 substrates (4 to 10 s each on 2 CPU cores) are `slow`.
-@pytest.mark.parametrize("substrate", [s if s == "coins" else pytest.param(s, marks=pytest.mark.slow) for s in SUBSTRATES])
+@pytest.mark.parametrize("substrate", [s if s == "coins" else pytest.param(s, marks=pytest.mark.slow)
+                                       for s in SUBSTRATES])
 def test_one_dream_step_from_a_start_state(model, starts, substrate):
     start = starts.states[substrate][0]
     n = start.num_players

@@ -110,9 +110,9 @@ def _measure_all() -> dict[str, dict]:
 
 # What `_measure` reads: this file, the crop and the table's fitting, the engine, the catalog, Melting Pot.
 MEASURED_DEPENDS_ON = ("tests/test_views.py", "actionparty_env/views.py", "actionparty_env/grid.py",
-                       "training/artefacts.py", "actionparty_env/real.py", "actionparty_env/meltingpot_import.py",
-                       "actionparty_env/data/games.json", package_version("dm-meltingpot"), package_version("dmlab2d"),
-                       package_version("numpy"), package_version("torch"))
+                       "training/artefacts.py", "actionparty_env/real.py", "actionparty_env/players.py",
+                       "actionparty_env/meltingpot_import.py", "actionparty_env/games.py",
+                       "actionparty_env/data/games.json", *map(package_version, ("dm-meltingpot", "dmlab2d", "numpy", "torch")))
 
 
 @pytest.fixture(scope="session")
