@@ -42,6 +42,10 @@ from training.record import RecordConfig, record
 RESULTS = Path(__file__).resolve().parent / "results"
 SUBSTRATES = ("coins", "clean_up", "commons_harvest__open", "predator_prey__open", "territory__rooms",
               "prisoners_dilemma_in_the_matrix__arena")
+NOTE = ("Melting Pot does not replay bit for bit (spawn order changes per build, MELTINGPOT.md), so a "
+        "rerun of the same command gives somewhat different numbers, the same policy included; with 2 "
+        "episodes per substrate, per-substrate rates of rare events (deaths, reward events in the "
+        "matrix games) are noisy: compare the means, or record more episodes (--episodes).")
 COLUMNS = ("reward_events_per_100", "deaths_per_100", "near1", "near2", "blocked", "blocked_by_player",
            "use", "entropy")
 
@@ -159,7 +163,7 @@ def to_markdown(out: dict) -> str:
                          f"| {r['near1']:.3f} | {r['near2']:.3f} | {r['blocked']:.3f} "
                          f"| {r['blocked_by_player']:.3f} | {r['use']:.3f} "
                          f"| {r['entropy']:.3f} |")
-    lines += ["", "Behaviours drawn per episode (player order):", ""]
+    lines += ["", "Behaviours drawn (players, summed over the episodes):", ""]
     for policy, subs in out["behaviours"].items():
         for sub, eps in subs.items():
             if any(eps):
@@ -169,7 +173,8 @@ def to_markdown(out: dict) -> str:
                         counts[b] = counts.get(b, 0) + 1
                 lines.append(f"- {policy}, {sub}: " + ", ".join(f"{k} {v}" for k, v in sorted(counts.items())))
     lines += ["", "Recording time: " + ", ".join(f"{p} {s:.0f} s" for p, s in out["record_seconds"].items())
-              + " (engine builds, steps, zlib and LMDB on one worker).", ""]
+              + " (engine builds, steps, zlib and LMDB on one worker, on a shared machine).", "",
+              NOTE, ""]
     return "\n".join(lines)
 
 
@@ -187,7 +192,8 @@ def main(argv: list[str] | None = None) -> int:
     prov = machine()
     out = run(policies, substrates, args.episodes, args.steps, args.data)
     out.update({"suffix": args.out_suffix, "machine": prov, "commit": git_commit(),
-                "command": "python -m benchmarks.behaviour " + " ".join(argv if argv is not None else sys.argv[1:]),
+                "command": " ".join(["python -m benchmarks.behaviour",
+                                     *(argv if argv is not None else sys.argv[1:])]),
                 "substrates": list(substrates), "episodes": args.episodes, "steps": args.steps})
     md = to_markdown(out)
     print(md)
