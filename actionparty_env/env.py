@@ -280,7 +280,7 @@ class DreamParallelEnv(PlayersEnv):
         frames on one device. `seed` also seeds later unseeded resets."""
         seed = self._episode_seed(seed, upper=MAX_SEED)
         views = self.dream.reset([seed], reseed=seed)
-        self._begin_episode()
+        self._begin_episode(self.dream.last.frames.shape[1:])
         return self._observations(views), self._infos()
 
     def step(self, actions: dict[str, Any]) -> tuple[dict, dict, dict, dict, dict]:

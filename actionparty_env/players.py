@@ -16,6 +16,7 @@ from gymnasium import spaces
 from pettingzoo import ParallelEnv
 
 from actionparty_env.games import GameSpec
+from actionparty_env.grid import CELL
 
 MAX_SEED = 2**31 - 1
 
@@ -56,6 +57,8 @@ class PlayersEnv(ParallelEnv):
         px = game.view_px
         self._observation_spaces = {a: spaces.Box(0, 255, (px, px, 3), np.uint8) for a in self.possible_agents}
         self._action_spaces = {a: spaces.Discrete(game.num_actions) for a in self.possible_agents}
+        # The global frame's space: the catalog's map until the first reset, then each build's frame.
+        self._state_space = spaces.Box(0, 255, (game.map_rows * CELL, game.map_cols * CELL, 3), np.uint8)
         self._seeds = np.random.default_rng()
         self._window = None
         if render_mode == "human":
@@ -70,6 +73,15 @@ class PlayersEnv(ParallelEnv):
     def action_space(self, agent: str) -> spaces.Discrete:
         self._check_agent(agent)
         return self._action_spaces[agent]
+
+    @property
+    def state_space(self) -> spaces.Box:
+        """`Box(0, 255, (rows*8, cols*8, 3), uint8)`: the space of `state()`, the global frame of the
+        current build. One object for the env's life: where a build's map differs in size (a substrate
+        whose settings draw the map per build) `reset` resizes it in place, so a wrapper that keeps it
+        (PettingZoo's `parallel_to_aec`) stays right. Before the first reset it is the catalog's map.
+        (Coins draws its map size per build but pads every frame to its largest, 17x17 cells.)"""
+        return self._state_space
 
     def render(self) -> np.ndarray | None:
         if self.render_mode is None:
@@ -101,8 +113,15 @@ class PlayersEnv(ParallelEnv):
         self._seeds = np.random.default_rng(int(seed))
         return int(seed)
 
-    def _begin_episode(self) -> None:
-        """Every agent is live again; called once the world is reset (render() reads it)."""
+    def _begin_episode(self, frame_shape: Sequence[int]) -> None:
+        """Every agent is live again and `state_space` is this build's frame shape; called once the
+        world is reset (render() reads it)."""
+        frame_shape = tuple(int(d) for d in frame_shape)
+        space = self._state_space
+        if space.shape != frame_shape:  # the same object, resized (see state_space)
+            rng = space._np_random
+            spaces.Box.__init__(space, 0, 255, frame_shape, np.uint8)
+            space._np_random = rng
         self.agents = list(self.possible_agents)
         self.num_cycles = 0
         if self.render_mode == "human":

@@ -172,6 +172,10 @@ class MeltingPotEngine:
         """The current global frame (WORLD.RGB), uint8 [H, W, 3]."""
         return np.array(self._raw.observation("WORLD.RGB"), np.uint8)
 
+    def frame_shape(self) -> tuple[int, int, int]:
+        """The global frame's shape in this build, without rendering it."""
+        return tuple(int(d) for d in self._raw.observation_spec("WORLD.RGB")["shape"])
+
     def close(self) -> None:
         self._raw = None  # dmlab2d's Lab2d has no close(); dropping it frees the Lua world
 
@@ -262,7 +266,7 @@ class RealParallelEnv(PlayersEnv):
             step = self._engine.build(self.substrate, self.roles, seed)
             self._built = True
         self._last = step
-        self._begin_episode()
+        self._begin_episode(self._engine.frame_shape())
         return self._observations(step), self._infos(step)
 
     def step(self, actions: dict[str, Any]) -> tuple[dict, dict, dict, dict, dict]:
