@@ -134,11 +134,15 @@ def _record_tiny_dataset(path: Path) -> None:
                        cwd=ROOT, env=subprocess_env(), check=True, capture_output=True)
 
 
+def tiny_dataset_path(tmp_path_factory) -> Path:
+    """2 substrates x 3 episodes x 30 steps for training, 1 episode each for val and test, recorded from
+    the real Melting Pot once per session (the `tiny_dataset` fixture)."""
+    return once_per_session(tmp_path_factory, "tiny_training_data", _record_tiny_dataset)
+
+
 @pytest.fixture(scope="session")
 def tiny_dataset(tmp_path_factory) -> Path:
-    """2 substrates x 3 episodes x 30 steps for training, 1 episode each for val and test, recorded from
-    the real Melting Pot once per session."""
-    return once_per_session(tmp_path_factory, "tiny_training_data", _record_tiny_dataset)
+    return tiny_dataset_path(tmp_path_factory)
 
 
 # ------------------------------------------------------------------------- a tiny dream checkpoint
