@@ -18,6 +18,7 @@ import importlib.util
 import json
 import sys
 import time
+from pathlib import Path
 
 # name -> (module, function, one-line help)
 COMMANDS: dict[str, tuple[str, str, str]] = {
@@ -49,10 +50,10 @@ def available_commands() -> dict[str, tuple[str, str, str]]:
     return {name: entry for name, entry in COMMANDS.items() if _package_present(entry[0])}
 
 
-def _usage(commands: dict[str, tuple[str, str, str]]) -> str:
+def _usage(commands: dict[str, tuple[str, str, str]], prog: str = "actionparty") -> str:
     width = max(len(n) for n in commands)
     lines = [f"  {n:<{width}}  {h}" for n, (_, _, h) in sorted(commands.items())]
-    return "usage: actionparty COMMAND [ARGS]   (actionparty COMMAND --help for its options)\n\ncommands:\n" + "\n".join(lines)
+    return f"usage: {prog} COMMAND [ARGS]   ({prog} COMMAND --help for its options)\n\ncommands:\n" + "\n".join(lines)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -65,12 +66,23 @@ def main(argv: list[str] | None = None) -> int:
         name = " ".join(argv[:words])
         if len(argv) >= words and name in commands:
             module, function, _ = commands[name]
+            prog, sys.argv[0] = sys.argv[0], f"actionparty {name}"  # argparse's default prog: its usage line
             try:
                 result = getattr(importlib.import_module(module), function)(argv[words:])
             except ValueError as e:  # bad input, a bad checkpoint (CheckpointError): one line, no traceback
                 print(f"actionparty: error: {' '.join(str(e).split())}", file=sys.stderr)
                 return 2
+            finally:
+                sys.argv[0] = prog
             return int(result or 0)
+    group = {n.split(" ", 1)[1]: e for n, e in commands.items() if n.startswith(f"{argv[0]} ")}  # "dataset"
+    if group:
+        usage = _usage(group, prog=f"actionparty {argv[0]}")
+        if len(argv) == 1 or argv[1] in ("-h", "--help"):
+            print(usage)
+            return 0
+        print(f"actionparty: unknown command {' '.join(argv[:2])!r}\n\n{usage}", file=sys.stderr)
+        return 2
     if any(" ".join(argv[:w]) in COMMANDS for w in (2, 1)):
         print(f"actionparty: {argv[0]!r} is a development command: it needs a source checkout with the "
               f"training and benchmarks packages\n\n{_usage(commands)}", file=sys.stderr)
@@ -111,15 +123,38 @@ def catalog_main(argv: list[str]) -> int:
     return 0
 
 
+def output_file(path: str, suffixes: tuple[str, ...] = (".gif",)) -> Path:
+    """An output path checked before any work (argparse `type=`): the right suffix, a folder that can be
+    made and written to. A problem is an argparse.ArgumentTypeError, so the usage error names the option."""
+    import tempfile
+
+    out = Path(path).expanduser()
+    if suffixes and out.suffix.lower() not in suffixes:
+        raise argparse.ArgumentTypeError(f"{path}: the file name must end in {' or '.join(suffixes)}")
+    if out.is_dir():
+        raise argparse.ArgumentTypeError(f"{path}: is a folder; give a file name")
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=out.parent):  # can a file be written there (not just permissions)?
+            pass
+    except OSError as e:
+        raise argparse.ArgumentTypeError(f"{path}: cannot write to {out.parent} ({e.strerror or e})") from None
+    return out
+
+
 def _rollout_parser(prog: str, description: str) -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog=prog, description=description)
+    p = argparse.ArgumentParser(prog=prog, description=description,
+                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     p.add_argument("game", help="substrate name, e.g. coins (see `actionparty catalog`)")
-    p.add_argument("--steps", type=int, default=100)
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--num-players", type=int, default=None)
-    p.add_argument("--gif", default=None, help="write the global frame (and the players' views) as a GIF here")
+    p.add_argument("--steps", type=int, default=100, help="steps to run (the episode is truncated there)")
+    p.add_argument("--seed", type=int, default=0, help="the reset seed, also seeds the random actions")
+    p.add_argument("--num-players", type=int, default=None,
+                   help="players (default: the substrate's; `actionparty catalog GAME` lists the counts it takes)")
+    p.add_argument("--gif", default=None, type=output_file,
+                   help="write the global frame (and the players' views) as a GIF here (checked before the run)")
     p.add_argument("--views", action="store_true", help="put the players' views beside the frame in the GIF")
     p.add_argument("--scale", type=int, default=2, help="GIF upscale factor")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
     return p
 
 
@@ -141,8 +176,10 @@ def play_main(argv: list[str]) -> int:
                         "real start state) with uniformly random actions.")
     p.add_argument("--checkpoint", default=None, help="checkpoint folder (default: the bundled one)")
     p.add_argument("--device", default="auto", help="cpu, cuda or auto")
-    p.add_argument("--sampling-steps", type=int, default=None)
-    p.add_argument("--temperature", type=float, default=None)
+    p.add_argument("--sampling-steps", type=int, default=None,
+                   help="unmasking passes per frame (default: the sampler's, 1)")
+    p.add_argument("--temperature", type=float, default=None,
+                   help="0 draws the most likely frame; > 0 samples (default: the sampler's, 0)")
     p.add_argument("--start", choices=("bundled", "real"), default="bundled",
                    help="start from the checkpoint's start states or a fresh real reset (needs Melting Pot)")
     args = p.parse_args(argv)
@@ -169,16 +206,21 @@ def _random_rollout(env, args) -> int:
         frame = env.state()
         return beside(frame, tile(list(obs.values()))) if args.views else frame
 
+    from tqdm import tqdm
+
     start = time.perf_counter()
     obs, infos = env.reset(seed=args.seed)
     frames = [picture()] if args.gif else []
     totals = dict.fromkeys(env.possible_agents, 0.0)
     dead_steps = dict.fromkeys(env.possible_agents, 0)
     steps, ended = 0, "max steps"
+    bar = tqdm(total=env.max_cycles, desc=f"{args.game} ({env.metadata['name']})", unit="step", file=sys.stderr,
+               disable=getattr(args, "no_progress", False), leave=False, dynamic_ncols=True)
     while env.agents:
         actions = {a: int(rng.integers(env.action_space(a).n)) for a in env.agents}
         obs, rewards, terms, truncs, infos = env.step(actions)
         steps += 1
+        bar.update()
         for a in rewards:
             totals[a] += rewards[a]
             dead_steps[a] += not infos[a]["alive"]
@@ -186,6 +228,7 @@ def _random_rollout(env, args) -> int:
             frames.append(picture())
         if any(terms.values()):
             ended = "Melting Pot ended the episode"
+    bar.close()
     elapsed = time.perf_counter() - start
     print(f"{args.game}: {steps} steps with {len(env.possible_agents)} players, random actions, seed {args.seed} "
           f"({ended}); {elapsed:.2f} s including reset and {'GIF frames' if args.gif else 'no frames'}")

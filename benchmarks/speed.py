@@ -2,7 +2,7 @@
 B worlds batched in one sampler call, peak memory and FLOPs per step, beside the real Melting Pot
 on the same machine.
 
-    python -m benchmarks.speed --device cuda --checkpoint actionparty_env/checkpoints/default
+    python -m benchmarks.speed --device cuda      # the bundled checkpoint (or --checkpoint DIR)
     python -m benchmarks.speed --device cpu --random-init training/configs/h100.yaml --batches 1 16 64
 
 Rows per substrate: `env` is DreamParallelEnv (the user's single-world path: dict actions, numpy
@@ -243,21 +243,25 @@ def _markdown(doc: dict[str, Any]) -> str:
 
 
 def main(argv: list[str] | None = None) -> None:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    src = p.add_mutually_exclusive_group(required=True)
-    src.add_argument("--checkpoint", help="a checkpoint folder (config.json, weights, start_states.npz)")
+    p = argparse.ArgumentParser(prog="actionparty benchmark speed", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    src = p.add_mutually_exclusive_group()
+    src.add_argument("--checkpoint", default=None,
+                     help="a checkpoint folder (default: the bundled one, as `actionparty benchmark fidelity`)")
     src.add_argument("--random-init", metavar="CONFIG_YAML", help="random weights with this training config's model")
     p.add_argument("--device", default="auto", help="cpu, cuda or auto")
-    p.add_argument("--substrates", nargs="*", default=list(DEFAULT_SUBSTRATES))
-    p.add_argument("--batches", nargs="*", type=int, default=[1, 16, 64, 256])
+    p.add_argument("--substrates", nargs="*", default=list(DEFAULT_SUBSTRATES),
+                   help=f"substrates to measure (default: {' '.join(DEFAULT_SUBSTRATES)})")
+    p.add_argument("--batches", nargs="*", type=int, default=[1, 16, 64, 256],
+                   help="batched world counts B (default: 1 16 64 256)")
     p.add_argument("--steps", type=int, default=50, help="timed steps per run (at most)")
     p.add_argument("--max-seconds", type=float, default=20.0, help="time per run (at least 2 steps are timed)")
-    p.add_argument("--sampling-steps", type=int, default=None)
+    p.add_argument("--sampling-steps", type=int, default=None, help="unmasking passes (default: the sampler's)")
     p.add_argument("--vocab", type=int, default=4096, help="codebook size for --random-init")
     p.add_argument("--free-sprites", action="store_true", help="draw without the sprite constraint (model/sprites.py)")
-    p.add_argument("--real-steps", type=int, default=300)
+    p.add_argument("--real-steps", type=int, default=300, help="real env steps for the `real` row (default: 300)")
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
-    p.add_argument("--out-dir", default=str(RESULTS))
+    p.add_argument("--out-dir", default=str(RESULTS), help="where speed_<tag>.json/.md go (default: %(default)s)")
     p.add_argument("--tag", default=None, help="results file suffix: speed_<tag>.json/.md (default: the device)")
     args = p.parse_args(argv)
     from tqdm import tqdm
@@ -278,7 +282,9 @@ def main(argv: list[str] | None = None) -> None:
         checkpoint = random_init_checkpoint(args.random_init, args.substrates, args.vocab, Path(tmp.name))
         model_desc = f"random weights, architecture of {args.random_init}"
     else:
-        checkpoint = Path(args.checkpoint)
+        from actionparty_env.model.checkpoint import DEFAULT_CHECKPOINT
+
+        checkpoint = Path(args.checkpoint) if args.checkpoint else DEFAULT_CHECKPOINT
         model_desc = str(checkpoint)
     config = read_config(checkpoint)
     model_desc += f" ({', '.join(f'{k}={v}' for k, v in config['model'].items() if k in ('dim', 'depth', 'heads', 'window', 'vocab_size'))})"
