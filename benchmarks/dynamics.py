@@ -41,14 +41,18 @@ and the Pearson correlation of run and real returns across those players (target
 ends: episodes ended, their mean end step, and the share of episodes whose run ends at the same step as
 the real one (both not ending counts as agreeing). Overall pools every episode of every substrate
 (substrates with more players or steps weigh more); the per-substrate targets are counted beside it.
-Writes dynamics_<tag>.json, .md (machine, command, git commit) and .png under --out-dir.
+Writes dynamics_<tag>.json, .md (machine, command, git commit) and .png under --out-dir. With `--cache DIR`
+each dream's scores are kept per substrate group (keyed by the checkpoint's digest, the simulator keywords,
+the data and the episodes), so a killed run or one with another `--compare` dreams only what is missing.
 """
 from __future__ import annotations
 
 import argparse
+import hashlib
 import inspect
 import json
 import math
+import os
 import sys
 import time
 from collections import defaultdict
@@ -319,7 +323,7 @@ def real_run(episode, steps: int) -> dict:
 
 def evaluate(data: str, checkpoint: str | None = None, split: str = "test", episodes: int = 2, steps: int = 100,
              device: str = "cpu", substrates=None, compare_with: dict[str, str] | None = None,
-             sim_kwargs: dict | None = None, reward_tolerance: float = 0.0) -> dict:
+             sim_kwargs: dict | None = None, reward_tolerance: float = 0.0, cache: str | None = None) -> dict:
     import torch
     from tqdm import tqdm
 
@@ -327,6 +331,7 @@ def evaluate(data: str, checkpoint: str | None = None, split: str = "test", epis
     from actionparty_env.model.checkpoint import load_world_model
     from actionparty_env.model.sampler import DreamSimulator
     from actionparty_env.simulator import CopyLastFrameSimulator
+    from benchmarks.fidelity import checkpoint_id
     from benchmarks.provenance import git_commit, machine
     from training.dataset import list_episodes, read_episode, read_meta
 
@@ -367,23 +372,40 @@ def evaluate(data: str, checkpoint: str | None = None, split: str = "test", epis
         for g in order:
             sub, eps, s_each = g[0], groups[g], lengths[g]
             n = eps[0].actions.shape[1]
-            runs = {"real": [real_run(e, s) for e, s in zip(eps, s_each)]}
+
+            def score(run_list: list[dict]) -> list[dict]:
+                return [episode_metrics(r["frames"], r["cells"], r["alive"], r["rewards"], r["ended_at"],
+                                        reward_tolerance) for r in run_list]
+
+            scored = {"real": score([real_run(e, s) for e, s in zip(eps, s_each)])}
             for name, model in models.items():
                 bar.set_postfix_str(f"{sub} {name}")
-                start = time.time()
-                sim = DreamSimulator(model, sub, n, len(eps), device, **sim_kwargs)
-                runs[name] = rollout(sim, eps, s_each, bar)
-                seconds[name] += time.time() - start
-                sim_settings[name] = {k: getattr(sim, k) for k in ("sampling_steps", "temperature", "decoding")
-                                      if isinstance(getattr(sim, k, None), (int, float, str, bool))}
-                sim_settings[name]["sprite_constraint"] = getattr(sim, "sprites", None) is not None
+                key = [checkpoint_id(folders[name]), sim_kwargs, reward_tolerance, str(device),
+                       str(Path(data).resolve()), s_each, [e.key for e in eps]]
+                path = None if cache is None else \
+                    Path(cache) / (hashlib.sha1(json.dumps(key).encode()).hexdigest()[:16] + ".json")
+                if path is not None and path.exists():
+                    entry = json.loads(path.read_text())
+                    bar.update(max(s_each))
+                else:
+                    start = time.time()
+                    sim = DreamSimulator(model, sub, n, len(eps), device, **sim_kwargs)
+                    entry = {"metrics": score(rollout(sim, eps, s_each, bar)), "seconds": time.time() - start,
+                             "settings": {k: getattr(sim, k) for k in ("sampling_steps", "temperature", "decoding")
+                                          if isinstance(getattr(sim, k, None), (int, float, str, bool))}
+                             | {"sprite_constraint": getattr(sim, "sprites", None) is not None}}
+                    if path is not None:
+                        path.parent.mkdir(parents=True, exist_ok=True)
+                        path.with_suffix(".tmp").write_text(json.dumps(entry))
+                        os.replace(path.with_suffix(".tmp"), path)
+                scored[name] = entry["metrics"]
+                seconds[name] += entry["seconds"]
+                sim_settings[name] = entry["settings"]
             bar.set_postfix_str(f"{sub} copy_last")
-            runs["copy_last"] = rollout(CopyLastFrameSimulator(catalog[sub], n, len(eps), device), eps, s_each, bar)
+            scored["copy_last"] = score(rollout(CopyLastFrameSimulator(catalog[sub], n, len(eps), device), eps,
+                                                s_each, bar))
             for b, ep in enumerate(eps):
-                records.append({"substrate": sub, "key": ep.key,
-                                "runs": {name: episode_metrics(r[b]["frames"], r[b]["cells"], r[b]["alive"],
-                                                               r[b]["rewards"], r[b]["ended_at"], reward_tolerance)
-                                         for name, r in runs.items()}})
+                records.append({"substrate": sub, "key": ep.key, "runs": {name: m[b] for name, m in scored.items()}})
     agg = aggregate(records)
     plan = read_meta(data).get("plan", {}).get(split, {})
     info = {}
@@ -400,7 +422,7 @@ def evaluate(data: str, checkpoint: str | None = None, split: str = "test", epis
             else f"{host['cpu']}, {host['cores']} cores",
             "checkpoints": {name: str(folder) if folder else "bundled default" for name, folder in folders.items()},
             "sim_kwargs": sim_kwargs, "simulator": sim_settings, "reward_tolerance": reward_tolerance, "seconds": time.time() - t0,
-            "dream_seconds": dict(seconds), "skipped_substrates": sorted(skipped), "machine": host,
+            "dream_seconds": dict(seconds), "cache": cache, "skipped_substrates": sorted(skipped), "machine": host,
             "commit": git_commit()}
     # Per-episode scalars (curves are kept per substrate only).
     per_episode = [{"substrate": r["substrate"], "key": r["key"],
@@ -572,7 +594,8 @@ def write_results(result: dict, out: str | Path) -> list[Path]:
         f"{host['cpu']}, {host['cores']} cores, Python {host['python']}, {host['date']}, load {host['load_average_1min']}. "
         f"{meta['episodes']} {meta['split']} episodes of {len(result['substrates'])} substrates (at most "
         f"{meta['episodes_per_substrate']} each), each scored over its first {meta['steps']} steps or fewer; "
-        f"{meta['seconds']:.0f} s, dreaming {sum(meta['dream_seconds'].values()):.0f} s. Simulators: {sims}; "
+        f"{meta['seconds']:.0f} s, dreaming {sum(meta['dream_seconds'].values()):.0f} s"
+        f"{' (timed when each dream was made; kept in the --cache folder)' if meta.get('cache') else ''}. Simulators: {sims}; "
         f"extra keywords {meta['sim_kwargs'] or 'none'}. Same recorded actions in every run, closed loop from the "
         "real first frame; rates are per 100 steps of the episode (all players together), pooled over episodes; "
         f"a reward event is a player-step with {event}; "
@@ -609,6 +632,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--reward-tolerance", type=float, default=0.0,
                    help="a reward event is |r| > this (default 0: r != 0, the game's own events; a regression "
                         "head that never says exactly 0 scores an event at every step)")
+    p.add_argument("--cache", default=None, help="keep each dream's scores per substrate here: a rerun (killed, "
+                   "or with another --compare) dreams only what is missing")
     p.add_argument("--out-dir", default="benchmarks/results")
     p.add_argument("--tag", default=None, help="results files dynamics_<tag>.json/.md/.png (default: the device type)")
     args = p.parse_args(argv)
@@ -628,7 +653,7 @@ def main(argv: list[str] | None = None) -> int:
         check_sim_kwargs(kwargs)
         result = evaluate(args.data, args.checkpoint, args.split, args.episodes, args.steps, device,
                           args.substrates.split(",") if args.substrates else None,
-                          dict(a.split("=", 1) for a in args.compare), kwargs, args.reward_tolerance)
+                          dict(a.split("=", 1) for a in args.compare), kwargs, args.reward_tolerance, args.cache)
     except ValueError as e:
         p.error(str(e))
     result["meta"]["command"] = "python -m benchmarks.dynamics " + " ".join(sys.argv[1:] if argv is None else argv)

@@ -188,7 +188,8 @@ def test_command_end_to_end_on_recorded_episodes(tiny_checkpoint, tmp_path):
 
     data, ck = tiny_checkpoint
     args = ["--data", str(data), "--checkpoint", str(ck), "--compare", f"same={ck}", "--episodes", "1",
-            "--steps", "20", "--device", "cpu", "--sim-arg", "seed=3", "--out-dir", str(tmp_path), "--tag", "t"]
+            "--steps", "20", "--device", "cpu", "--sim-arg", "seed=3", "--cache", str(tmp_path / "cache"),
+            "--out-dir", str(tmp_path), "--tag", "t"]
     assert main(args) == 0
     result = json.loads((tmp_path / "dynamics_t.json").read_text())
     assert set(result["runs"]) == {"real", "dream", "same", "copy_last"}
@@ -222,6 +223,12 @@ def test_command_end_to_end_on_recorded_episodes(tiny_checkpoint, tmp_path):
     md = (tmp_path / "dynamics_t.md").read_text()
     assert "commit" in md and "reward events / 100 steps" in md and "copy_last" in md
     assert (tmp_path / "dynamics_t.png").stat().st_size > 10_000
+    # One cached dream per substrate (`same` is the same checkpoint: its dreams are read back), and a rerun
+    # scores from the cache alone.
+    assert len(list((tmp_path / "cache").glob("*.json"))) == 2
+    assert main(args[:-4] + ["--out-dir", str(tmp_path / "again"), "--tag", "t"]) == 0
+    again = json.loads((tmp_path / "again" / "dynamics_t.json").read_text())
+    assert again["runs"] == result["runs"] and again["meta"]["dream_seconds"] == result["meta"]["dream_seconds"]
     with pytest.raises(SystemExit):
         main(args + ["--sim-arg", "no_such_option=1"])
     with pytest.raises(SystemExit):
