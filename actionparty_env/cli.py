@@ -24,7 +24,8 @@ from pathlib import Path
 COMMANDS: dict[str, tuple[str, str, str]] = {
     "catalog": ("actionparty_env.cli", "catalog_main", "list the games in the catalog, or one game's details"),
     "real": ("actionparty_env.cli", "real_main", "run the real Melting Pot with random actions, write a GIF"),
-    "play": ("actionparty_env.cli", "play_main", "run the dream (world model) with random actions, write a GIF"),
+    "play": ("actionparty_env.cli", "play_main", "run the dream with random actions (GIF), or play it: --interactive"),
+    "replay": ("actionparty_env.play", "replay_main", "replay a recording of `play --record` in the dream or the real game"),
     "record": ("training.record", "main", "record real Melting Pot episodes into an LMDB dataset"),
     "dataset check": ("training.check", "main", "validate a dataset: counts, histograms, bad records"),
     "dataset split": ("training.heldout", "main", "record a dataset's held-out val/test episodes"),
@@ -182,7 +183,12 @@ def play_main(argv: list[str]) -> int:
                    help="0 draws the most likely frame; > 0 samples (default: the sampler's, 0)")
     p.add_argument("--start", choices=("bundled", "real"), default="bundled",
                    help="start from the checkpoint's start states or a fresh real reset (needs Melting Pot)")
+    from actionparty_env import play  # --interactive, --side-by-side, --record, --keys: a person plays
+
+    play.add_play_arguments(p)
     args = p.parse_args(argv)
+    if play.wants_play(args, p):
+        return play.play(args, p)
     if args.steps < 1:
         p.error("--steps must be >= 1")
     # A ValueError (a bad argument, device or checkpoint: everything is checked here) is main's one line.

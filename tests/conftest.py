@@ -205,3 +205,12 @@ def one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def sb3_logs_in_the_session_tmp(tmp_path_factory):
+    """SB3's logger makes a folder per model (SB3-<time>) in the system temp dir unless SB3_LOGDIR says
+    where: here the session's tmp dir (which pytest cleans up), for this process and its subprocesses."""
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("SB3_LOGDIR", str(tmp_path_factory.mktemp("sb3_logs")))
+        yield

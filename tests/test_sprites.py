@@ -131,11 +131,35 @@ def test_bundled_checkpoint_has_a_table_for_every_substrate():
     assert all(len(t.codes) > 0 for t in model.sprite_tables.values())
 
 
-@pytest.mark.parametrize("consistent", [True, False])
-def test_env_takes_the_switch(consistent):
+def test_the_env_switch_changes_the_frames_and_keeps_players_in_their_start_appearance():
+    """The bundled checkpoint on coins (players' colours drawn per build), the same seed and actions with
+    the sprite constraint on and off: on, every live player is drawn at its predicted cell in the
+    appearance group of its start sprite, and nowhere else; off, the frames differ (measured: a player
+    redrawn in another colour group from the first step)."""
     from actionparty_env.env import parallel_env
+    from actionparty_env.model.checkpoint import DEFAULT_CHECKPOINT
 
-    env = parallel_env("coins", device="cpu", consistent_sprites=consistent)
-    env.reset(seed=0)
-    env.step({a: 0 for a in env.agents})
-    assert (env.dream.sim.sprites is not None) == consistent
+    table = load_sprite_tables(DEFAULT_CHECKPOINT)["coins"]
+    book = load_world_model(None).codebook()
+    group = dict(zip(table.codes.tolist(), table.groups.tolist()))
+
+    def run(consistent: bool) -> list[tuple[np.ndarray, dict]]:
+        env = parallel_env("coins", device="cpu", consistent_sprites=consistent)
+        _, infos = env.reset(seed=0)
+        out, rng = [(env.state(), infos)], np.random.default_rng(0)
+        for _ in range(3):
+            *_, infos = env.step({a: int(rng.integers(env.action_space(a).n)) for a in env.agents})
+            out.append((env.state(), infos))
+        return out
+
+    on, off = run(True), run(False)
+    start_codes = book.encode(on[0][0])
+    start_group = {a: group.get(int(start_codes[i["cell"]])) for a, i in on[0][1].items()}
+    assert all(g is not None for g in start_group.values())
+    for frame, infos in on[1:]:
+        codes = book.encode(frame)
+        drawn = {tuple(map(int, rc)) for rc in np.argwhere(np.isin(codes, table.codes))}
+        live = {a: i["cell"] for a, i in infos.items() if i["alive"]}
+        assert drawn == set(live.values())  # a player sprite exactly where a live player is predicted
+        assert all(group[int(codes[cell])] == start_group[a] for a, cell in live.items())
+    assert any(not np.array_equal(a[0], b[0]) for a, b in zip(on[1:], off[1:]))

@@ -1,6 +1,7 @@
 """DreamVecEnv: B worlds x N players as one SB3 VecEnv on a tiny random world model (the real model
 code): shapes and spaces, same-step auto-reset, seeding, pickling without weights, the VecEnv
-methods, bad actions, and SB3 PPO learning on it for a few thousand steps on the CPU."""
+methods, bad actions, SB3 PPO running on the dream (its policy updated, episodes auto-reset) and PPO
+learning through DreamVecEnv where the reward teaches something (a one-action bandit simulator)."""
 from __future__ import annotations
 
 import functools
@@ -148,7 +149,9 @@ def test_copy_last_frame_baseline_batched(checkpoint):
 
 
 @pytest.mark.slow  # 2048 PPO steps
-def test_ppo_learns_on_the_dream_for_a_few_thousand_steps(checkpoint):
+def test_ppo_runs_on_the_dream_updates_its_policy_and_sees_episodes_end(checkpoint):
+    """What this checks: SB3's PPO trains end to end on DreamVecEnv (a random model gives no reward to
+    learn; learning itself is the bandit test below)."""
     env = VecMonitor(vec(checkpoint, 8, max_cycles=64, channels_first=True, temperature=1.0))
     model = PPO("CnnPolicy", env, n_steps=32, batch_size=128, n_epochs=1, learning_rate=3e-4, device="cpu",
                 policy_kwargs=dict(features_extractor_kwargs=dict(features_dim=32), net_arch=[32]), seed=0)
@@ -156,4 +159,35 @@ def test_ppo_learns_on_the_dream_for_a_few_thousand_steps(checkpoint):
     model.learn(total_timesteps=2048)
     assert model.num_timesteps >= 2048
     assert any(not torch.equal(a, b) for a, b in zip(before, model.policy.parameters()))
-    assert len(model.ep_info_buffer) > 0  # episodes ended (max_cycles) and were auto-reset
+    assert len(model.ep_info_buffer) > 0 and all(np.isfinite(e["r"]) for e in model.ep_info_buffer)
+    assert all(e["l"] == 64 for e in model.ep_info_buffer)  # episodes ended at max_cycles and were auto-reset
+
+
+class BanditSimulator(CopyLastFrameSimulator):
+    """The frame never changes; a player earns 1 for action GOOD, 0 otherwise: a policy that learns picks it."""
+
+    GOOD = 1
+
+    def step(self, actions):
+        out = super().step(actions)
+        out.rewards = (torch.as_tensor(actions, device=self.device) == self.GOOD).float()
+        return out
+
+
+@pytest.mark.slow  # 3072 PPO steps
+def test_ppo_learns_through_the_dream_vec_env(checkpoint):
+    env = VecMonitor(vec(checkpoint, 8, max_cycles=32, channels_first=True,
+                         simulator=functools.partial(BanditSimulator, get_game(SUBSTRATE))))
+    model = PPO("CnnPolicy", env, n_steps=16, batch_size=64, n_epochs=4, learning_rate=1e-3, ent_coef=0.0,
+                device="cpu", policy_kwargs=dict(features_extractor_kwargs=dict(features_dim=32), net_arch=[32]),
+                seed=0)
+    obs = torch.as_tensor(env.reset()[:1], device="cpu")
+
+    def p_good() -> float:
+        with torch.no_grad():
+            return float(model.policy.get_distribution(obs).distribution.probs[0, BanditSimulator.GOOD])
+
+    before = p_good()
+    model.learn(total_timesteps=3072)
+    after = p_good()
+    assert before < 0.3 and after > 0.6, (before, after)  # from about 1/8 to most of the mass
