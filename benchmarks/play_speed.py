@@ -78,7 +78,7 @@ def measure(substrate: str, side_by_side: bool, steps: int, warmup: int, device:
         session.close()
     return {"substrate": substrate, "players": len(session.agents), "map": "x".join(map(str, (
         np.array(session.dream_frame.shape[:2]) // 8).tolist())),
-        "mode": ("real | " if side_by_side else "") + ("copy-last (no model)" if baseline else "dream")
+        "mode": ("copy-last (no model)" if baseline else "dream") + (" beside the real game" if side_by_side else "")
         + (f", --fps {fps:g}" if fps else ""),
         "steps": result["steps"], "seconds": round(result["seconds"], 3),
         "loop_steps_per_s": round(result["steps"] / result["seconds"], 3),
@@ -88,10 +88,10 @@ def measure(substrate: str, side_by_side: bool, steps: int, warmup: int, device:
         "load_1min": round(os.getloadavg()[0], 2)}
 
 
-def write(results: list[dict], info: dict, command: str, out_dir: Path, tag: str) -> tuple[Path, Path]:
+def write(results: list[dict], info: dict, command: str, out_dir: Path, tag: str, note: str = "") -> tuple[Path, Path]:
     out_dir.mkdir(parents=True, exist_ok=True)
     js = out_dir / f"play_{tag}.json"
-    js.write_text(json.dumps({"machine": info, "command": command, "rows": results}, indent=1))
+    js.write_text(json.dumps({"machine": info, "command": command, "note": note, "rows": results}, indent=1))
     lines = [f"# Play loop speed ({tag})", "",
              f"Command: `{command}`  ",
              f"Machine: {info['cpu']}; {info['cores']} CPU cores, torch {torch.__version__}, device {info['device']}; "
@@ -101,8 +101,8 @@ def write(results: list[dict], info: dict, command: str, out_dir: Path, tag: str
              "`loop steps/s` = steps of `actionparty play --interactive`'s pygame loop (headless, SDL dummy driver, "
              "a scripted random key sequence, no frame-rate limit), each step = the model's step of every player, "
              "the real env's step side by side, and drawing the window's picture. The default frame rate is 8 "
-             "steps/s; where the loop is slower the window says the model cannot keep up. The `copy-last (no model), "
-             "--fps 8` row is the same loop at the default fixed rate around the copy-last-frame baseline: the loop "
+             "steps/s; where the loop is slower the window says the model cannot keep up. The `copy-last (no model) beside "
+             "the real game, --fps 8` row is the same loop at the default fixed rate around the copy-last-frame baseline: the loop "
              "itself holds 8 steps/s, so the model is what falls short.", "",
              "| substrate | players | map | mode | torch threads | loop steps/s | model ms/step | real ms/step | picture ms | keeps up with 8/s | load (1 min) |",
              "|---|---|---|---|---|---|---|---|---|---|---|"]
@@ -110,6 +110,8 @@ def write(results: list[dict], info: dict, command: str, out_dir: Path, tag: str
         real_ms = "" if r["real_ms"] is None else f"{r['real_ms']:.1f}"
         lines.append(f"| {r['substrate']} | {r['players']} | {r['map']} | {r['mode']} | {r['threads']} | {r['loop_steps_per_s']:.2f} | "
                      f"{r['model_ms']:.0f} | {real_ms} | {r['picture_ms']:.0f} | {'yes' if r['keeps_up_with_8'] else 'no'} | {r['load_1min']} |")
+    if note:
+        lines += ["", note]
     md = out_dir / f"play_{tag}.md"
     md.write_text("\n".join(lines) + "\n")
     return js, md
@@ -128,6 +130,7 @@ def main(argv: list[str] | None = None) -> None:
                    help="torch CPU thread counts to measure, one run each (default: torch's choice)")
     p.add_argument("--out-dir", default=str(RESULTS))
     p.add_argument("--tag", default=None, help="results file suffix: play_<tag>.json/.md (default: the device)")
+    p.add_argument("--note", default="", help="a paragraph written under the table (e.g. what else ran on the machine)")
     args = p.parse_args(argv)
     os.environ.setdefault("SDL_VIDEODRIVER", "dummy")
     from actionparty_env.env import resolve_device
@@ -149,7 +152,7 @@ def main(argv: list[str] | None = None) -> None:
             results.append(r)
     info = {**machine(), "device": str(device)}
     command = "python -m benchmarks.play_speed " + " ".join(sys.argv[1:] if argv is None else argv)
-    js, md = write(results, info, command, Path(args.out_dir), args.tag or device.type)
+    js, md = write(results, info, command, Path(args.out_dir), args.tag or device.type, args.note)
     print(f"wrote {js} and {md}")
 
 
