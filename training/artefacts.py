@@ -13,7 +13,7 @@
 
     python -m training.artefacts sprites --checkpoint DIR --data LMDB [LMDB...]
     python -m training.artefacts views --checkpoint DIR [--substrates a,b] [--steps 300]
-    python -m training.artefacts starts --checkpoint DIR --data LMDB
+    python -m training.artefacts starts --checkpoint DIR --data LMDB [LMDB...]
 """
 from __future__ import annotations
 
@@ -154,15 +154,38 @@ def write_view_tables(folder: str | Path, substrates: Sequence[str] | None = Non
 
 # ----------------------------------------------------------------------------- start states
 
-def start_states(data: str, split: str = "val", frames=(0, 50)) -> StartStates:
-    """Frames `frames` (0: the real reset) of every `split` episode with their players' states."""
+STARTS_WANTED = 32  # start states per substrate the bundle aims at
+
+
+def start_states(data: str | Sequence[str], split: str = "val", frames=(0, 50)) -> StartStates:
+    """Frames `frames` (0: the real reset) of every `split` episode of one or more datasets, with their
+    players' states; a state identical to one already taken (same frame, cells, facing, alive) is kept
+    once. Per substrate in key order, so the same data give the same file."""
     states: dict[str, list[StartState]] = defaultdict(list)
-    for key in list_episodes(data, split=split):
-        ep = read_episode(data, key)
-        for t in frames:
-            if t < len(ep.frames):
-                states[ep.header["substrate"]].append(StartState(ep.frames[t], ep.cells[t], ep.facing[t], ep.alive[t]))
-    return StartStates(dict(states))
+    seen: set[bytes] = set()
+    for path in [data] if isinstance(data, (str, Path)) else list(data):
+        for key in list_episodes(path, split=split):
+            ep = read_episode(path, key)
+            for t in frames:
+                if t >= len(ep.frames):
+                    continue
+                state = StartState(ep.frames[t], ep.cells[t], ep.facing[t], ep.alive[t])
+                digest = b"".join(np.ascontiguousarray(a).tobytes() for a in
+                                  (state.frame, state.cells.astype(np.int16), state.facing.astype(np.int8),
+                                   state.alive.astype(bool)))
+                if digest not in seen:
+                    seen.add(digest)
+                    states[ep.header["substrate"]].append(state)
+    return StartStates(dict(sorted(states.items())))
+
+
+def start_state_counts(states: StartStates, wanted: int = STARTS_WANTED) -> tuple[dict[str, int], list[str]]:
+    """({substrate: number of start states}, the substrates of the catalog with fewer than `wanted`)."""
+    from actionparty_env.games import load_catalog
+
+    counts = {name: len(v) for name, v in states.states.items()}
+    short = [name for name in load_catalog() if counts.get(name, 0) < wanted]
+    return counts, short
 
 
 # ----------------------------------------------------------------------------- command
@@ -182,7 +205,7 @@ def main(argv: list[str] | None = None) -> int:
     views.add_argument("--seed", type=int, default=0)
     starts = sub.add_parser("starts", help="write DIR/start_states.npz from held-out episodes")
     starts.add_argument("--checkpoint", required=True)
-    starts.add_argument("--data", required=True)
+    starts.add_argument("--data", required=True, nargs="+", help="LMDB datasets (frames 0 and 50 of each episode)")
     starts.add_argument("--split", default="val")
     args = p.parse_args(argv)
     if args.artefact == "sprites":
@@ -197,7 +220,11 @@ def main(argv: list[str] | None = None) -> int:
                                  args.steps, args.seed)
         print(f"wrote {path}")
     else:
-        print(f"wrote {start_states(args.data, args.split).save(args.checkpoint)}")
+        states = start_states(args.data, args.split)
+        counts, short = start_state_counts(states)
+        print(f"wrote {states.save(args.checkpoint)}: {sum(counts.values())} start states, "
+              f"{min(counts.values(), default=0)} to {max(counts.values(), default=0)} per substrate"
+              + (f"; fewer than {STARTS_WANTED}: {', '.join(short)}" if short else ""))
     return 0
 
 
