@@ -42,8 +42,9 @@ ends: episodes ended, their mean end step, and the share of episodes whose run e
 the real one (both not ending counts as agreeing). Overall pools every episode of every substrate
 (substrates with more players or steps weigh more); the per-substrate targets are counted beside it.
 Writes dynamics_<tag>.json, .md (machine, command, git commit) and .png under --out-dir. With `--cache DIR`
-each dream's scores are kept per substrate group (keyed by the checkpoint's digest, the simulator keywords,
-the data and the episodes), so a killed run or one with another `--compare` dreams only what is missing.
+each dream's dynamics (per-step world changes, alive flags, rewards, end) are kept per substrate group,
+keyed by the checkpoint's digest, the simulator keywords, the device, the data and the episodes: a killed
+run, one with another `--compare` or another `--reward-tolerance` dreams only what is missing.
 """
 from __future__ import annotations
 
@@ -102,33 +103,55 @@ def occupied(cells: np.ndarray, alive: np.ndarray, rows: int, cols: int) -> np.n
     return out
 
 
-def episode_metrics(frames: np.ndarray, cells: np.ndarray, alive: np.ndarray, rewards: np.ndarray,
-                    ended_at: int | None = None, reward_tolerance: float = 0.0) -> dict:
-    """The dynamics of one run of one episode (see the module doc).
+def world_changes(frames: np.ndarray, cells: np.ndarray, alive: np.ndarray) -> np.ndarray:
+    """[S] int: changed non-player cells at each step t = 1..S (cells that differ from frame t-1 and hold
+    no live player at t-1 or t). frames [S+1,H,W,3] pixels or [S+1,R,C] codes; cells [S+1,N,2]; alive [S+1,N]."""
+    changed = cell_changes(frames)
+    occ = occupied(cells, alive, *changed.shape[1:])
+    return (changed & ~occ[:-1] & ~occ[1:]).sum((1, 2))
 
-    frames [S+1,H,W,3] pixels or [S+1,R,C] codes; cells [S+1,N,2] (row, col); alive [S+1,N];
-    rewards [S,N] (rewards[t] is received on step t -> t+1); ended_at: the step at which the episode
-    ended (1..S), None if it did not; reward_tolerance: a reward event is |r| > it (0: r != 0). Counts are
-    raw; rates are made by `pool`."""
+
+def score_dynamics(changed, alive, rewards, ended_at: int | None = None, reward_tolerance: float = 0.0) -> dict:
+    """The metrics of one run of one episode from its per-step world changes [S] (`world_changes`),
+    alive [S+1,N], rewards [S,N] (rewards[t] is received on step t -> t+1) and end step (1..S, None if
+    it did not end); a reward event is |r| > reward_tolerance (0: r != 0). Counts are raw; rates are
+    made by `pool`."""
     rewards = np.asarray(rewards, np.float64)
     alive = np.asarray(alive, bool)
     s, n = rewards.shape
-    if len(frames) != s + 1 or np.shape(cells)[:2] != (s + 1, n) or alive.shape != (s + 1, n):
-        raise ValueError(f"an episode of {s} steps and {n} players needs frames/cells/alive of {s + 1} steps; got "
-                         f"{len(frames)}, {np.shape(cells)}, {alive.shape}")
+    if alive.shape != (s + 1, n) or len(changed) != s:
+        raise ValueError(f"an episode of {s} steps and {n} players needs alive [{s + 1},{n}] and {s} world-change "
+                         f"counts; got {alive.shape} and {len(changed)}")
     if ended_at is not None and not 1 <= ended_at <= s:
         raise ValueError(f"ended_at must be in 1..{s} or None, got {ended_at}")
-    changed = cell_changes(frames)
-    occ = occupied(cells, alive, *changed.shape[1:])
-    world = changed & ~occ[:-1] & ~occ[1:]
     return {"steps": int(s), "players": int(n),
             "reward_events": int((np.abs(rewards) > reward_tolerance).sum()),
             "deaths": int((alive[:-1] & ~alive[1:]).sum()),
             "respawns": int((~alive[:-1] & alive[1:]).sum()),
             "dead_player_steps": int((~alive[1:]).sum()),
             "returns": [float(x) for x in rewards.sum(0)],
-            "changed_cells": [int(x) for x in world.sum((1, 2))],
+            "changed_cells": [int(x) for x in changed],
             "ended_at": None if ended_at is None else int(ended_at)}
+
+
+def episode_metrics(frames: np.ndarray, cells: np.ndarray, alive: np.ndarray, rewards: np.ndarray,
+                    ended_at: int | None = None, reward_tolerance: float = 0.0) -> dict:
+    """The dynamics of one run of one episode (see the module doc): `score_dynamics` of its frames'
+    `world_changes`. frames [S+1,H,W,3] pixels or [S+1,R,C] codes; cells [S+1,N,2] (row, col);
+    alive [S+1,N]; rewards [S,N]."""
+    s, n = np.shape(rewards)
+    if len(frames) != s + 1 or np.shape(cells)[:2] != (s + 1, n) or np.shape(alive) != (s + 1, n):
+        raise ValueError(f"an episode of {s} steps and {n} players needs frames/cells/alive of {s + 1} steps; got "
+                         f"{len(frames)}, {np.shape(cells)}, {np.shape(alive)}")
+    return score_dynamics(world_changes(frames, cells, alive), alive, rewards, ended_at, reward_tolerance)
+
+
+def dynamics_of(run: dict) -> dict:
+    """What the metrics need of a run (a `rollout` or `real_run` item), small enough to cache as JSON:
+    world changes [S], alive [S+1,N], rewards [S,N], ended_at."""
+    return {"changed": [int(x) for x in world_changes(run["frames"], run["cells"], run["alive"])],
+            "alive": np.asarray(run["alive"], bool).tolist(), "rewards": np.asarray(run["rewards"], np.float64).tolist(),
+            "ended_at": run["ended_at"]}
 
 
 def pearson(x, y) -> tuple[float, str | None]:
@@ -373,15 +396,16 @@ def evaluate(data: str, checkpoint: str | None = None, split: str = "test", epis
             sub, eps, s_each = g[0], groups[g], lengths[g]
             n = eps[0].actions.shape[1]
 
-            def score(run_list: list[dict]) -> list[dict]:
-                return [episode_metrics(r["frames"], r["cells"], r["alive"], r["rewards"], r["ended_at"],
-                                        reward_tolerance) for r in run_list]
+            def score(dyn: list[dict]) -> list[dict]:
+                return [score_dynamics(np.asarray(d["changed"]), np.asarray(d["alive"], bool).reshape(-1, n),
+                                       np.asarray(d["rewards"], np.float64).reshape(-1, n), d["ended_at"],
+                                       reward_tolerance) for d in dyn]
 
-            scored = {"real": score([real_run(e, s) for e, s in zip(eps, s_each)])}
+            scored = {"real": score([dynamics_of(real_run(e, s)) for e, s in zip(eps, s_each)])}
             for name, model in models.items():
                 bar.set_postfix_str(f"{sub} {name}")
-                key = [checkpoint_id(folders[name]), sim_kwargs, reward_tolerance, str(device),
-                       str(Path(data).resolve()), s_each, [e.key for e in eps]]
+                key = [checkpoint_id(folders[name]), sim_kwargs, str(device), str(Path(data).resolve()), s_each,
+                       [e.key for e in eps]]
                 path = None if cache is None else \
                     Path(cache) / (hashlib.sha1(json.dumps(key).encode()).hexdigest()[:16] + ".json")
                 if path is not None and path.exists():
@@ -390,7 +414,8 @@ def evaluate(data: str, checkpoint: str | None = None, split: str = "test", epis
                 else:
                     start = time.time()
                     sim = DreamSimulator(model, sub, n, len(eps), device, **sim_kwargs)
-                    entry = {"metrics": score(rollout(sim, eps, s_each, bar)), "seconds": time.time() - start,
+                    entry = {"dynamics": [dynamics_of(r) for r in rollout(sim, eps, s_each, bar)],
+                             "seconds": time.time() - start,
                              "settings": {k: getattr(sim, k) for k in ("sampling_steps", "temperature", "decoding")
                                           if isinstance(getattr(sim, k, None), (int, float, str, bool))}
                              | {"sprite_constraint": getattr(sim, "sprites", None) is not None}}
@@ -398,12 +423,12 @@ def evaluate(data: str, checkpoint: str | None = None, split: str = "test", epis
                         path.parent.mkdir(parents=True, exist_ok=True)
                         path.with_suffix(".tmp").write_text(json.dumps(entry))
                         os.replace(path.with_suffix(".tmp"), path)
-                scored[name] = entry["metrics"]
+                scored[name] = score(entry["dynamics"])
                 seconds[name] += entry["seconds"]
                 sim_settings[name] = entry["settings"]
             bar.set_postfix_str(f"{sub} copy_last")
-            scored["copy_last"] = score(rollout(CopyLastFrameSimulator(catalog[sub], n, len(eps), device), eps,
-                                                s_each, bar))
+            copy = CopyLastFrameSimulator(catalog[sub], n, len(eps), device)
+            scored["copy_last"] = score([dynamics_of(r) for r in rollout(copy, eps, s_each, bar)])
             for b, ep in enumerate(eps):
                 records.append({"substrate": sub, "key": ep.key, "runs": {name: m[b] for name, m in scored.items()}})
     agg = aggregate(records)
@@ -632,8 +657,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--reward-tolerance", type=float, default=0.0,
                    help="a reward event is |r| > this (default 0: r != 0, the game's own events; a regression "
                         "head that never says exactly 0 scores an event at every step)")
-    p.add_argument("--cache", default=None, help="keep each dream's scores per substrate here: a rerun (killed, "
-                   "or with another --compare) dreams only what is missing")
+    p.add_argument("--cache", default=None, help="keep each dream's dynamics per substrate here: a rerun (killed, "
+                   "with another --compare or --reward-tolerance) dreams only what is missing")
     p.add_argument("--out-dir", default="benchmarks/results")
     p.add_argument("--tag", default=None, help="results files dynamics_<tag>.json/.md/.png (default: the device type)")
     args = p.parse_args(argv)

@@ -163,17 +163,17 @@ def test_simulator_keywords_are_parsed_and_checked():
 
 
 @pytest.fixture(scope="module")
-def tiny_checkpoint(tmp_path_factory):
-    """The trainer tests' tiny dataset (real recorder, coins + collaborative_cooking__asymmetric, 30 steps)
+def tiny_checkpoint(tiny_dataset, tmp_path_factory):
+    """The shared tiny dataset (tests/conftest.py: real recorder, coins + collaborative_cooking__asymmetric)
     and an untrained world model of the tiny training recipe with that data's tables (training.train's
     build_model), saved as a checkpoint."""
     import torch
 
     from actionparty_env.model.checkpoint import save_checkpoint
-    from test_training import ROOT, tiny_dataset
+    from tests.conftest import ROOT
     from training.train import TrainConfig, build_model
 
-    data = tiny_dataset(tmp_path_factory)
+    data = tiny_dataset
     out = tmp_path_factory.mktemp("dynamics")
     cfg = TrainConfig.from_args(["--config", str(ROOT / "training/configs/tiny.yaml"), "--set", f"data={data}",
                                  f"out={out / 'run'}", "workers=0"])
@@ -229,6 +229,15 @@ def test_command_end_to_end_on_recorded_episodes(tiny_checkpoint, tmp_path):
     assert main(args[:-4] + ["--out-dir", str(tmp_path / "again"), "--tag", "t"]) == 0
     again = json.loads((tmp_path / "again" / "dynamics_t.json").read_text())
     assert again["runs"] == result["runs"] and again["meta"]["dream_seconds"] == result["meta"]["dream_seconds"]
+    # Another reward tolerance is scored from the same cached dreams.
+    assert main(args[:-4] + ["--reward-tolerance", "0.5", "--out-dir", str(tmp_path / "tol"), "--tag", "t"]) == 0
+    assert len(list((tmp_path / "cache").glob("*.json"))) == 2
+    tol = json.loads((tmp_path / "tol" / "dynamics_t.json").read_text())
+    assert tol["meta"]["reward_tolerance"] == 0.5 and "|r| > 0.5" in (tmp_path / "tol" / "dynamics_t.md").read_text()
+    assert tol["runs"]["real"]["overall"]["values"]["reward_events_count"] == sum(
+        int((np.abs(read_episode(str(data), k).rewards[:20]) > 0.5).sum()) for k in keys)
+    assert tol["runs"]["dream"]["overall"]["values"]["reward_events_count"] <= \
+        result["runs"]["dream"]["overall"]["values"]["reward_events_count"]
     with pytest.raises(SystemExit):
         main(args + ["--sim-arg", "no_such_option=1"])
     with pytest.raises(SystemExit):
