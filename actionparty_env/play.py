@@ -781,40 +781,43 @@ def run_window(session: PlaySession, *, fps: float = 8.0, scale: int | None = No
         if video is not None:
             video.add(first)  # the start frame
         session.changed = False
-        while not session.quit:
-            if ticks is not None:
-                keys = next(ticks, None)
-                if keys is None:
+        try:
+            while not session.quit:
+                if ticks is not None:
+                    keys = next(ticks, None)
+                    if keys is None:
+                        break
+                    _post_keys(pg, keys)
+                for event in pg.event.get():
+                    if event.type == pg.QUIT:
+                        session.quit = True
+                    elif event.type == pg.KEYDOWN:
+                        session.press(_event_key(pg, event))
+                    elif event.type == pg.KEYUP:
+                        session.release(_event_key(pg, event))
+                if session.quit:
                     break
-                _post_keys(pg, keys)
-            for event in pg.event.get():
-                if event.type == pg.QUIT:
-                    session.quit = True
-                elif event.type == pg.KEYDOWN:
-                    session.press(_event_key(pg, event))
-                elif event.type == pg.KEYUP:
-                    session.release(_event_key(pg, event))
-            if session.quit:
-                break
-            stepped = session.tick()
-            if stepped:
-                steps += 1
-                clock.stepped()
-            if session.changed or not stepped:  # a new frame, or the status of a paused or ended game
-                img = picture(session, scale, clock)
-                size = (max(img.shape[1], screen.get_width()), max(img.shape[0], screen.get_height()))
-                if size != screen.get_size():  # only grows (a status line wrapped), so it never flickers
-                    screen = pg.display.set_mode(size)
-                img = _pad_to(img, size[1], size[0])
-                pg.surfarray.blit_array(screen, img.transpose(1, 0, 2))
-                pg.display.flip()
-                if video is not None and session.changed:
-                    video.add(img)
-                session.changed = False
-            if on_tick is not None:
-                on_tick(session, stepped)
-            n += 1
-            clock.wait(stepped)
+                stepped = session.tick()
+                if stepped:
+                    steps += 1
+                    clock.stepped()
+                if session.changed or not stepped:  # a new frame, or the status of a paused or ended game
+                    img = picture(session, scale, clock)
+                    size = (max(img.shape[1], screen.get_width()), max(img.shape[0], screen.get_height()))
+                    if size != screen.get_size():  # only grows (a status line wrapped), so it never flickers
+                        screen = pg.display.set_mode(size)
+                    img = _pad_to(img, size[1], size[0])
+                    pg.surfarray.blit_array(screen, img.transpose(1, 0, 2))
+                    pg.display.flip()
+                    if video is not None and session.changed:
+                        video.add(img)
+                    session.changed = False
+                if on_tick is not None:
+                    on_tick(session, stepped)
+                n += 1
+                clock.wait(stepped)
+        except KeyboardInterrupt:  # Ctrl+C in the terminal ends the session like Esc (the recording is kept)
+            pass
         seconds = time.perf_counter() - start
         if screenshot is not None:
             Path(screenshot).parent.mkdir(parents=True, exist_ok=True)
