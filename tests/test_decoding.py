@@ -11,6 +11,7 @@ import torch
 
 from actionparty_env.grid import JUMP, NUM_MOVES, STAY
 from actionparty_env.model.sampler import decide_alive, decide_cells, decide_codes, decide_rewards
+from actionparty_env.model.transitions import TransitionTable
 from training.tables import reward_support
 from training.train import two_hot
 
@@ -39,6 +40,19 @@ def test_a_cell_whose_code_is_forbidden_or_unknown_always_changes():
     prev = torch.tensor([[2, 3, -1]])  # cell 2 shows a code this game never draws
     codes, _ = decide_codes(logits, prev, torch.zeros(1, 3), 0.0, gen())
     assert codes.tolist() == [[3, 3, 3]]
+
+
+def test_a_changing_cell_takes_only_a_code_the_game_changes_it_into():
+    # Codes 0 floor, 1 coin, 2 wall. The code head prefers the wall, but floor only ever became a coin.
+    table = TransitionTable(np.array([0 * 3 + 1, 1 * 3 + 0], np.int64))
+    allowed = table.allowed(torch.arange(3), 3)
+    assert allowed.tolist() == [[False, True, False], [True, False, False], [False, False, False]]
+    logits = torch.tensor([[[0.0, 1.0, 5.0]] * 3])
+    prev = torch.tensor([[0, 2, 2]])  # floor; a wall; a wall the sprite rule now forbids
+    logits[0, 2, 2] = float("-inf")
+    codes, _ = decide_codes(logits, prev, torch.ones(1, 3), 0.0, gen(), allowed)
+    # floor -> coin (not wall); a wall never changes by itself; a forced change picks freely.
+    assert codes.tolist() == [[1, 2, 1]]
 
 
 def test_same_seed_same_decisions_other_seed_others():

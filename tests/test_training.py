@@ -243,7 +243,8 @@ def test_config_overrides_are_typed_and_bad_ones_named():
 
 
 @pytest.mark.slow  # a 60-step training run on recorded episodes
-def test_bundle_makes_a_loadable_checkpoint_with_start_states_and_sprite_table(data, reference_run, tmp_path):
+def test_bundle_makes_a_loadable_checkpoint_with_start_states_sprite_and_transition_tables(data, reference_run,
+                                                                                           tmp_path):
     from actionparty_env.model.checkpoint import load_world_model
     from training.bundle import main as bundle
 
@@ -251,5 +252,15 @@ def test_bundle_makes_a_loadable_checkpoint_with_start_states_and_sprite_table(d
     model = load_world_model(tmp_path / "ck")
     assert sorted(model.sprite_tables) == sorted(SUBSTRATES.split(","))
     assert all(len(t.codes) for t in model.sprite_tables.values())
+    # Every change a training episode's cells make is in its game's transition table, and nothing else.
+    from training.store import list_episodes, read_episode
+    book, vocab = model.codebook(), model.cfg.vocab_size
+    seen: dict[str, set] = {}
+    for key in list_episodes(str(data), split="train"):
+        ep = read_episode(str(data), key)
+        codes = np.stack([book.encode(f) for f in ep.frames]).astype(np.int64)
+        moved = codes[:-1] != codes[1:]
+        seen.setdefault(ep.header["substrate"], set()).update((codes[:-1][moved] * vocab + codes[1:][moved]).tolist())
+    assert {g: set(t.pairs.tolist()) for g, t in model.transition_tables.items()} == seen
     with np.load(tmp_path / "ck" / "start_states.npz") as starts:
         assert any(k.startswith("coins/0/") for k in starts.files)

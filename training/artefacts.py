@@ -3,15 +3,18 @@
 - Sprite tables, `sprites.npz` (read by `actionparty_env.model.sprites.load_sprite_tables`): which
   codes only ever show a live player, and which (slot, facing) and appearance group each showed, counted
   over real training episodes (never the test split) with the model's codebook.
+- Transition tables, `transitions.npz` (read by `actionparty_env.model.transitions`): which code
+  each cell was seen changing into from which, over real training episodes, with the model's codebook.
 - View tables, `view_tables.npz` (read by `actionparty_env.views.ViewTable.load`): the patches
   Melting Pot draws differently in a player's own view than the rotated global patch, fitted on real
   random steps of every substrate (needs Melting Pot).
 - Start states, `start_states.npz` (read by `actionparty_env.simulator.StartStates.load`): real
   states from held-out (validation) episodes.
 
-`training/bundle.py` calls all three; each also has a command:
+`training/bundle.py` calls them all; each also has a command:
 
     python -m training.artefacts sprites --checkpoint DIR --data LMDB [LMDB...]
+    python -m training.artefacts transitions --checkpoint DIR --data LMDB [LMDB...]
     python -m training.artefacts views --checkpoint DIR [--substrates a,b] [--steps 300]
     python -m training.artefacts starts --checkpoint DIR --data LMDB [LMDB...]
 """
@@ -27,6 +30,7 @@ import torch
 
 from actionparty_env.digests import record_digests
 from actionparty_env.model.sprites import SpriteTable, save_sprite_tables
+from actionparty_env.model.transitions import TransitionTable, save_transition_tables
 from actionparty_env.simulator import StartState, StartStates
 from actionparty_env.views import VIEW_TABLES_FILE, ViewTable, egocentric_views, view_keys, view_tiles
 from training.store import list_episodes, read_episode
@@ -72,6 +76,24 @@ def build_sprite_tables(model, data: str | Sequence[str], split: str = "train", 
                 owners[k, slot, face] = True
         tables[game] = SpriteTable(np.asarray(codes, np.int64), owners, appearance_groups(codes, shown[game]))
     return tables
+
+
+def build_transition_tables(model, data: str | Sequence[str], split: str = "train") -> dict[str, TransitionTable]:
+    """The changes (previous code -> next code, previous != next) each game's cells make between
+    consecutive frames of real episodes of `data`, with the model's codebook."""
+    from tqdm import tqdm
+
+    book, vocab = model.codebook(), model.cfg.vocab_size
+    pairs: dict[str, set] = defaultdict(set)
+    sources = [data] if isinstance(data, str) else list(data)
+    keys = [(path, key) for path in sources for key in list_episodes(path, split=split)]
+    for path, key in tqdm(keys, desc=f"transition tables ({split})"):
+        ep = read_episode(path, key)
+        codes = np.stack([book.encode(f) for f in ep.frames]).astype(np.int64)
+        prev, nxt = codes[:-1], codes[1:]
+        changed = prev != nxt
+        pairs[ep.header["substrate"]].update((prev[changed] * vocab + nxt[changed]).tolist())
+    return {game: TransitionTable(np.asarray(sorted(seen), np.int64)) for game, seen in pairs.items()}
 
 
 def appearance_groups(codes: list[int], shown: list[set]) -> np.ndarray:
@@ -198,6 +220,10 @@ def main(argv: list[str] | None = None) -> int:
     sprites.add_argument("--data", required=True, nargs="+", help="LMDB datasets with training episodes")
     sprites.add_argument("--split", default="train")
     sprites.add_argument("--every", type=int, default=1, help="count every k-th frame")
+    transitions = sub.add_parser("transitions", help="write DIR/transitions.npz from training episodes")
+    transitions.add_argument("--checkpoint", required=True, help="checkpoint folder (transitions.npz is written there)")
+    transitions.add_argument("--data", required=True, nargs="+", help="LMDB datasets with training episodes")
+    transitions.add_argument("--split", default="train")
     views = sub.add_parser("views", help="write DIR/view_tables.npz from the real game (needs Melting Pot)")
     views.add_argument("--checkpoint", required=True)
     views.add_argument("--substrates", default=None, help="comma-separated (default: the whole catalog)")
@@ -215,6 +241,14 @@ def main(argv: list[str] | None = None) -> int:
         path = save_sprite_tables(args.checkpoint, tables)
         sizes = [len(t.codes) for t in tables.values()]
         print(f"wrote {path}: {len(tables)} games, {sum(sizes)} player codes ({min(sizes)} to {max(sizes)} per game)")
+    elif args.artefact == "transitions":
+        from actionparty_env.model.checkpoint import load_world_model, refresh_digests
+
+        tables = build_transition_tables(load_world_model(args.checkpoint), args.data, args.split)
+        path = save_transition_tables(args.checkpoint, tables)
+        refresh_digests(args.checkpoint)
+        sizes = [len(t.pairs) for t in tables.values()]
+        print(f"wrote {path}: {len(tables)} games, {sum(sizes)} changes ({min(sizes)} to {max(sizes)} per game)")
     elif args.artefact == "views":
         path = write_view_tables(args.checkpoint, args.substrates.split(",") if args.substrates else None,
                                  args.steps, args.seed)

@@ -1,6 +1,6 @@
 """Make a training run's EMA weights the bundled checkpoint: bf16 safetensors shards (<= 15 MiB each),
 config.json with the training summary, metrics and the SHA-256 of every file, and the artefacts
-training/artefacts.py builds: sprites.npz (the sprite table of the training episodes), start_states.npz
+training/artefacts.py builds: sprites.npz (the sprite table of the training episodes), transitions.npz (the changes cells make in them), start_states.npz
 (real states of the validation episodes) and, with `--view-tables`, view_tables.npz.
 
     python -m training.bundle --run runs/x --data data/mp --out actionparty_env/checkpoints/default
@@ -28,8 +28,8 @@ from pathlib import Path
 import torch
 
 from actionparty_env.model.checkpoint import load_world_model, read_config, refresh_digests, save_checkpoint
-from training.artefacts import (STARTS_WANTED, build_sprite_tables, start_state_counts, start_states,
-                                write_view_tables)
+from training.artefacts import (STARTS_WANTED, build_sprite_tables, build_transition_tables, start_state_counts,
+                                start_states, write_view_tables)
 
 
 def main(argv=None) -> None:
@@ -66,6 +66,7 @@ def main(argv=None) -> None:
         extra["metrics"] = json.loads(Path(args.metrics).read_text())
     out = Path(args.out)
     model.sprite_tables = build_sprite_tables(model, args.data, split="train", every=2)
+    model.transition_tables = build_transition_tables(model, args.data, split="train")
     save_checkpoint(model, out, extra=extra, float_dtype=torch.bfloat16)
     _write_starts(args.starts or [args.data], args.starts_split, out)  # each writer records its digest
     if args.view_tables:

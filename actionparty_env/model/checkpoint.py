@@ -25,6 +25,7 @@ from safetensors.torch import load_file, save_file
 from actionparty_env.digests import CONFIG_FILE, DIGESTS_KEY, sha256_file
 from actionparty_env.model.network import ModelConfig, WorldModel
 from actionparty_env.model.sprites import SPRITES_FILE, load_sprite_tables, save_sprite_tables
+from actionparty_env.model.transitions import TRANSITIONS_FILE, load_transition_tables, save_transition_tables
 from actionparty_env.simulator import START_STATES_FILE
 from actionparty_env.views import VIEW_TABLES_FILE
 
@@ -33,7 +34,8 @@ SHARD_BYTES = 15 * 1024 * 1024
 FORMAT = "actionparty-world-model/1"
 
 
-ARTEFACTS = (SPRITES_FILE, START_STATES_FILE, VIEW_TABLES_FILE)  # the optional files beside the shards
+# the optional files beside the shards
+ARTEFACTS = (SPRITES_FILE, TRANSITIONS_FILE, START_STATES_FILE, VIEW_TABLES_FILE)
 
 
 class CheckpointError(ValueError):
@@ -83,6 +85,8 @@ def save_checkpoint(model: WorldModel, folder: str | Path, extra: dict | None = 
     }
     if model.sprite_tables:
         save_sprite_tables(folder, model.sprite_tables)
+    if model.transition_tables:
+        save_transition_tables(folder, model.transition_tables)
     config[DIGESTS_KEY] = file_digests(folder, names)
     (folder / CONFIG_FILE).write_text(json.dumps(config, indent=1))
     return folder
@@ -251,4 +255,5 @@ def load_world_model(folder: str | Path | None = None, device="cpu") -> WorldMod
         raise CheckpointError(f"{folder}: tensors missing from every shard: {', '.join(missing[:5])}")
     model._codebook = None
     model.sprite_tables = load_sprite_tables(folder)
+    model.transition_tables = load_transition_tables(folder)
     return model.to(device).eval()

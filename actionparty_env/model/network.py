@@ -137,6 +137,7 @@ class WorldModel(nn.Module):
         self.register_buffer("game_torus", torch.tensor(torus, dtype=torch.bool), persistent=False)
         self._codebook: Codebook | None = None
         self.sprite_tables: dict = {}  # game -> sprites.SpriteTable (the checkpoint's sprites.npz), for drawing
+        self.transition_tables: dict = {}  # game -> transitions.TransitionTable (transitions.npz), for drawing
         d = cfg.dim
         self.code_emb = nn.Embedding(cfg.vocab_size + 1, d)  # + MASK
         self.game_emb = nn.Embedding(cfg.num_games, d)

@@ -9,7 +9,7 @@ schedule). Frames never leave code space, so unchanged cells are copied exactly.
 Decoding (`decoding=`), the small pure functions below:
 - "calibrated" (the default): what the game leaves to chance happens at the model's calibrated rate.
   Each cell first decides whether it changes (a Bernoulli draw at the change head's probability), and
-  only a changing cell picks a new code; deaths and respawns are drawn from the alive head; a reward is
+  only a changing cell picks a new code, among those the game changes it into (model/transitions.py); deaths and respawns are drawn from the alive head; a reward is
   drawn from the game's own payoffs. Movement and facing stay argmaxes (the game's movement is
   deterministic given the actions), and players move one after another in a random order, so two live
   players never share a cell (`actionparty_env.grid.resolve_moves`). Seeded: same seed, same dream.
@@ -63,17 +63,25 @@ def undo_weight(logit: torch.Tensor, weight: float) -> torch.Tensor:
 
 
 def decide_codes(logits: torch.Tensor, prev: torch.Tensor, change_prob: torch.Tensor, temperature: float,
-                 generator: torch.Generator | None) -> tuple[torch.Tensor, torch.Tensor]:
+                 generator: torch.Generator | None, next_allowed: torch.Tensor | None = None
+                 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Calibrated cell decoding. logits [B, RC, V] (after the sprite constraint), prev [B, RC] the
-    previous frame's code index (-1: a code this game never draws), change_prob [B, RC]. A cell changes
-    where its previous code is no longer allowed or a Bernoulli draw at `change_prob` says so; a
-    changing cell takes the best (or, at temperature > 0, a sampled) code other than its previous one.
-    Returns (code index [B, RC], confidence [B, RC])."""
+    previous frame's code index (-1: a code this game never draws), change_prob [B, RC], next_allowed
+    [V, V] the changes the game makes (model/transitions.py; None: any). A cell changes where its
+    previous code is no longer allowed ("forced") or a Bernoulli draw at `change_prob` says so, and
+    takes the best (or, at temperature > 0, a sampled) code other than its previous one among those it
+    may change into; a drawn change with no such code leaves the cell as it was, a forced one picks
+    freely. Returns (code index [B, RC], confidence [B, RC])."""
     known = prev >= 0
     prev_logit = logits.gather(-1, prev.clamp(min=0)[..., None]).squeeze(-1)
     forced = ~known | (prev_logit == float("-inf"))
-    change = forced | bernoulli(change_prob, generator)
     others = logits.scatter(-1, prev.clamp(min=0)[..., None], float("-inf")).where(known[..., None], logits)
+    possible = torch.ones_like(forced)
+    if next_allowed is not None:
+        ruled = others.masked_fill(~next_allowed[prev.clamp(min=0)] & known[..., None], float("-inf"))
+        possible = (ruled > float("-inf")).any(-1)
+        others = torch.where((possible | ~forced)[..., None], ruled, others)
+    change = forced | (possible & bernoulli(change_prob, generator))
     pick, conf = sample_codes(others, temperature, generator)
     return torch.where(change, pick, prev), conf
 
@@ -173,6 +181,8 @@ class DreamSimulator:
         else:
             self.reward_support = self.reward_valid = None
         name = model.games[self.game_id]
+        changes = model.transition_tables.get(name)
+        self.next_allowed = changes.allowed(self.allowed.cpu(), model.cfg.vocab_size).to(self.device) if changes else None
         table = model.sprite_tables.get(name) if consistent_sprites else None
         self.sprites = table  # None: frames drawn freely; else players drawn consistent with their states
         self.identity_from_start = False
@@ -306,7 +316,8 @@ class DreamSimulator:
                                                             cfg.change_weight))
                 else:  # no change head: the code head's own probability of another code
                     change_prob = 1 - logits.float().softmax(-1).gather(-1, prev.clamp(min=0)[..., None]).squeeze(-1)
-                pick, conf = decide_codes(logits, prev, change_prob, self.temperature, self.generator)
+                pick, conf = decide_codes(logits, prev, change_prob, self.temperature, self.generator,
+                                          self.next_allowed)
             pick = self.allowed[pick]
             flat = codes.view(b, -1)
             conf = conf.masked_fill(fixed, -1.0)
