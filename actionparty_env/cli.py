@@ -185,7 +185,7 @@ def play_main(argv: list[str]) -> int:
                    help="start from the checkpoint's start states or a fresh real reset (needs Melting Pot)")
     from actionparty_env import play  # --interactive, --side-by-side, --record, --keys: a person plays
 
-    play.add_play_arguments(p)
+    play.add_play_arguments(p, output_file)
     args = p.parse_args(argv)
     if play.wants_play(args, p):
         return play.play(args, p)

@@ -891,13 +891,17 @@ def _dream_from_meta(meta: dict, device: str = "cpu", checkpoint: str | None = N
 
 
 # ------------------------------------------------------------------------------- the command line
-def add_play_arguments(p) -> None:
-    """The options of `actionparty play` that this module runs (cli.play_main adds them)."""
+def add_play_arguments(p, output_file: Callable[..., Path] | None = None) -> None:
+    """The options of `actionparty play` that this module runs (cli.play_main adds them); `output_file`
+    (cli.output_file) checks the output paths before any work."""
+    def out(*suffixes):
+        return functools.partial(output_file, suffixes=suffixes) if output_file is not None else str
+
     g = p.add_argument_group("playing (a person controls a player; needs pip install 'actionparty-env[play]')")
     g.add_argument("--interactive", action="store_true", help="open a window and play (keys on screen)")
     g.add_argument("--side-by-side", action="store_true",
                    help="the real Melting Pot beside the dream, the same actions from the same real start")
-    g.add_argument("--record", default=None, metavar="PATH",
+    g.add_argument("--record", default=None, metavar="PATH", type=out(".mp4", ".gif"),
                    help="write the session as MP4 or GIF, plus PATH's .npz (actions, starts) for `actionparty replay`")
     g.add_argument("--policy", default=None, metavar="ZIP", help="an SB3 model (PPO/A2C/DQN .zip) for the other players")
     g.add_argument("--others", choices=("random", "noop"), default="random",
@@ -909,7 +913,8 @@ def add_play_arguments(p) -> None:
     g.add_argument("--keys", default=None, metavar="SCRIPT",
                    help='a scripted key sequence instead of a person, e.g. "w*3 e tab,w p . ." (runs headless '
                         "under SDL_VIDEODRIVER=dummy; the loop ends after it)")
-    g.add_argument("--screenshot", default=None, metavar="PNG", help="save the last picture of the window")
+    g.add_argument("--screenshot", default=None, metavar="PNG", type=out(".png", ".jpg", ".jpeg", ".bmp", ".tga"),
+                   help="save the last picture of the window")
 
 
 def wants_play(args, parser) -> bool:

@@ -283,3 +283,6 @@ def test_play_flags_need_interactive(capsys):
     with pytest.raises(SystemExit):
         cli.main(["play", SUBSTRATE, "--side-by-side"])
     assert "need --interactive" in capsys.readouterr().err
+    with pytest.raises(SystemExit):  # an output path is checked before any work
+        cli.main(["play", SUBSTRATE, "--interactive", "--record", "session.avi"])
+    assert "must end in .mp4 or .gif" in capsys.readouterr().err
