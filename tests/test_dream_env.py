@@ -90,7 +90,9 @@ def test_closed_loop_outputs_are_consistent(checkpoint):
         for a in env.possible_agents:
             assert obs[t][a].shape == (88, 88, 3) and obs[t][a].dtype == np.uint8
             info = infos[t][a]
-            assert set(info) == {"cell", "facing", "alive"} and 0 <= info["facing"] <= 3
+            # a categorical reward head adds the model's expected reward beside the drawn one
+            assert set(info) - {"expected_reward"} == {"cell", "facing", "alive"} and 0 <= info["facing"] <= 3
+            assert isinstance(info.get("expected_reward", 0.0), float)
             assert 0 <= info["cell"][0] < frames[t].shape[0] // CELL and 0 <= info["cell"][1] < frames[t].shape[1] // CELL
             assert (obs[t][a].any()) or not info["alive"]  # a live player's view shows the map
             assert isinstance(rewards[t - 1][a], float)
