@@ -20,7 +20,7 @@ import numpy as np
 import torch
 
 from actionparty_env.games import GameSpec, get_game
-from actionparty_env.players import MAX_SEED, PlayersEnv
+from actionparty_env.players import PlayersEnv, check_num_players, check_positive_int
 from actionparty_env.simulator import DECODINGS, START_STATES_FILE, Simulator, StartState, StartStates, StepResult
 from actionparty_env.views import VIEW_TABLES_FILE, ViewTable, egocentric_views
 
@@ -88,12 +88,7 @@ def _load_model(folder: str, device: str):
     return load_world_model(folder, device)
 
 
-def _positive_int(name: str, value: Any, upper: int | None = None) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1 or \
-            (upper is not None and value > upper):
-        bound = f" in 1..{upper}" if upper is not None else " >= 1"
-        raise ValueError(f"{name} must be an int{bound}, got {value!r}")
-    return int(value)
+_positive_int = check_positive_int  # the name vector.py and real_vector.py import
 
 
 class DreamWorlds:
@@ -109,8 +104,7 @@ class DreamWorlds:
                  consistent_sprites: bool = True, decoding: str | None = None):
         self.game: GameSpec = get_game(substrate)  # ValueError naming close matches
         self.substrate = substrate
-        self.num_players = _positive_int("num_players", self.game.num_players if num_players is None else num_players,
-                                         self.game.num_players)
+        self.num_players = check_num_players(self.game, num_players)  # the real env's contract (players.py)
         self.num_worlds = _positive_int("num_worlds", num_worlds)
         if start not in ("bundled", "real"):
             raise ValueError(f"start must be 'bundled' (the checkpoint's start states) or 'real' (a fresh "
@@ -136,10 +130,15 @@ class DreamWorlds:
 
             # config.json, the SHA-256 of every file it lists, every shard's tensor names and shapes:
             # a CheckpointError (a ValueError) names the file at fault.
-            known = check_checkpoint(self.folder)["games"]
+            config = check_checkpoint(self.folder)
+            known = config["games"]
             if substrate not in known:
                 raise ValueError(f"the checkpoint {self.folder} does not know the substrate {substrate!r}; "
                                  f"it knows: {', '.join(known)}")
+            slots = int(config["model"].get("max_players", self.num_players))
+            if self.num_players > slots:
+                raise ValueError(f"the checkpoint {self.folder} models at most {slots} players; "
+                                 f"num_players={self.num_players}")
             if consistent_sprites:
                 self.sprite_constraint = self._check_sprites()
         self.starts = StartStates.load(self.folder) if start == "bundled" else None
@@ -278,7 +277,7 @@ class DreamParallelEnv(PlayersEnv):
     def reset(self, seed: int | None = None, options: dict | None = None) -> tuple[dict, dict]:
         """Start from a real start state picked by `seed`; the same seed and actions give the same
         frames on one device. `seed` also seeds later unseeded resets."""
-        seed = self._episode_seed(seed, upper=MAX_SEED)
+        seed = self._episode_seed(seed)
         views = self.dream.reset([seed], reseed=seed)
         self._begin_episode(self.dream.last.frames.shape[1:])
         return self._observations(views), self._infos()

@@ -27,6 +27,8 @@ class GameSpec:
     identity_visible: bool  # False where pixels cannot tell players apart
     valid_roles: tuple[str, ...] = ()  # every role the substrate accepts
     map_varies: bool = False  # the map (size, layout or colours) is drawn anew for each build
+    player_counts: tuple[int, ...] = ()  # the counts it takes with its default roles repeated (() unknown)
+    seed_replays: bool | None = None  # the real engine replays an episode from its seed (None unknown)
 
     @property
     def num_actions(self) -> int:
@@ -52,6 +54,8 @@ class GameSpec:
             "view": dict(self.view),
             "view_px": self.view_px,
             "identity_visible": self.identity_visible,
+            "player_counts": list(self.player_counts),
+            "seed_replays": self.seed_replays,
         }
 
     @classmethod
@@ -69,6 +73,8 @@ class GameSpec:
             identity_visible=bool(d["identity_visible"]),
             valid_roles=tuple(d.get("valid_roles", d["roles"])),
             map_varies=bool(d.get("map_varies", False)),
+            player_counts=tuple(int(n) for n in d.get("player_counts") or ()),
+            seed_replays=None if d.get("seed_replays") is None else bool(d["seed_replays"]),
         )
 
 

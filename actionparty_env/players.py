@@ -18,7 +18,60 @@ from pettingzoo import ParallelEnv
 from actionparty_env.games import GameSpec
 from actionparty_env.grid import CELL
 
-MAX_SEED = 2**31 - 1
+MAX_SEED = 2**31 - 1  # seeds are ints in 0..MAX_SEED in every env (dmlab2d takes a signed 32-bit seed)
+
+
+# --- the contract both envs (and their vector forms) check, with the same messages ---
+def check_seed(seed: Any, name: str = "seed", upper: int = MAX_SEED) -> int:
+    """A seed as an int in 0..`upper` (Python or numpy int, not bool), or a ValueError."""
+    if isinstance(seed, np.ndarray) and seed.ndim == 0:
+        seed = seed[()]
+    if isinstance(seed, (bool, np.bool_)) or not isinstance(seed, (int, np.integer)) or not 0 <= int(seed) <= upper:
+        raise ValueError(f"{name} must be an int in 0..{upper} or None, got {seed!r}")
+    return int(seed)
+
+
+def check_positive_int(name: str, value: Any, upper: int | None = None) -> int:
+    """`value` as an int >= 1 (and <= `upper`), or a ValueError naming `name`."""
+    if isinstance(value, np.ndarray) and value.ndim == 0:
+        value = value[()]
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)) or value < 1 or \
+            (upper is not None and value > upper):
+        bound = f" in 1..{upper}" if upper is not None else " >= 1"
+        raise ValueError(f"{name} must be an int{bound}, got {value!r}")
+    return int(value)
+
+
+def player_counts(game: GameSpec) -> tuple[int, ...]:
+    """The player counts a substrate takes (with its default roles repeated): the catalog's, measured
+    on the real engine by `python -m training.catalog`; 1..default where the catalog has none."""
+    return game.player_counts or tuple(range(1, game.num_players + 1))
+
+
+def _counts_text(counts: Sequence[int]) -> str:
+    runs, start = [], counts[0]
+    for prev, n in zip(counts, [*counts[1:], None]):
+        if n != prev + 1:
+            runs.append(str(start) if start == prev else f"{start}..{prev}")
+            start = n
+    return ", ".join(runs)
+
+
+def check_num_players(game: GameSpec, num_players: Any) -> int:
+    """`num_players` (None: the substrate's default) as an int the substrate takes, or a ValueError
+    saying which counts it takes. The dream and the real env both accept exactly these."""
+    if num_players is None:
+        return game.num_players
+    if isinstance(num_players, np.ndarray) and num_players.ndim == 0:
+        num_players = num_players[()]
+    if isinstance(num_players, (bool, np.bool_)) or not isinstance(num_players, (int, np.integer)):
+        raise ValueError(f"num_players must be an int or None, got {num_players!r}")
+    counts = player_counts(game)
+    if int(num_players) not in counts:
+        n = int(num_players)
+        raise ValueError(f"{game.name} does not take {n} player{'' if n == 1 else 's'}: it takes "
+                         f"{_counts_text(counts)} (default {game.num_players})")
+    return int(num_players)
 
 
 def agent_action(agent: str, value: Any, num_actions: int) -> int:
@@ -101,17 +154,14 @@ class PlayersEnv(ParallelEnv):
         if agent not in self._action_spaces:
             raise ValueError(f"unknown agent {agent!r}; agents are {self.possible_agents[0]}..{self.possible_agents[-1]}")
 
-    def _episode_seed(self, seed: int | None, upper: int | None = None) -> int:
-        """The seed of the episode reset() starts: a given `seed` (<= `upper` if given) also seeds later
-        unseeded resets; without one, the next seed of that stream."""
+    def _episode_seed(self, seed: int | None) -> int:
+        """The seed of the episode reset() starts: a given `seed` (`check_seed`: an int in 0..MAX_SEED)
+        also seeds later unseeded resets; without one, the next seed of that stream."""
         if seed is None:
             return int(self._seeds.integers(MAX_SEED))
-        if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0 or \
-                (upper is not None and seed > upper):
-            expected = "a non-negative int" if upper is None else f"an int in 0..{upper}"
-            raise ValueError(f"seed must be {expected} or None, got {seed!r}")
-        self._seeds = np.random.default_rng(int(seed))
-        return int(seed)
+        seed = check_seed(seed)
+        self._seeds = np.random.default_rng(seed)
+        return seed
 
     def _begin_episode(self, frame_shape: Sequence[int]) -> None:
         """Every agent is live again and `state_space` is this build's frame shape; called once the

@@ -17,13 +17,14 @@ from __future__ import annotations
 import copy
 import difflib
 import random
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
-from actionparty_env.players import MAX_SEED, PlayersEnv
+from actionparty_env.players import PlayersEnv, check_num_players, check_positive_int, check_seed
 
 _LOCATION_OBSERVER = {
     "component": "LocationObserver",
@@ -81,6 +82,10 @@ def build_lab2d_settings(substrate_name: str, roles: Sequence[str], seed: int) -
     finally:
         random.setstate(state)
     return cfg, s
+
+
+class SeedWarning(UserWarning):
+    """reset(seed) cannot replay this substrate's episode in the real Melting Pot."""
 
 
 @dataclass
@@ -144,7 +149,7 @@ class MeltingPotEngine:
 
         if self.substrate is None:
             raise RuntimeError("call build(substrate, roles, seed) before reset")
-        seed = int(seed) % MAX_SEED
+        seed = check_seed(seed)  # 0..MAX_SEED, as in every env: never reduced silently
         _, s = build_lab2d_settings(self.substrate, self.roles, seed)
         d = builder.parse_python_settings_for_dmlab2d(s)
         d["env_seed"] = str(seed)
@@ -237,29 +242,32 @@ class RealParallelEnv(PlayersEnv):
 
         check_substrate(substrate)
         game = get_game(substrate)
-        if num_players is None:
-            num_players = game.num_players
-        if isinstance(num_players, bool) or not isinstance(num_players, (int, np.integer)) or num_players < 1:
-            raise ValueError(f"num_players must be a positive int, got {num_players!r}")
-        if isinstance(max_cycles, bool) or not isinstance(max_cycles, (int, np.integer)) or max_cycles < 1:
-            raise ValueError(f"max_cycles must be a positive int, got {max_cycles!r}")
+        # The contract the dream checks too (players.py): the counts the catalog measured on this engine.
+        num_players = check_num_players(game, num_players)
+        max_cycles = check_positive_int("max_cycles", max_cycles)
         self._check_render_mode(render_mode)
         self.substrate = substrate
-        self.roles = tuple(game.roles[i % len(game.roles)] for i in range(int(num_players)))
-        if num_players != game.num_players:  # the substrate's settings builder knows the counts it takes
-            try:
-                build_lab2d_settings(substrate, self.roles, seed=0)
-            except (AssertionError, IndexError, KeyError, ValueError) as e:
-                raise ValueError(f"{substrate} does not take {num_players} players "
-                                 f"(default {game.num_players}): {type(e).__name__}: {e}") from None
-        self._init_players(game, int(num_players), int(max_cycles), render_mode, f"{substrate} (real)")
+        self.roles = tuple(game.roles[i % len(game.roles)] for i in range(num_players))
+        self._init_players(game, num_players, max_cycles, render_mode, f"{substrate} (real)")
         self._engine = MeltingPotEngine()
         self._built = False
+        self._said_seed = False
         self._last: EngineStep | None = None
 
     def reset(self, seed: int | None = None, options: dict | None = None) -> tuple[dict, dict]:
-        """Rebuild the world. `seed` seeds the engine (and the seeds of later unseeded resets)."""
-        seed = self._episode_seed(seed)
+        """Rebuild the world. `seed` seeds the engine (and the seeds of later unseeded resets). Where
+        Melting Pot does not replay an episode from its seed (`game.seed_replays`, measured by
+        `python -m training.catalog`), the first seeded reset says so with a SeedWarning."""
+        given = seed is not None
+        seed = self._episode_seed(seed)  # a bad seed is a ValueError before anything else
+        if given and not self.game.seed_replays and not self._said_seed:
+            self._said_seed = True
+            warnings.warn(f"{self.substrate}: the real Melting Pot does not replay an episode from its seed: "
+                          f"which player gets which spawn point, and later random events, change from one "
+                          f"engine build to the next (dmlab2d's hash tables are salted by memory address), "
+                          f"so reset(seed=...) fixes the seed and what the settings draw from it (coins' "
+                          f"colours), not the episode. The dream replays exactly; the README lists the real "
+                          f"substrates that do.", SeedWarning, stacklevel=2)
         if self._built:
             step = self._engine.reset(seed, frame=False)
         else:

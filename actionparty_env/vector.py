@@ -27,7 +27,7 @@ from stable_baselines3.common.vec_env.base_vec_env import VecEnvIndices, VecEnvO
 
 from actionparty_env.env import DreamWorlds, SimulatorArg, _positive_int
 from actionparty_env.games import GameSpec
-from actionparty_env.players import MAX_SEED, player_info
+from actionparty_env.players import MAX_SEED, check_seed, player_info
 
 
 class WorldsVecEnv(VecEnv):
@@ -66,7 +66,7 @@ class WorldsVecEnv(VecEnv):
         px = self.game.view_px
         shape = (3, px, px) if self.channels_first else (px, px, 3)
         self._slot_attrs: dict[int, dict[str, Any]] = {}
-        self._rng = np.random.default_rng(seed)
+        self._rng = np.random.default_rng(None if seed is None else check_seed(seed))
         self._cycles = np.zeros(self.num_worlds, np.int64)
         self.episode_seeds = np.full(self.num_worlds, -1, np.int64)  # -1: not started
         self._actions: np.ndarray | None = None
@@ -94,6 +94,14 @@ class WorldsVecEnv(VecEnv):
         self.__init__(**args)
 
     # --- VecEnv ---
+    def seed(self, seed: int | None = None) -> Sequence[int | None]:
+        """Seeds for the next `reset()`: slot k gets seed + k, so world w starts from seed + w*N. `seed`
+        is an int in 0..MAX_SEED - num_envs + 1 (every world's seed a valid env seed: players.check_seed),
+        checked here; None draws one."""
+        if seed is None:
+            seed = int(np.random.randint(0, MAX_SEED - self.num_envs + 2))
+        return super().seed(check_seed(seed, upper=MAX_SEED - self.num_envs + 1))
+
     def reset(self) -> VecEnvObs:
         """Start every world; seeds from `seed()` (world w uses slot w*N's seed) or the env's own rng."""
         n = self.num_players

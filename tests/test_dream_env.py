@@ -160,8 +160,8 @@ def test_bad_actions_are_value_errors_and_change_nothing(checkpoint, actions, ma
 @pytest.mark.parametrize("kwargs, match", [
     (dict(substrate="coinz"), "unknown substrate 'coinz'; did you mean coins"),
     (dict(substrate="clean_up"), "does not know the substrate 'clean_up'"),
-    (dict(num_players=3), r"num_players must be an int in 1..2"),
-    (dict(num_players=0), r"num_players must be an int in 1..2"),
+    (dict(num_players=3), r"coins does not take 3 players: it takes 2 \(default 2\)"),  # the real env's message
+    (dict(num_players=0), r"coins does not take 0 players"),
     (dict(max_cycles=0), "max_cycles"),
     (dict(render_mode="ansi"), "render_mode"),
     (dict(start="random"), "start must be"),
@@ -217,12 +217,11 @@ def test_dead_players_see_black(checkpoint, tmp_path):
 
 
 def test_fewer_players(checkpoint):
-    env = dream(checkpoint, num_players=1)
-    with pytest.warns(UserWarning, match="first 1"):
-        obs, infos = env.reset(seed=0)
-    assert list(obs) == ["player_0"]
-    obs, *_ = env.step({"player_0": 3})
-    assert obs["player_0"].shape == (88, 88, 3)
+    with pytest.raises(ValueError, match="coins does not take 1 player: it takes 2"):  # as the real env says
+        dream(checkpoint, num_players=1)
+    with pytest.warns(UserWarning, match="first 1"):  # where a game takes fewer: the first of a larger state
+        start = StartStates.load(checkpoint).pick(SUBSTRATE, 0, 1)
+    assert start.num_players == 1 and start.frame.shape == (17 * CELL, 17 * CELL, 3)
 
 
 def test_start_states_roundtrip_and_pick(tmp_path, checkpoint):

@@ -245,8 +245,9 @@ def test_good_action_types_after_bad_input(stepped_env):
 
 
 @pytest.mark.parametrize("kwargs, message", [
-    ({"num_players": 0}, "num_players must be a positive int"),
-    ({"max_cycles": 1.5}, "max_cycles must be a positive int"),
+    ({"num_players": 0}, "coins does not take 0 players: it takes 2"),  # players.py: the dream's message too
+    ({"num_players": 1.0}, "num_players must be an int or None"),
+    ({"max_cycles": 1.5}, "max_cycles must be an int >= 1"),
     ({"render_mode": "ansi"}, "render_mode must be one of"),
     ({"num_players": 3}, "coins does not take 3 players"),
 ])

@@ -188,7 +188,7 @@ def test_bad_actions_are_value_errors_and_change_nothing(coins):
     (dict(substrate="coin"), "unknown substrate 'coin'; did you mean coins"),
     (dict(num_worlds=0), "num_worlds must be an int >= 1"),
     (dict(num_worlds=1.5), "num_worlds must be an int >= 1"),
-    (dict(num_players=0), "num_players must be a positive int"),
+    (dict(num_players=0), "coins does not take 0 players"),
     (dict(max_cycles=0), "max_cycles must be an int >= 1"),
     (dict(render_mode="human"), "render_mode must be None or 'rgb_array'"),
     (dict(start_method="threads"), "start_method must be None or one of"),

@@ -2,6 +2,8 @@
 
     python -m training.catalog            # all 49 substrates, one subprocess each, ~1-2 min on 2 cores
     python -m training.catalog --one coins  # print one substrate's entry (what each subprocess runs)
+    python -m training.catalog --player-counts  # only fill in player_counts (~40 min on 2 busy cores)
+    python -m training.catalog --seed-replays   # only fill in seed_replays (5 builds + 20 steps each)
 
 Each substrate is described in its own process because a Lua error inside dmlab2d can abort the
 whole process (factory_commons__either_or does so while stepping). A substrate is built with its
@@ -87,6 +89,60 @@ def _avatar_view(settings: Any) -> dict:
     raise RuntimeError("no Avatar component with a view")
 
 
+MOST_PLAYERS = 16  # the largest player count tried (the world model's slots; fruit_market's default)
+
+
+def player_counts(name: str, most: int = MOST_PLAYERS) -> list[int]:
+    """The player counts 1..max(most, default) the substrate takes with its default roles repeated: its
+    settings build and its Lua world starts (hidden_agenda builds settings for 3 players, then its Lua
+    says "Not enough impostors"). Both envs accept exactly these (`actionparty_env.players`)."""
+    import dmlab2d
+
+    from actionparty_env.meltingpot_import import builder, get_config
+    from actionparty_env.real import build_lab2d_settings
+
+    roles = tuple(get_config(name).default_player_roles)
+    ok = []
+    for n in range(1, max(most, len(roles)) + 1):
+        try:
+            _, s = build_lab2d_settings(name, tuple(roles[i % len(roles)] for i in range(n)), seed=0)
+            flat = builder.parse_python_settings_for_dmlab2d(s)
+            flat["env_seed"] = "0"
+            dmlab2d.Lab2d(builder._DMLAB2D_ROOT, flat).start(episode=0, seed=0)
+        except (AssertionError, IndexError, KeyError, ValueError, RuntimeError):
+            continue
+        ok.append(n)
+    return ok
+
+
+def seed_replays(name: str, builds: int = 5, steps: int = 20, seed: int = 0) -> bool:
+    """Whether `builds` fresh engines of the substrate, each reset with `seed` and stepped with the same
+    actions, give the same frames, player states and rewards (in one process, as PettingZoo's seed test
+    does). dmlab2d's own hash containers (per-table salted by address) and its LuaJIT's string hashing
+    (seeded from the OS) reorder spawns and other Lua table walks between builds in some substrates; no
+    engine setting fixes that (MELTINGPOT.md; the README lists those substrates)."""
+    import numpy as np
+
+    from actionparty_env.games import get_game
+    from actionparty_env.real import MeltingPotEngine
+
+    game = get_game(name)
+    actions = np.random.default_rng(seed).integers(game.num_actions, size=(steps, game.num_players))
+    runs = []
+    for _ in range(builds):
+        engine = MeltingPotEngine()
+        step = engine.build(name, seed=seed)
+        trace = [step.frame.tobytes(), step.cells.tobytes(), step.facing.tobytes()]
+        for a in actions:
+            step = engine.step(a)
+            trace += [step.frame.tobytes(), step.cells.tobytes(), step.alive.tobytes(), step.rewards.tobytes()]
+            if step.done:
+                break
+        runs.append(trace)
+        engine.close()
+    return all(r == runs[0] for r in runs[1:])
+
+
 def describe(name: str) -> dict[str, Any]:
     """One substrate's catalog entry, from its config and one built world."""
     import dmlab2d
@@ -123,11 +179,13 @@ def describe(name: str) -> dict[str, Any]:
         "view": v,
         "view_px": int(view.shape[0]),
         "identity_visible": _identity_visible(name),
+        "player_counts": player_counts(name),
+        "seed_replays": seed_replays(name),
     }
 
 
-def _describe_in_subprocess(name: str) -> dict[str, Any]:
-    cmd = [sys.executable, "-m", "training.catalog", "--one", name]
+def _describe_in_subprocess(name: str, what: str = "--one") -> dict[str, Any]:
+    cmd = [sys.executable, "-m", "training.catalog", what, name]
     out = subprocess.run(cmd, capture_output=True, text=True, cwd=CATALOG_PATH.parents[2])
     if out.returncode != 0:
         raise RuntimeError(f"{name}: catalog worker failed ({out.returncode}):\n{out.stderr[-2000:]}")
@@ -147,14 +205,62 @@ def write_catalog(path: Path = CATALOG_PATH, workers: int | None = None) -> list
     return games
 
 
+def add_field(field: str, flag: str, path: Path = CATALOG_PATH, workers: int | None = None) -> dict[str, Any]:
+    """Fill in (only) `field` of every entry of an existing catalog file, one subprocess per substrate
+    running `python -m training.catalog FLAG NAME` (a worker whose Lua aborts gives None)."""
+    from tqdm import tqdm
+
+    def one(name: str) -> Any:
+        try:
+            return _describe_in_subprocess(name, flag)
+        except RuntimeError:
+            return None
+
+    doc = json.loads(path.read_text())
+    names = [g["name"] for g in doc["games"]]
+    with ThreadPoolExecutor(workers or os.cpu_count() or 1) as pool:
+        values = list(tqdm(pool.map(one, names), total=len(names), desc=field))
+    for game, value in zip(doc["games"], values):
+        game[field] = value
+    path.write_text(json.dumps(doc, indent=1) + "\n")
+    return dict(zip(names, values))
+
+
+def add_player_counts(path: Path = CATALOG_PATH, workers: int | None = None) -> dict[str, list[int]]:
+    """Fill in (only) every entry's `player_counts` of an existing catalog file."""
+    return add_field("player_counts", "--counts", path, workers)
+
+
 def main(argv: list[str] | None = None) -> None:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(prog="python -m training.catalog", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--one", metavar="SUBSTRATE", help="print one substrate's entry as JSON and exit")
+    p.add_argument("--counts", metavar="SUBSTRATE", help="print one substrate's player counts as JSON and exit")
+    p.add_argument("--replays", metavar="SUBSTRATE", help="print whether one substrate replays from a seed, as JSON")
+    p.add_argument("--player-counts", action="store_true",
+                   help="only fill in player_counts of the existing catalog (the other fields stay)")
+    p.add_argument("--seed-replays", action="store_true",
+                   help="only fill in seed_replays of the existing catalog (the other fields stay)")
     p.add_argument("--out", type=Path, default=CATALOG_PATH)
     p.add_argument("--workers", type=int, default=None)
     args = p.parse_args(argv)
     if args.one:
         print(json.dumps(describe(args.one)))
+        return
+    if args.counts:
+        print(json.dumps(player_counts(args.counts)))
+        return
+    if args.replays:
+        print(json.dumps(seed_replays(args.replays)))
+        return
+    if args.player_counts:
+        counts = add_player_counts(args.out, args.workers)
+        print(f"wrote player_counts of {len(counts)} games to {args.out}")
+        return
+    if args.seed_replays:
+        replays = add_field("seed_replays", "--replays", args.out, args.workers)
+        print(f"wrote seed_replays of {len(replays)} games to {args.out}: "
+              f"{sum(v is True for v in replays.values())} replay from a seed")
         return
     games = write_catalog(args.out, args.workers)
     print(f"wrote {len(games)} games to {args.out}")
