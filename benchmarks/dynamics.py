@@ -606,7 +606,7 @@ def write_results(result: dict, out: str | Path) -> list[Path]:
     """dynamics_<tag>.json, .md and .png under the prefix `out`."""
     prefix = Path(out)
     prefix.parent.mkdir(parents=True, exist_ok=True)
-    paths = [prefix.with_suffix(".json"), prefix.with_suffix(".md"), prefix.with_suffix(".png")]
+    paths = [Path(f"{prefix}.{ext}") for ext in ("json", "md", "png")]  # a tag may hold a dot (tol0.5)
     paths[0].write_text(json.dumps(result, indent=1, allow_nan=False))
     meta, host = result["meta"], result["meta"]["machine"]
     sims = "; ".join(f"{name}: {meta['checkpoints'].get(name, '?')}, " +

@@ -230,10 +230,10 @@ def test_command_end_to_end_on_recorded_episodes(tiny_checkpoint, tmp_path):
     again = json.loads((tmp_path / "again" / "dynamics_t.json").read_text())
     assert again["runs"] == result["runs"] and again["meta"]["dream_seconds"] == result["meta"]["dream_seconds"]
     # Another reward tolerance is scored from the same cached dreams.
-    assert main(args[:-4] + ["--reward-tolerance", "0.5", "--out-dir", str(tmp_path / "tol"), "--tag", "t"]) == 0
+    assert main(args[:-4] + ["--reward-tolerance", "0.5", "--out-dir", str(tmp_path / "tol"), "--tag", "t0.5"]) == 0
     assert len(list((tmp_path / "cache").glob("*.json"))) == 2
-    tol = json.loads((tmp_path / "tol" / "dynamics_t.json").read_text())
-    assert tol["meta"]["reward_tolerance"] == 0.5 and "|r| > 0.5" in (tmp_path / "tol" / "dynamics_t.md").read_text()
+    tol = json.loads((tmp_path / "tol" / "dynamics_t0.5.json").read_text())
+    assert tol["meta"]["reward_tolerance"] == 0.5 and "|r| > 0.5" in (tmp_path / "tol" / "dynamics_t0.5.md").read_text()
     assert tol["runs"]["real"]["overall"]["values"]["reward_events_count"] == sum(
         int((np.abs(read_episode(str(data), k).rewards[:20]) > 0.5).sum()) for k in keys)
     assert tol["runs"]["dream"]["overall"]["values"]["reward_events_count"] <= \
