@@ -107,7 +107,9 @@ def measure_state(model, state: HeldOutState, movers: int, min_distance: int, sa
     actions = torch.full((b, n), noop, dtype=torch.long)
     for w, (p, a) in enumerate(plan, start=1):
         actions[w, p] = a
-    sim = DreamSimulator(model, state.substrate, n, b, device, sampling_steps=sampling_steps)
+    # argmax decoding: the worlds differ only in one player's action, so nothing drawn at random (each
+    # world draws its own) may tell them apart.
+    sim = DreamSimulator(model, state.substrate, n, b, device, sampling_steps=sampling_steps, decoding="argmax")
     sim.reset(*(np.repeat(np.asarray(x)[None], b, axis=0) for x in (state.frame, state.cells, state.facing, alive)))
     first = sim.step(actions)
     pose1 = torch.cat([first.cells, first.facing[..., None]], -1).cpu().numpy()  # [B,N,3]
