@@ -266,8 +266,8 @@ class RealParallelEnv(PlayersEnv):
                           f"which player gets which spawn point, and later random events, change from one "
                           f"engine build to the next (dmlab2d's hash tables are salted by memory address), "
                           f"so reset(seed=...) fixes the seed and what the settings draw from it (coins' "
-                          f"colours), not the episode. The dream replays exactly; the README lists the real "
-                          f"substrates that do.", SeedWarning, stacklevel=2)
+                          f"colours), not the episode. The dream replays exactly (README, \"Seeds\": no real "
+                          f"substrate replays here).", SeedWarning, stacklevel=2)
         if self._built:
             step = self._engine.reset(seed, frame=False)
         else:

@@ -3,7 +3,7 @@
     python -m training.catalog            # all 49 substrates, one subprocess each, ~1-2 min on 2 cores
     python -m training.catalog --one coins  # print one substrate's entry (what each subprocess runs)
     python -m training.catalog --player-counts  # only fill in player_counts (~40 min on 2 busy cores)
-    python -m training.catalog --seed-replays   # only fill in seed_replays (5 builds + 20 steps each)
+    python -m training.catalog --seed-replays   # only fill in seed_replays (10 builds + 20 steps each)
 
 Each substrate is described in its own process because a Lua error inside dmlab2d can abort the
 whole process (factory_commons__either_or does so while stepping). A substrate is built with its
@@ -115,7 +115,7 @@ def player_counts(name: str, most: int = MOST_PLAYERS) -> list[int]:
     return ok
 
 
-def seed_replays(name: str, builds: int = 5, steps: int = 20, seed: int = 0) -> bool:
+def seed_replays(name: str, builds: int = 10, steps: int = 20, seed: int = 0) -> bool:
     """Whether `builds` fresh engines of the substrate, each reset with `seed` and stepped with the same
     actions, give the same frames, player states and rewards (in one process, as PettingZoo's seed test
     does). dmlab2d's own hash containers (per-table salted by address) and its LuaJIT's string hashing
