@@ -242,11 +242,10 @@ def main(argv: list[str] | None = None) -> int:
         sizes = [len(t.codes) for t in tables.values()]
         print(f"wrote {path}: {len(tables)} games, {sum(sizes)} player codes ({min(sizes)} to {max(sizes)} per game)")
     elif args.artefact == "transitions":
-        from actionparty_env.model.checkpoint import load_world_model, refresh_digests
+        from actionparty_env.model.checkpoint import load_world_model
 
         tables = build_transition_tables(load_world_model(args.checkpoint), args.data, args.split)
         path = save_transition_tables(args.checkpoint, tables)
-        refresh_digests(args.checkpoint)
         sizes = [len(t.pairs) for t in tables.values()]
         print(f"wrote {path}: {len(tables)} games, {sum(sizes)} changes ({min(sizes)} to {max(sizes)} per game)")
     elif args.artefact == "views":

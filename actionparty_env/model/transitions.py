@@ -18,6 +18,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from actionparty_env.digests import record_digests
+
 TRANSITIONS_FILE = "transitions.npz"
 
 
@@ -40,6 +42,7 @@ class TransitionTable:
 def save_transition_tables(folder: str | Path, tables: dict[str, TransitionTable]) -> Path:
     path = Path(folder) / TRANSITIONS_FILE
     np.savez_compressed(path, **{f"{game}/pairs": t.pairs for game, t in tables.items()})
+    record_digests(folder, [TRANSITIONS_FILE])  # where the folder's config.json keeps digests
     return path
 
 
