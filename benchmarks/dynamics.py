@@ -446,6 +446,7 @@ def evaluate(data: str, checkpoint: str | None = None, split: str = "test", epis
             "device_name": torch.cuda.get_device_name(torch.device(device)) if str(device).startswith("cuda")
             else f"{host['cpu']}, {host['cores']} cores",
             "checkpoints": {name: str(folder) if folder else "bundled default" for name, folder in folders.items()},
+            "checkpoint_ids": {name: checkpoint_id(folder) for name, folder in folders.items()},  # folder:digest
             "sim_kwargs": sim_kwargs, "simulator": sim_settings, "reward_tolerance": reward_tolerance, "seconds": time.time() - t0,
             "dream_seconds": dict(seconds), "cache": cache, "skipped_substrates": sorted(skipped), "machine": host,
             "commit": git_commit()}
@@ -555,8 +556,8 @@ def plot_dynamics(result: dict, path: str | Path) -> Path:
     colour["real"] = "tab:green"
     wheres = sorted(result["substrates"]) + ["overall"]
     width = max(10.0, 0.28 * len(wheres) * len(runs) + 2)
-    fig = plt.figure(figsize=(width, 17))
-    grid = fig.add_gridspec(5, 2, height_ratios=[1, 1, 1, 1, 1.2])
+    fig = plt.figure(figsize=(width, 16), layout="constrained")
+    grid = fig.add_gridspec(5, 2, height_ratios=[1, 1, 1, 1.4, 1.4])
     x = np.arange(len(wheres))
     bar = 0.8 / len(runs)
     for row, metric in enumerate(("reward_events", "deaths", "respawns", "changed_cells")):
@@ -588,6 +589,7 @@ def plot_dynamics(result: dict, path: str | Path) -> Path:
         for r, style in (("real", "-"), (model, "--")):
             curve = result["runs"][r][s]["values"]["changed_cells_curve"]
             ax.plot(np.arange(1, len(curve) + 1), curve, style, color=c, label=f"{s} ({r})")
+    ax.set_yscale("symlog", linthresh=1.0)
     ax.set_title(f"per substrate: real (solid) vs {model} (dashed)")
     ax.set_xlabel("step t (closed loop)")
     ax.grid(alpha=0.3)
@@ -595,21 +597,22 @@ def plot_dynamics(result: dict, path: str | Path) -> Path:
     meta = result["meta"]
     fig.suptitle(f"Dynamics, real vs dream under the same actions ({meta['episodes']} {meta['split']} episodes, "
                  f"up to {meta['steps']} steps, {len(result['substrates'])} substrates, {meta['device_name']})")
-    fig.tight_layout()
     path = Path(path)
     fig.savefig(path, dpi=80)
     plt.close(fig)
     return path
 
 
-def write_results(result: dict, out: str | Path) -> list[Path]:
-    """dynamics_<tag>.json, .md and .png under the prefix `out`."""
+def write_results(result: dict, out: str | Path, plot: bool = True) -> list[Path]:
+    """dynamics_<tag>.json, .md and (with `plot`) .png under the prefix `out`."""
     prefix = Path(out)
     prefix.parent.mkdir(parents=True, exist_ok=True)
     paths = [Path(f"{prefix}.{ext}") for ext in ("json", "md", "png")]  # a tag may hold a dot (tol0.5)
     paths[0].write_text(json.dumps(result, indent=1, allow_nan=False))
     meta, host = result["meta"], result["meta"]["machine"]
-    sims = "; ".join(f"{name}: {meta['checkpoints'].get(name, '?')}, " +
+    ids = meta.get("checkpoint_ids", {})
+    sims = "; ".join(f"{name}: {meta['checkpoints'].get(name, '?')}"
+                     f"{' (config digest ' + ids[name].rsplit(':', 1)[1] + ')' if name in ids else ''}, " +
                      ", ".join(f"{k}={v}" for k, v in s.items()) for name, s in meta["simulator"].items())
     tol = meta.get("reward_tolerance") or 0
     event = f"|r| > {tol}" if tol else "r != 0"
@@ -627,6 +630,8 @@ def write_results(result: dict, out: str | Path) -> list[Path]:
         "changed cells exclude cells of the run's own live players before and after the step. Definitions: "
         "benchmarks/dynamics.py. Targets (issue 12): within 20% of real for reward events, deaths and "
         "world changes, per-player return correlation >= 0.8.\n\n" + to_markdown(result) + "\n")
+    if not plot:
+        return paths[:2]
     try:
         plot_dynamics(result, paths[2])
     except ImportError as e:  # matplotlib is the `training` extra
@@ -659,6 +664,7 @@ def main(argv: list[str] | None = None) -> int:
                         "head that never says exactly 0 scores an event at every step)")
     p.add_argument("--cache", default=None, help="keep each dream's dynamics per substrate here: a rerun (killed, "
                    "with another --compare or --reward-tolerance) dreams only what is missing")
+    p.add_argument("--no-plot", action="store_true", help="write the JSON and markdown only")
     p.add_argument("--out-dir", default="benchmarks/results")
     p.add_argument("--tag", default=None, help="results files dynamics_<tag>.json/.md/.png (default: the device type)")
     args = p.parse_args(argv)
@@ -683,11 +689,15 @@ def main(argv: list[str] | None = None) -> int:
         p.error(str(e))
     result["meta"]["command"] = "python -m benchmarks.dynamics " + " ".join(sys.argv[1:] if argv is None else argv)
     out = Path(args.out_dir) / f"dynamics_{args.tag or torch.device(device).type}"
-    for path in write_results(result, out):
+    for path in write_results(result, out, plot=not args.no_plot):
         print("wrote", path)
     print(to_markdown(result).split("\n## Substrates meeting")[0])
     return 0
 
 
 if __name__ == "__main__":
+    if sys.argv[1:2] == ["--replot"]:  # python -m benchmarks.dynamics --replot RESULTS.json: the plot beside it
+        for name in sys.argv[2:]:
+            print("wrote", plot_dynamics(json.loads(Path(name).read_text()), Path(name).with_suffix(".png")))
+        raise SystemExit(0)
     raise SystemExit(main())

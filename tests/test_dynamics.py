@@ -188,12 +188,13 @@ def test_command_end_to_end_on_recorded_episodes(tiny_checkpoint, tmp_path):
 
     data, ck = tiny_checkpoint
     args = ["--data", str(data), "--checkpoint", str(ck), "--compare", f"same={ck}", "--episodes", "1",
-            "--steps", "20", "--device", "cpu", "--sim-arg", "seed=3", "--cache", str(tmp_path / "cache"),
+            "--steps", "12", "--device", "cpu", "--sim-arg", "seed=3", "--cache", str(tmp_path / "cache"),
             "--out-dir", str(tmp_path), "--tag", "t"]
     assert main(args) == 0
     result = json.loads((tmp_path / "dynamics_t.json").read_text())
     assert set(result["runs"]) == {"real", "dream", "same", "copy_last"}
     assert result["meta"]["sim_kwargs"] == {"seed": 3} and result["meta"]["commit"]
+    assert result["meta"]["checkpoint_ids"]["dream"] == result["meta"]["checkpoint_ids"]["same"]
     assert "dynamics" in result["meta"]["command"]
     # The real run's numbers are the dataset's own counts.
     keys = list_episodes(str(data), split="test")
@@ -201,7 +202,7 @@ def test_command_end_to_end_on_recorded_episodes(tiny_checkpoint, tmp_path):
     events = deaths = respawns = steps = 0
     for key in keys:
         ep = read_episode(str(data), key)
-        s = min(20, len(ep.actions))
+        s = min(12, len(ep.actions))
         sub = ep.header["substrate"]
         real = result["runs"]["real"][sub]["values"]
         a = ep.alive[: s + 1]
@@ -226,16 +227,17 @@ def test_command_end_to_end_on_recorded_episodes(tiny_checkpoint, tmp_path):
     # One cached dream per substrate (`same` is the same checkpoint: its dreams are read back), and a rerun
     # scores from the cache alone.
     assert len(list((tmp_path / "cache").glob("*.json"))) == 2
-    assert main(args[:-4] + ["--out-dir", str(tmp_path / "again"), "--tag", "t"]) == 0
+    assert main(args[:-4] + ["--no-plot", "--out-dir", str(tmp_path / "again"), "--tag", "t"]) == 0
+    assert not (tmp_path / "again" / "dynamics_t.png").exists()
     again = json.loads((tmp_path / "again" / "dynamics_t.json").read_text())
     assert again["runs"] == result["runs"] and again["meta"]["dream_seconds"] == result["meta"]["dream_seconds"]
     # Another reward tolerance is scored from the same cached dreams.
-    assert main(args[:-4] + ["--reward-tolerance", "0.5", "--out-dir", str(tmp_path / "tol"), "--tag", "t0.5"]) == 0
+    assert main(args[:-4] + ["--reward-tolerance", "0.5", "--no-plot", "--out-dir", str(tmp_path / "tol"), "--tag", "t0.5"]) == 0
     assert len(list((tmp_path / "cache").glob("*.json"))) == 2
     tol = json.loads((tmp_path / "tol" / "dynamics_t0.5.json").read_text())
     assert tol["meta"]["reward_tolerance"] == 0.5 and "|r| > 0.5" in (tmp_path / "tol" / "dynamics_t0.5.md").read_text()
     assert tol["runs"]["real"]["overall"]["values"]["reward_events_count"] == sum(
-        int((np.abs(read_episode(str(data), k).rewards[:20]) > 0.5).sum()) for k in keys)
+        int((np.abs(read_episode(str(data), k).rewards[:12]) > 0.5).sum()) for k in keys)
     assert tol["runs"]["dream"]["overall"]["values"]["reward_events_count"] <= \
         result["runs"]["dream"]["overall"]["values"]["reward_events_count"]
     with pytest.raises(SystemExit):
