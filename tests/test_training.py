@@ -17,7 +17,6 @@ import torch
 
 from actionparty_env.model.checkpoint import load_world_model
 from tests.conftest import ROOT, TINY_SUBSTRATES as SUBSTRATES, subprocess_env
-from tests.conftest import tiny_dataset_path as tiny_dataset  # noqa: F401  (test_dynamics.py imports it from here)
 from training.clips import BucketBatchSampler, ClipDataset, collate_clips
 from actionparty_env.grid import NUM_MOVES, move_class
 from training.train import TrainConfig, losses, mask_frames, to_blocks, two_hot
