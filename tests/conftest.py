@@ -196,6 +196,52 @@ def dream_checkpoint(tmp_path_factory) -> Path:
     return once_per_session(tmp_path_factory, "dream_checkpoint", make_checkpoint)
 
 
+def tiny_coins_model():
+    """A tiny random WorldModel of coins whose codebook comes from the bundled coins start states (with a
+    one-code sprite table): a checkpoint's plumbing, no Melting Pot needed."""
+    import numpy as np
+    import torch
+
+    from actionparty_env.games import get_game
+    from actionparty_env.model.checkpoint import DEFAULT_CHECKPOINT
+    from actionparty_env.model.codebook import Codebook, unique_patches
+    from actionparty_env.model.network import ModelConfig, WorldModel
+    from actionparty_env.model.sprites import SpriteTable
+    from actionparty_env.simulator import StartStates
+
+    starts = StartStates.load(DEFAULT_CHECKPOINT).states["coins"]
+    game = get_game("coins")
+    book = Codebook.from_patch_sets(unique_patches(s.frame) for s in starts)
+    torch.manual_seed(0)
+    cfg = ModelConfig(vocab_size=len(book), num_games=1, num_action_names=game.num_actions, max_players=4, dim=16,
+                      depth=1, heads=2, window=2, pointer_dim=8, max_actions=game.num_actions)
+    model = WorldModel(cfg, ["coins"], list(game.action_names))
+    model.patches.copy_(torch.from_numpy(book.patches.copy()))
+    model.action_ids[0] = torch.arange(game.num_actions)
+    model.sprite_tables = {"coins": SpriteTable(np.array([0]), np.zeros((1, 4, 4), bool), np.array([0]))}
+    return model
+
+
+@pytest.fixture(scope="session")
+def coins_checkpoint(tmp_path_factory) -> Path:
+    """`tiny_coins_model` saved as a checkpoint with the bundled coins start states (read it, never change it)."""
+    from actionparty_env.model.checkpoint import DEFAULT_CHECKPOINT, save_checkpoint
+    from actionparty_env.simulator import StartStates
+
+    folder = tmp_path_factory.mktemp("tiny_coins_ck")
+    save_checkpoint(tiny_coins_model(), folder)
+    StartStates({"coins": StartStates.load(DEFAULT_CHECKPOINT).states["coins"]}).save(folder)
+    return folder
+
+
+@pytest.fixture
+def coins_checkpoint_copy(coins_checkpoint, tmp_path) -> Path:
+    """A fresh copy of `coins_checkpoint` for a test to damage."""
+    import shutil
+
+    return Path(shutil.copytree(coins_checkpoint, tmp_path / "ck"))
+
+
 @pytest.fixture(scope="module")
 def one_thread():
     """Tiny models run fastest on one thread; two threads on a busy 2-core machine ran 30x slower."""

@@ -12,43 +12,22 @@ import shutil
 import warnings
 from pathlib import Path
 
-import numpy as np
 import pytest
-import torch
 
 from actionparty_env.digests import DIGESTS_KEY, sha256_file
 from actionparty_env.env import parallel_env
-from actionparty_env.games import get_game
 from actionparty_env.model.checkpoint import (DEFAULT_CHECKPOINT, CheckpointError, CheckpointWarning,
-                                              check_checkpoint, load_world_model, save_checkpoint)
-from actionparty_env.model.codebook import Codebook, unique_patches
-from actionparty_env.model.network import ModelConfig, WorldModel
-from actionparty_env.model.sprites import SPRITES_FILE, SpriteTable, save_sprite_tables
+                                              check_checkpoint, load_world_model)
+from actionparty_env.model.sprites import SPRITES_FILE, save_sprite_tables
 from actionparty_env.simulator import START_STATES_FILE, StartStates
+from tests.conftest import tiny_coins_model
 
 SUBSTRATE = "coins"
 
 
-def tiny_model() -> WorldModel:
-    starts = StartStates.load(DEFAULT_CHECKPOINT).states[SUBSTRATE]
-    game = get_game(SUBSTRATE)
-    book = Codebook.from_patch_sets(unique_patches(s.frame) for s in starts)
-    torch.manual_seed(0)
-    cfg = ModelConfig(vocab_size=len(book), num_games=1, num_action_names=game.num_actions, max_players=4, dim=16,
-                      depth=1, heads=2, window=2, pointer_dim=8, max_actions=game.num_actions)
-    model = WorldModel(cfg, [SUBSTRATE], list(game.action_names))
-    model.patches.copy_(torch.from_numpy(book.patches.copy()))
-    model.action_ids[0] = torch.arange(game.num_actions)
-    model.sprite_tables = {SUBSTRATE: SpriteTable(np.array([0]), np.zeros((1, 4, 4), bool), np.array([0]))}
-    return model
-
-
 @pytest.fixture(scope="module")
-def made(tmp_path_factory) -> Path:
-    folder = tmp_path_factory.mktemp("tiny_ck")
-    save_checkpoint(tiny_model(), folder)
-    StartStates({SUBSTRATE: StartStates.load(DEFAULT_CHECKPOINT).states[SUBSTRATE]}).save(folder)
-    return folder
+def made(coins_checkpoint) -> Path:
+    return coins_checkpoint
 
 
 @pytest.fixture
@@ -138,7 +117,7 @@ def test_without_sprites_the_env_says_the_constraint_is_off(ck):
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         assert dream(ck, consistent_sprites=False).dream.sprite_constraint is False  # off on purpose: silent
-    save_sprite_tables(ck, {"clean_up": tiny_model().sprite_tables[SUBSTRATE]})  # a table, not for coins
+    save_sprite_tables(ck, {"clean_up": tiny_coins_model().sprite_tables[SUBSTRATE]})  # a table, not for coins
     with pytest.warns(CheckpointWarning, match="has no sprite table for coins"):
         dream(ck)
 

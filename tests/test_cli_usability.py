@@ -10,28 +10,24 @@ import pytest
 
 from actionparty_env import cli
 from actionparty_env.cli import main
-from actionparty_env.model.checkpoint import DEFAULT_CHECKPOINT, save_checkpoint
-from actionparty_env.simulator import StartStates
-from tests.test_checkpoint_checks import tiny_model
+from actionparty_env.model.checkpoint import DEFAULT_CHECKPOINT
 
 SUBSTRATE = "coins"
 
 
 @pytest.fixture(scope="module")
-def ck(tmp_path_factory) -> Path:
-    folder = tmp_path_factory.mktemp("tiny_ck")
-    save_checkpoint(tiny_model(), folder)
-    StartStates({SUBSTRATE: StartStates.load(DEFAULT_CHECKPOINT).states[SUBSTRATE]}).save(folder)
-    return folder
+def ck(coins_checkpoint) -> Path:
+    return coins_checkpoint
 
 
 def test_play_shows_a_progress_bar(ck, capsys):
     assert main(["play", SUBSTRATE, "--checkpoint", str(ck), "--device", "cpu", "--steps", "3"]) == 0
     captured = capsys.readouterr()
-    assert "coins (actionparty_dream_v0)" in captured.err and "3/3" in captured.err and "step" in captured.err
+    # tqdm redraws at most every 0.1 s, so which counts it shows depends on speed: its total is what it says
+    assert "coins (actionparty_dream_v0)" in captured.err and "/3 [" in captured.err and "step" in captured.err
     assert "coins: 3 steps with 2 players" in captured.out  # the summary stays on stdout
     assert main(["play", SUBSTRATE, "--checkpoint", str(ck), "--device", "cpu", "--steps", "2", "--no-progress"]) == 0
-    assert "2/2" not in capsys.readouterr().err
+    assert "actionparty_dream_v0" not in capsys.readouterr().err  # no bar at all
 
 
 @pytest.mark.parametrize("command", ["play", "real"])

@@ -12,20 +12,16 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from actionparty_env.env import parallel_env, resolve_device
-from actionparty_env.model.checkpoint import DEFAULT_CHECKPOINT, CheckpointError, refresh_digests, save_checkpoint
+from actionparty_env.model.checkpoint import CheckpointError, refresh_digests
 from actionparty_env.simulator import StartState, StartStates
 from actionparty_env.vector import DreamVecEnv
-from tests.test_checkpoint_checks import tiny_model
 
 SUBSTRATE = "coins"
 
 
 @pytest.fixture(scope="module")
-def made(tmp_path_factory) -> Path:
-    folder = tmp_path_factory.mktemp("tiny_ck")
-    save_checkpoint(tiny_model(), folder)
-    StartStates({SUBSTRATE: StartStates.load(DEFAULT_CHECKPOINT).states[SUBSTRATE]}).save(folder)
-    return folder
+def made(coins_checkpoint) -> Path:
+    return coins_checkpoint
 
 
 @pytest.fixture

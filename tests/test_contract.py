@@ -15,23 +15,17 @@ from hypothesis import strategies as st
 
 from actionparty_env.env import parallel_env
 from actionparty_env.games import get_game, load_catalog
-from actionparty_env.model.checkpoint import DEFAULT_CHECKPOINT, save_checkpoint
 from actionparty_env.players import MAX_SEED, check_num_players, check_seed
 from actionparty_env.real import RealParallelEnv, SeedWarning
-from actionparty_env.simulator import StartStates
 from actionparty_env.vector import DreamVecEnv
-from tests.test_checkpoint_checks import tiny_model
 
 SUBSTRATE = "coins"
 ARENA = "prisoners_dilemma_in_the_matrix__arena"
 
 
 @pytest.fixture(scope="module")
-def ck(tmp_path_factory) -> Path:
-    folder = tmp_path_factory.mktemp("tiny_ck")
-    save_checkpoint(tiny_model(), folder)
-    StartStates({SUBSTRATE: StartStates.load(DEFAULT_CHECKPOINT).states[SUBSTRATE]}).save(folder)
-    return folder
+def ck(coins_checkpoint) -> Path:
+    return coins_checkpoint
 
 
 def error(call) -> str:

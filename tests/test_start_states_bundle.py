@@ -13,9 +13,8 @@ import numpy as np
 import pytest
 
 from actionparty_env.env import parallel_env
-from actionparty_env.model.checkpoint import DEFAULT_CHECKPOINT, check_checkpoint, save_checkpoint
+from actionparty_env.model.checkpoint import DEFAULT_CHECKPOINT, check_checkpoint
 from actionparty_env.simulator import START_STATES_FILE, StartStates
-from tests.test_checkpoint_checks import tiny_model
 from training.artefacts import start_state_counts, start_states
 from training.splits import KEY_BASE, episode_key
 from training.store import StoredEpisode, open_writer, pack_frames, write_meta
@@ -56,11 +55,8 @@ def write_dataset(path: Path, val: list[int], train: list[int] = (), duplicate: 
 
 
 @pytest.fixture(scope="module")
-def made(tmp_path_factory) -> Path:
-    folder = tmp_path_factory.mktemp("tiny_ck")
-    save_checkpoint(tiny_model(), folder)
-    StartStates({SUBSTRATE: StartStates.load(DEFAULT_CHECKPOINT).states[SUBSTRATE]}).save(folder)
-    return folder
+def made(coins_checkpoint) -> Path:
+    return coins_checkpoint
 
 
 def test_start_states_are_frames_0_and_50_of_every_episode_of_the_split_once(tmp_path):

@@ -16,20 +16,15 @@ from pettingzoo.utils.conversions import parallel_to_aec
 from actionparty_env.env import parallel_env
 from actionparty_env.games import get_game
 from actionparty_env.grid import CELL
-from actionparty_env.model.checkpoint import DEFAULT_CHECKPOINT, save_checkpoint
 from actionparty_env.real import RealParallelEnv, SeedWarning
 from actionparty_env.simulator import StartState, StartStates
-from tests.test_checkpoint_checks import tiny_model
 
 SUBSTRATE = "coins"
 
 
 @pytest.fixture(scope="module")
-def ck(tmp_path_factory) -> Path:
-    folder = tmp_path_factory.mktemp("tiny_ck")
-    save_checkpoint(tiny_model(), folder)
-    StartStates({SUBSTRATE: StartStates.load(DEFAULT_CHECKPOINT).states[SUBSTRATE]}).save(folder)
-    return folder
+def ck(coins_checkpoint) -> Path:
+    return coins_checkpoint
 
 
 def dream(ck, **kw):
