@@ -8,7 +8,6 @@ bundled checkpoint's coins start states (no Melting Pot needed)."""
 from __future__ import annotations
 
 import json
-import shutil
 import warnings
 from pathlib import Path
 
@@ -25,15 +24,9 @@ from tests.conftest import tiny_coins_model
 SUBSTRATE = "coins"
 
 
-@pytest.fixture(scope="module")
-def made(coins_checkpoint) -> Path:
-    return coins_checkpoint
-
-
 @pytest.fixture
-def ck(made, tmp_path) -> Path:
-    """A fresh copy of the tiny checkpoint for a test to damage."""
-    return Path(shutil.copytree(made, tmp_path / "ck"))
+def ck(coins_checkpoint_copy) -> Path:  # conftest's tiny coins checkpoint, a fresh copy to damage
+    return coins_checkpoint_copy
 
 
 def config(folder: Path) -> dict:
@@ -51,16 +44,16 @@ def dream(folder: Path, **kw):
     return parallel_env(SUBSTRATE, checkpoint=folder, device="cpu", **kw)
 
 
-def test_every_shard_and_artefact_has_its_digest_in_config(made):
-    table = config(made)[DIGESTS_KEY]
-    shards = sorted(config(made)["shards"])
+def test_every_shard_and_artefact_has_its_digest_in_config(coins_checkpoint):
+    table = config(coins_checkpoint)[DIGESTS_KEY]
+    shards = sorted(config(coins_checkpoint)["shards"])
     assert sorted(table) == sorted([*shards, SPRITES_FILE, START_STATES_FILE])
     for name, digest in table.items():
-        assert digest == sha256_file(made / name)
+        assert digest == sha256_file(coins_checkpoint / name)
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # verified: no warning at all
-        check_checkpoint(made)
-        dream(made).reset(seed=0)
+        check_checkpoint(coins_checkpoint)
+        dream(coins_checkpoint).reset(seed=0)
 
 
 def test_bundled_checkpoint_is_verified():

@@ -4,7 +4,6 @@ tensor shapes and the start states; the CLI answers each in one line with exit c
 from __future__ import annotations
 
 import json
-import shutil
 from pathlib import Path
 
 import pytest
@@ -19,14 +18,9 @@ from actionparty_env.vector import DreamVecEnv
 SUBSTRATE = "coins"
 
 
-@pytest.fixture(scope="module")
-def made(coins_checkpoint) -> Path:
-    return coins_checkpoint
-
-
 @pytest.fixture
-def ck(made, tmp_path) -> Path:
-    return Path(shutil.copytree(made, tmp_path / "ck"))
+def ck(coins_checkpoint_copy) -> Path:  # conftest's tiny coins checkpoint, a fresh copy to damage
+    return coins_checkpoint_copy
 
 
 @pytest.fixture

@@ -5,7 +5,6 @@ starts from all of them. A tiny hand-written dataset of real coins frames, no Me
 from __future__ import annotations
 
 import json
-import shutil
 import zlib
 from pathlib import Path
 
@@ -54,11 +53,6 @@ def write_dataset(path: Path, val: list[int], train: list[int] = (), duplicate: 
     return path
 
 
-@pytest.fixture(scope="module")
-def made(coins_checkpoint) -> Path:
-    return coins_checkpoint
-
-
 def test_start_states_are_frames_0_and_50_of_every_episode_of_the_split_once(tmp_path):
     data = write_dataset(tmp_path / "a", val=[1, 2, 3], train=[9], duplicate=True)
     states = start_states(str(data)).states[SUBSTRATE]
@@ -72,10 +66,10 @@ def test_start_states_are_frames_0_and_50_of_every_episode_of_the_split_once(tmp
     assert counts == {SUBSTRATE: 6} and SUBSTRATE in short and len(short) == 49  # < 32 everywhere
 
 
-def test_bundle_starts_only_replaces_a_checkpoints_start_states(made, tmp_path, capsys):
+def test_bundle_starts_only_replaces_a_checkpoints_start_states(coins_checkpoint_copy, tmp_path, capsys):
     from training.bundle import main as bundle
 
-    ck = Path(shutil.copytree(made, tmp_path / "ck"))
+    ck = coins_checkpoint_copy
     weights = {p.name: p.read_bytes() for p in ck.glob("model-*")}
     data = write_dataset(tmp_path / "starts", val=list(range(1, 17)))  # 16 episodes -> 32 states
     bundle(["--starts", str(data), "--out", str(ck)])
@@ -92,10 +86,10 @@ def test_bundle_starts_only_replaces_a_checkpoints_start_states(made, tmp_path, 
     assert len(starts) >= 24  # the dream now starts from (nearly) all 32, not 2
 
 
-def test_bundle_without_start_episodes_says_so(made, tmp_path):
+def test_bundle_without_start_episodes_says_so(coins_checkpoint_copy, tmp_path):
     from training.bundle import main as bundle
 
-    ck = Path(shutil.copytree(made, tmp_path / "ck"))
+    ck = coins_checkpoint_copy
     empty = write_dataset(tmp_path / "empty", val=[], train=[1])
     with pytest.raises(SystemExit, match="no val episodes"):
         bundle(["--starts", str(empty), "--out", str(ck)])
