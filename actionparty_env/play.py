@@ -38,6 +38,7 @@ import numpy as np
 
 from actionparty_env.games import GameSpec
 from actionparty_env.grid import CELL
+from actionparty_env.simulator import StartState, StartStates
 
 PLAY_EXTRA = "pip install 'actionparty-env[play]'  (or: pip install pygame imageio-ffmpeg)"
 RECORDING_VERSION = 1
@@ -241,8 +242,6 @@ class Recording:
 
     @classmethod
     def load(cls, path: str | Path) -> "Recording":
-        from actionparty_env.simulator import StartState
-
         path = recording_path(path)
         try:
             with np.load(path, allow_pickle=False) as z:
@@ -320,8 +319,6 @@ class VideoWriter:
 # ------------------------------------------------------------------------------- the loop's state
 def inject_start(dream_env, state) -> None:
     """Make the dream's next reset start from `state` (a StartState): its start states become this one."""
-    from actionparty_env.simulator import StartStates
-
     dream_env.dream.starts = StartStates({dream_env.substrate: [state]})
 
 
@@ -419,11 +416,11 @@ class PlaySession:
         if self.real is not None:
             self.real_obs, self.real_infos = self.real.reset(seed=seed)
             self.real_frame = self.real.state()
-            state = _state(self.real_frame, self.real_infos, self.agents)
+            state = StartState.from_infos(self.real_frame, self.real_infos, self.agents)
             self._reset_dream(seed, state)
         else:
             self._reset_dream(seed, None)
-            state = _state(self.dream_frame, self.dream_infos, self.agents)
+            state = StartState.from_infos(self.dream_frame, self.dream_infos, self.agents)
         self.step_count = 0
         self.dream_returns = dict.fromkeys(self.agents, 0.0)
         self.real_returns = dict.fromkeys(self.agents, 0.0)
@@ -502,14 +499,6 @@ class PlaySession:
         self.dream.close()
         if self.real is not None:
             self.real.close()
-
-
-def _state(frame: np.ndarray, infos: dict, agents: Sequence[str]):
-    from actionparty_env.simulator import StartState
-
-    return StartState(np.asarray(frame, np.uint8).copy(), np.array([infos[a]["cell"] for a in agents], np.int64),
-                      np.array([infos[a]["facing"] for a in agents], np.int64),
-                      np.array([bool(infos[a]["alive"]) for a in agents], bool))
 
 
 def _average(old: float | None, new: float, keep: float = 0.8) -> float:

@@ -107,6 +107,13 @@ class StartState:
     facing: np.ndarray  # int64 [N]
     alive: np.ndarray   # bool [N]
 
+    @classmethod
+    def from_infos(cls, frame: np.ndarray, infos: dict, agents) -> "StartState":
+        """The state an env shows: its global frame (`state()`) and its agents' infos (cell, facing, alive)."""
+        return cls(np.asarray(frame, np.uint8).copy(), np.array([infos[a]["cell"] for a in agents], np.int64),
+                   np.array([infos[a]["facing"] for a in agents], np.int64),
+                   np.array([bool(infos[a]["alive"]) for a in agents], bool))
+
     @property
     def num_players(self) -> int:
         return len(self.cells)

@@ -1,0 +1,126 @@
+"""Multi-player action patterns in the dream beside the real game: do players block and never overlap?
+
+From one real reset per (substrate, seed), the real Melting Pot and the dream (started from that same
+real state) are fed the same scripted joint actions for `--steps` steps:
+- lockstep: every player takes the same action (FORWARD x3, then a turn, repeated);
+- mirror: players alternate FORWARD and BACKWARD, so neighbours walk into each other;
+- random: uniform random actions.
+Counted per world-step, in each run: two live players on one cell ("overlaps"), a live player whose
+cell moved by more than one step without dying ("jumps"; wrapping maps excepted), and among the move
+actions of live players the share that left the cell unchanged ("blocked"). The real game never
+overlaps and never jumps except for teleports; the dream must not either, and should block about as
+often as the game does. Results: benchmarks/results/patterns_TAG.{json,md}.
+
+    python -m benchmarks.patterns --substrates coins,clean_up,commons_harvest__open --seeds 2 --steps 40
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+from tqdm import tqdm
+
+from actionparty_env.games import get_game
+from actionparty_env.grid import MOVES
+from actionparty_env.play import inject_start
+from actionparty_env.simulator import StartState
+from benchmarks.provenance import git_commit, machine
+
+PATTERNS = ("lockstep", "mirror", "random")
+
+
+def pattern_actions(pattern: str, names: tuple[str, ...], num_players: int, steps: int, seed: int) -> np.ndarray:
+    """[steps, N] action indices of a pattern."""
+    fwd, back, turn = names.index("FORWARD"), names.index("BACKWARD"), names.index("TURN_RIGHT")
+    if pattern == "random":
+        return np.random.default_rng(seed).integers(len(names), size=(steps, num_players))
+    if pattern == "lockstep":
+        one = np.array([fwd, fwd, fwd, turn])[np.arange(steps) % 4]
+        return np.repeat(one[:, None], num_players, axis=1)
+    players = np.arange(num_players)
+    return np.where((players[None, :] + np.arange(steps)[:, None] // 3) % 2 == 0, fwd, back)
+
+
+def run(env, start_obs_infos, actions: np.ndarray, move_ids: set[int], torus: bool) -> dict:
+    """Feed `actions` to `env` (already reset) and count overlaps, jumps and blocked moves."""
+    _, infos = start_obs_infos
+    agents = env.possible_agents
+    cells = np.array([infos[a]["cell"] for a in agents])
+    alive = np.array([infos[a]["alive"] for a in agents])
+    overlaps = jumps = moves = blocked = 0
+    for joint in actions:
+        _, _, _, _, infos = env.step({a: int(joint[i]) for i, a in enumerate(agents)})
+        new = np.array([infos[a]["cell"] for a in agents])
+        live = np.array([infos[a]["alive"] for a in agents])
+        keys = [tuple(c) for c, ok in zip(new, live) if ok]
+        overlaps += len(keys) != len(set(keys))
+        both = alive & live
+        if not torus:
+            jumps += int((np.abs(new - cells).sum(-1)[both] > 1).any())
+        moving = both & np.isin(joint, list(move_ids))
+        moves += int(moving.sum())
+        blocked += int((moving & (new == cells).all(-1)).sum())
+        cells, alive = new, live
+    return {"steps": len(actions), "overlaps": overlaps, "jumps": jumps, "moves": moves, "blocked": blocked}
+
+
+def main(argv: list[str] | None = None) -> int:
+    import actionparty_env
+
+    p = argparse.ArgumentParser(prog="python -m benchmarks.patterns", description=__doc__.split("\n\n")[0])
+    p.add_argument("--substrates", default="coins,clean_up,commons_harvest__open")
+    p.add_argument("--seeds", type=int, default=2, help="real resets per substrate")
+    p.add_argument("--steps", type=int, default=40)
+    p.add_argument("--checkpoint", default=None, help="checkpoint folder (default: the bundled one)")
+    p.add_argument("--device", default="auto")
+    p.add_argument("--out", default="benchmarks/results/patterns_cpu", help="result path without extension")
+    args = p.parse_args(argv)
+    t0 = time.time()
+    rows = []
+    jobs = [(s, seed, pat) for s in args.substrates.split(",") for seed in range(args.seeds) for pat in PATTERNS]
+    for substrate, seed, pattern in tqdm(jobs, desc="patterns"):
+        game = get_game(substrate)
+        move_ids = {game.action_names.index(m) for m in MOVES}
+        torus = bool(game.view.get("torus", False))
+        real = actionparty_env.real_parallel_env(substrate)
+        real_start = real.reset(seed=seed)
+        dream = actionparty_env.parallel_env(substrate, checkpoint=args.checkpoint, device=args.device)
+        inject_start(dream, StartState.from_infos(real.state(), real_start[1], real.possible_agents))
+        dream_start = dream.reset(seed=seed)
+        actions = pattern_actions(pattern, game.action_names, len(real.possible_agents), args.steps, seed)
+        for name, env, start in (("real", real, real_start), ("dream", dream, dream_start)):
+            rows.append({"substrate": substrate, "seed": seed, "pattern": pattern, "run": name,
+                         **run(env, start, actions, move_ids, torus)})
+    write(rows, args, time.time() - t0)
+    return 0
+
+
+def write(rows: list[dict], args, seconds: float) -> None:
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    meta = {"command": "python -m benchmarks.patterns " + " ".join(
+        f"--{k.replace('_', '-')} {v}" for k, v in vars(args).items() if v is not None),
+        "machine": machine(), "commit": git_commit(), "seconds": round(seconds, 1)}
+    out.with_suffix(".json").write_text(json.dumps({"meta": meta, "rows": rows}, indent=1))
+    lines = [f"# Multi-player action patterns: real vs dream ({meta['machine']})", "",
+             f"Command: `{meta['command']}`; commit {meta['commit']}; {meta['seconds']} s. "
+             "Both runs start from the same real reset and take the same actions. overlaps / jumps: world-steps "
+             "with two live players on one cell / a live player moved more than one cell; blocked: share of "
+             "live players' move actions that left the cell unchanged (benchmarks/patterns.py).", "",
+             "| substrate | pattern | run | world-steps | overlaps | jumps | blocked moves |", "|---|---|---|---|---|---|---|"]
+    keys = sorted({(r["substrate"], r["pattern"], r["run"]) for r in rows}, key=lambda k: (k[0], PATTERNS.index(k[1]), k[2]))
+    for sub, pat, name in keys:
+        sel = [r for r in rows if (r["substrate"], r["pattern"], r["run"]) == (sub, pat, name)]
+        steps, moves = sum(r["steps"] for r in sel), sum(r["moves"] for r in sel)
+        share = f"{sum(r['blocked'] for r in sel) / moves:.2f}" if moves else "-"
+        lines.append(f"| {sub} | {pat} | {name} | {steps} | {sum(r['overlaps'] for r in sel)} | "
+                     f"{sum(r['jumps'] for r in sel)} | {share} |")
+    out.with_suffix(".md").write_text("\n".join(lines) + "\n")
+    print("\n".join(lines))
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
