@@ -229,30 +229,19 @@ def load_world_model(folder: str | Path | None = None, device="cpu") -> WorldMod
     """Load a checkpoint folder (None: the bundled default) onto `device`, in eval mode, after
     `check_checkpoint` (digests, names, shapes); a non-finite weight is a CheckpointError too."""
     folder = Path(folder) if folder is not None else DEFAULT_CHECKPOINT
-    config = check_checkpoint(folder)
+    config = check_checkpoint(folder)  # digests, tensor names and shapes: all but the values
     model = _build_model(folder, config)
-    expected = model.state_dict()
-    shapes = {k: tuple(v.shape) for k, v in expected.items()}
-    seen: set[str] = set()
-    for name, keys in config["shards"].items():
+    state = model.state_dict()
+    for name in config["shards"]:
         path = folder / name
-        if not path.is_file():
-            raise CheckpointError(f"{path}: missing shard")
         try:
             tensors = load_file(str(path))
         except (SafetensorError, OSError, ValueError) as e:
             raise CheckpointError(f"{path}: unreadable or truncated ({e})") from e
-        if sorted(tensors) != sorted(keys):
-            raise CheckpointError(f"{path}: holds {len(tensors)} tensors, config.json lists {len(keys)}")
         for key, tensor in tensors.items():
-            _check_tensor(path, key, tensor.shape, shapes)
             if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all()):
                 raise CheckpointError(f"{path}: tensor {key!r} holds NaN or infinite values (a corrupted shard)")
-            expected[key].copy_(tensor)
-            seen.add(key)
-    missing = sorted(set(expected) - seen)
-    if missing:
-        raise CheckpointError(f"{folder}: tensors missing from every shard: {', '.join(missing[:5])}")
+            state[key].copy_(tensor)
     model._codebook = None
     model.sprite_tables = load_sprite_tables(folder)
     model.transition_tables = load_transition_tables(folder)
