@@ -1,8 +1,15 @@
 """Dream speed: env-steps/s (one step = every player of one world acts once) for one world and for
-B worlds batched in one sampler call, peak memory and FLOPs per step, beside the real Melting Pot
-on the same machine.
+B worlds batched in one sampler call, peak memory, FLOPs per step, MFU against a stated peak, the
+FLOP floor of a call and the share of a call spent outside the model, beside the real Melting Pot
+on one core of the same machine.
 
-    python -m benchmarks.speed --device cuda      # the bundled checkpoint (or --checkpoint DIR)
+On an H200 (the bundled checkpoint; MFU counted against 790 TFLOP/s of bf16, issue 14's figure):
+
+    python -m benchmarks.speed --device cuda --batches 1 16 64 256 1024 --peak-tflops 790 --tag h200
+
+On a CPU, a small B list (no peak is assumed there; give --peak-tflops for an MFU column):
+
+    python -m benchmarks.speed --device cpu --substrates coins --batches 1 16 --threads 1
     python -m benchmarks.speed --device cpu --random-init training/configs/h100.yaml --batches 1 16 64
 
 Rows per substrate: `env` is DreamParallelEnv (the user's single-world path: dict actions, numpy
@@ -10,6 +17,12 @@ views, infos); `B=...` is DreamWorlds, the core of DreamVecEnv: one simulator ca
 the batched view crop and the copy of all views to host memory; `copy-last` is the same env around
 the copy-last-frame baseline, i.e. the env's own overhead without a model; `real` is the real
 Melting Pot's env steps/s (RealParallelEnv's reads, benchmarks.real_speed) on this machine.
+Model-bound columns: GFLOP/step is one world-step's FLOPs (torch FlopCounterMode: matmuls and
+attention, at B=1); TFLOP/s that times env-steps/s; MFU that over `--peak-tflops`; `floor ms` the
+time a call's FLOPs take at that peak (the fastest the call could be); `outside` the share of a
+call's time spent outside the transformer passes (`WorldModel.run`: every layer), i.e. in embedding,
+heads, decoding, cache bookkeeping, the view crop and the copy to host, timed on a few extra calls
+with the device synchronised around each pass.
 `--random-init CONFIG` measures a randomly initialised model with that training config's
 architecture (speed does not depend on the weights), its codebook made of the real start frames'
 patches padded to `--vocab` codes; it needs Melting Pot for the start states.
@@ -32,6 +45,9 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results"
 DEFAULT_SUBSTRATES = ("coins", "clean_up", "territory__open", "allelopathic_harvest__open")
+# The peak an H200's bf16 MFU is counted against by default: issue 14's figure. NVIDIA's datasheet gives
+# 989 dense (1979 with sparsity) for the SXM part and 835 for the NVL; --peak-tflops picks another.
+H200_BF16_TFLOPS = 790.0
 
 
 def _sync(device: torch.device) -> None:
@@ -87,9 +103,36 @@ def measure_batched(substrate: str, checkpoint: Path, device: torch.device, num_
         np.ascontiguousarray(worlds.step(actions[next(t) % 64]).cpu().numpy())
 
     n, seconds = _timed(step, device, steps, max_seconds)
+    in_model, total = time_in_model(worlds.sim.model, step, device, calls=min(n, 5))
     return {"num_worlds": num_worlds, "steps": n, "seconds": round(seconds, 3),
             "env_steps_per_s": num_worlds * n / seconds, "ms_per_call": 1000 * seconds / n,
-            "peak_mib": round(_peak_mib(device), 1)}
+            "peak_mib": round(_peak_mib(device), 1), "outside_model": 1 - in_model / total}
+
+
+def time_in_model(model, step, device: torch.device, calls: int) -> tuple[float, float]:
+    """(seconds inside `model.run`, seconds in all) over `calls` calls of `step`. The device is
+    synchronised around every pass, so the split is exact but the calls are slower than untimed ones."""
+    run, inside = model.run, 0.0
+
+    def timed_run(*args, **kwargs):
+        nonlocal inside
+        _sync(device)
+        start = time.perf_counter()
+        out = run(*args, **kwargs)
+        _sync(device)
+        inside += time.perf_counter() - start
+        return out
+
+    model.run = timed_run  # an instance attribute: the sampler's `self.model.run(...)` finds it first
+    try:
+        _sync(device)
+        start = time.perf_counter()
+        for _ in range(calls):
+            step()
+        _sync(device)
+        return inside, time.perf_counter() - start
+    finally:
+        del model.run
 
 
 def measure_env(substrate: str, checkpoint: Path, device: torch.device, steps: int, max_seconds: float,
@@ -204,6 +247,7 @@ def measure_substrate(record: dict, substrate: str, checkpoint: Path, device: to
 
 def _markdown(doc: dict[str, Any]) -> str:
     m = doc["machine"]
+    peak = doc.get("peak_tflops")
     lines = [f"# Dream speed ({doc['device']})", "",
              f"Command: `{doc['command']}`  ",
              f"Machine: {m.get('gpu') or m['cpu']}; {m['cores']} CPU cores, torch {m['torch']} ({m['threads']} threads); "
@@ -213,27 +257,41 @@ def _markdown(doc: dict[str, Any]) -> str:
              "Env-steps/s: one step = every player of one world acts once. `env` = DreamParallelEnv (one world, "
              "dict actions, numpy views); `B=n` = n worlds in one sampler call plus the batched view crop and the "
              "copy of all views to host (DreamVecEnv's core); `copy-last` = the same env around the copy-last-frame "
-             "baseline (env overhead alone); `real` = RealParallelEnv on this machine (benchmarks.real_speed). "
-             "TFLOP/s = FLOPs per world-step (torch FlopCounterMode: matmuls + attention) x env-steps/s.", "",
-             "| substrate | players | map | run | env-steps/s | ms per call | peak MiB | GFLOP/step | TFLOP/s |",
-             "|---|---|---|---|---|---|---|---|---|"]
+             "baseline (env overhead alone); `real` = RealParallelEnv on one core of this machine "
+             "(benchmarks.real_speed). GFLOP/step = FLOPs per world-step (torch FlopCounterMode: matmuls + "
+             "attention); TFLOP/s = that x env-steps/s; "
+             + (f"MFU = TFLOP/s / {peak:g} TFLOP/s (the stated peak); floor = the call's FLOPs at that peak, the "
+                "fastest the call could be; " if peak else "no peak given (--peak-tflops), so no MFU or floor; ")
+             + "outside = the share of a call's time outside the transformer passes (WorldModel.run), timed "
+             "with the device synchronised around each pass.", "",
+             "| substrate | players | map | run | env-steps/s | ms per call | peak MiB | GFLOP/step | TFLOP/s | MFU "
+             "| floor ms | outside |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in doc["results"]:
         head = f"| {r['substrate']} | {r['players']} | {r['map']} "
         gflop = r.get("gflop_per_step")
         for row in r["rows"]:
             if "env_steps_per_s" not in row:
-                lines.append(head + f"| {row['run']} | {row.get('skipped') or row.get('error')} | | | | |")
+                lines.append(head + f"| {row['run']} | {row.get('skipped') or row.get('error')} |" + " |" * 7)
                 continue
             rate = row["env_steps_per_s"]
             ms = row.get("ms_per_call", 1000 / rate)
-            model_row = gflop is not None and row["run"] != "copy-last"
-            lines.append(head + f"| {row['run']} | {rate:.1f} | {ms:.1f} | {row.get('peak_mib', '')} "
-                         f"| {f'{gflop:.2f}' if model_row else ''} | {f'{gflop * rate / 1000:.3f}' if model_row else ''} |")
+            cells = [""] * 5
+            if gflop is not None and row["run"] != "copy-last":
+                tflops = gflop * rate / 1000
+                worlds = row.get("num_worlds", 1)
+                cells[:2] = [f"{gflop:.2f}", f"{tflops:.3f}"]
+                if peak:
+                    cells[2:4] = [f"{tflops / peak:.2%}", f"{worlds * gflop / peak:.3g}"]  # GFLOP / TFLOP/s = ms
+            if "outside_model" in row:
+                cells[4] = f"{row['outside_model']:.0%}"
+            lines.append(head + f"| {row['run']} | {rate:.1f} | {ms:.1f} | {row.get('peak_mib', '')} | "
+                         + " | ".join(cells) + " |")
         if "real_env_steps_per_s" in r:
             real = r["real_env_steps_per_s"]
-            lines.append(head + f"| real | {f'{real:.0f}' if isinstance(real, float) else real} | | | | |")
+            lines.append(head + f"| real (1 core) | {f'{real:.0f}' if isinstance(real, float) else real} |" + " |" * 7)
         if "error" in r:
-            lines.append(head + f"| | failed: {r['error']} | | | | |")
+            lines.append(head + f"| | failed: {r['error']} |" + " |" * 7)
     need = [f"{r['substrate']} {r['gflop_per_step'] * 10:.0f}" for r in doc["results"] if r.get("gflop_per_step")]
     if need:
         lines += ["", "What bounds it: every world-step costs the FLOPs above (one pass that commits the block and "
@@ -252,14 +310,17 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--device", default="auto", help="cpu, cuda or auto")
     p.add_argument("--substrates", nargs="*", default=list(DEFAULT_SUBSTRATES),
                    help=f"substrates to measure (default: {' '.join(DEFAULT_SUBSTRATES)})")
-    p.add_argument("--batches", nargs="*", type=int, default=[1, 16, 64, 256],
-                   help="batched world counts B (default: 1 16 64 256)")
+    p.add_argument("--batches", nargs="*", type=int, default=[1, 16, 64, 256, 1024],
+                   help="batched world counts B (default: 1 16 64 256 1024)")
     p.add_argument("--steps", type=int, default=50, help="timed steps per run (at most)")
     p.add_argument("--max-seconds", type=float, default=20.0, help="time per run (at least 2 steps are timed)")
     p.add_argument("--sampling-steps", type=int, default=None, help="unmasking passes (default: the sampler's)")
     p.add_argument("--vocab", type=int, default=4096, help="codebook size for --random-init")
     p.add_argument("--free-sprites", action="store_true", help="draw without the sprite constraint (model/sprites.py)")
     p.add_argument("--real-steps", type=int, default=300, help="real env steps for the `real` row (default: 300)")
+    p.add_argument("--peak-tflops", type=float, default=None,
+                   help="the peak TFLOP/s the MFU and the floor are counted against (default on CUDA: 790, an "
+                        "H200's bf16 as issue 14 states it; on a CPU: none)")
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
     p.add_argument("--out-dir", default=str(RESULTS), help="where speed_<tag>.json/.md go (default: %(default)s)")
     p.add_argument("--tag", default=None, help="results file suffix: speed_<tag>.json/.md (default: the device)")
@@ -274,6 +335,7 @@ def main(argv: list[str] | None = None) -> None:
     if args.threads:
         torch.set_num_threads(args.threads)
     device = resolve_device(args.device)
+    peak = args.peak_tflops if args.peak_tflops is not None else (H200_BF16_TFLOPS if device.type == "cuda" else None)
     for s in args.substrates:
         get_game(s)  # a ValueError naming close matches, before any work
     tmp = None
@@ -311,6 +373,7 @@ def main(argv: list[str] | None = None) -> None:
     command = "python -m benchmarks.speed " + " ".join(argv if argv is not None else sys.argv[1:])
     doc = {"command": command.strip(), "device": device.type, "model": model_desc,
            "sampling_steps": args.sampling_steps or "sampler default", "consistent_sprites": not args.free_sprites,
+           "peak_tflops": peak,
            "machine": machine,
            "results": results}
     out = Path(args.out_dir)

@@ -10,9 +10,14 @@ Who sees whom (key block <= query block unless said):
   P^i: G, F, own P^i, own A^i of earlier blocks.    A^i: G, F, own P^i, own A^i.
 So no subject token sees another player's subject token, and player j's action a_k reaches neither
 F_k nor anyone's state prediction at step k; F_{k+1} sees every A_k and every P_{k+1}.
+
+A layout and its mask depend only on the map size, the player count and which blocks it holds (their
+time positions and parts), never on the worlds' contents, so both are built once and cached
+(`layout_of`, `attention_bias`): the sampler's passes reuse them instead of rebuilding them per pass.
 """
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
 import torch
@@ -39,31 +44,50 @@ class Tokens:
         return dict(zip(parts, blocks.split([self.size(p) for p in parts], dim=-2)))
 
 
-@dataclass
+Pieces = tuple[tuple[int, str], ...]  # the time blocks of a layout, in order: (time position, parts)
+
+
+@dataclass(eq=False)
 class Layout:
-    """Per-token metadata of a token sequence (all [L] long tensors, or [B, L] for `present`)."""
+    """Per-token metadata of a token sequence (all [L] long tensors), and what it was made from: the map
+    and player count (`shape`) and its blocks (`pieces`), which is what the cached masks are keyed by.
+    Layouts are shared through the caches: never write into their tensors."""
 
     kind: torch.Tensor
     block: torch.Tensor
     player: torch.Tensor  # -1 for game and frame tokens
     row: torch.Tensor
     col: torch.Tensor
+    shape: tuple[int, int, int]  # (rows, cols, num_players)
+    pieces: Pieces
 
     def __len__(self) -> int:
         return self.kind.numel()
 
     def cat(self, other: "Layout") -> "Layout":
-        return Layout(*(torch.cat([a, b]) for a, b in zip(self.fields(), other.fields())))
+        if other.shape != self.shape:
+            raise ValueError(f"layouts of different maps or player counts: {self.shape} and {other.shape}")
+        return Layout(*(torch.cat([a, b]) for a, b in zip(self.fields(), other.fields())), self.shape,
+                      self.pieces + other.pieces)
 
     def fields(self):
         return (self.kind, self.block, self.player, self.row, self.col)
 
-    def select(self, index: torch.Tensor) -> "Layout":
-        return Layout(*(f[index] for f in self.fields()))
-
 
 def block_layout(block: int, rows: int, cols: int, num_players: int, device, parts: str = ORDER) -> Layout:
-    """Metadata of one time block; `parts` picks which token groups (in order) it holds."""
+    """Metadata of one time block at time position `block`; `parts` picks which token groups (in order) it holds."""
+    return layout_of(rows, cols, num_players, ((block, parts),), torch.device(device))
+
+
+@functools.lru_cache(maxsize=256)
+def layout_of(rows: int, cols: int, num_players: int, pieces: Pieces, device: torch.device) -> Layout:
+    """Metadata of consecutive time blocks, each given as (time position, parts). Cached."""
+    with torch.inference_mode(False):  # cached tensors must stay usable outside an inference_mode block
+        layouts = [_one_block(block, rows, cols, num_players, device, parts) for block, parts in pieces]
+        return functools.reduce(Layout.cat, layouts)
+
+
+def _one_block(block: int, rows: int, cols: int, num_players: int, device, parts: str) -> Layout:
     kinds, players, rr, cc = [], [], [], []
     cell_r = torch.arange(rows, device=device).repeat_interleave(cols)
     cell_c = torch.arange(cols, device=device).repeat(rows)
@@ -80,7 +104,8 @@ def block_layout(block: int, rows: int, cols: int, num_players: int, device, par
             kinds.append(torch.full((num_players,), POSE if part == "P" else ACTION, device=device))
             players.append(slot); rr.append(zeros_n); cc.append(zeros_n)
     kind = torch.cat(kinds).long()
-    return Layout(kind, torch.full_like(kind, block), torch.cat(players).long(), torch.cat(rr), torch.cat(cc))
+    return Layout(kind, torch.full_like(kind, block), torch.cat(players).long(), torch.cat(rr), torch.cat(cc),
+                  (rows, cols, num_players), ((block, parts),))
 
 
 def visibility(q: Layout, k: Layout, isolate_subjects: bool = True) -> torch.Tensor:
@@ -102,6 +127,18 @@ def visibility(q: Layout, k: Layout, isolate_subjects: bool = True) -> torch.Ten
     return torch.where(qk == FRAME, frame_q,
            torch.where(qk == POSE, pose_q,
            torch.where(qk == ACTION, act_q, game_q)))
+
+
+@functools.lru_cache(maxsize=128)
+def attention_bias(shape: tuple[int, int, int], query_pieces: Pieces, key_pieces: Pieces, isolate_subjects: bool,
+                   dtype: torch.dtype, device: torch.device) -> torch.Tensor:
+    """`visibility` of the layouts `layout_of(*shape, query_pieces)` and `layout_of(*shape, key_pieces)` as
+    an additive mask [Lq, Lk] (0 where a query may attend, -inf elsewhere) in the activations' `dtype`, so
+    SDPA needs no conversion per layer. Built once per pair of layouts and cached."""
+    with torch.inference_mode(False):
+        seen = visibility(layout_of(*shape, query_pieces, device), layout_of(*shape, key_pieces, device),
+                          isolate_subjects)
+        return torch.zeros(seen.shape, dtype=dtype, device=device).masked_fill_(~seen, float("-inf"))
 
 
 class Rope3D(torch.nn.Module):

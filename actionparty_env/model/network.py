@@ -6,6 +6,7 @@ the hidden states; `heads` turns them into next-frame code logits and per-player
 """
 from __future__ import annotations
 
+import functools
 from dataclasses import asdict, dataclass
 
 import torch
@@ -16,7 +17,7 @@ from actionparty_env.games import load_catalog
 from actionparty_env.grid import CELL, NUM_MOVES
 from actionparty_env.model.codebook import Codebook
 from actionparty_env.model.attention import (ACTION, FRAME, GAME, ORDER, POSE, Layout, Rope3D, Tokens, apply_rope,
-                                             block_layout, visibility)
+                                             attention_bias, block_layout, layout_of)
 
 
 @dataclass
@@ -63,33 +64,66 @@ class Blocks:
 
 
 class KVCache:
-    """Keys/values of committed blocks, per layer, with their layout and which keys are valid."""
+    """Keys and values of the committed blocks, per layer: at most `window` whole blocks (ORDER), oldest first.
 
-    def __init__(self, depth: int):
+    Time positions are the blocks' places in the window (0 = the oldest block held) and the block a pass
+    adds sits at position `blocks`, so they are those of training (0..window) however long a world runs:
+    an ever-growing block counter drifts in float32 RoPE (at block 1e7 the logit for one offset moved by
+    0.6). Keys are kept rotated by their cell only (`k_cell`) and, once per commit, rotated to their time
+    positions in the window (`k`, what attention reads). Everything about the cache's shape is host-side
+    Python (how many blocks it holds), so committing and sliding never read a tensor back from the device.
+    """
+
+    def __init__(self, depth: int, window: int, rope: Rope3D):
+        self.window = window
+        self.rope = rope
+        self.blocks = 0  # whole blocks held
+        self.k_cell: list[torch.Tensor | None] = [None] * depth  # [B, H, Lc, Dh]
         self.k: list[torch.Tensor | None] = [None] * depth
         self.v: list[torch.Tensor | None] = [None] * depth
         self.layout: Layout | None = None
-        self.key_ok: torch.Tensor | None = None  # [B, Lc] bool
+        self.key_ok: torch.Tensor | None = None  # [B, Lc] bool; None: every key is visible in every world
+        self._hiding: list[bool] = []  # per block held: may some world not see some of its keys
 
-    def append(self, new_kv, layout: Layout, key_ok: torch.Tensor, window: int) -> None:
-        for i, (k, v) in enumerate(new_kv):
-            self.k[i] = k if self.k[i] is None else torch.cat([self.k[i], k], dim=2)
+    def append(self, raw_kv: list[tuple[torch.Tensor, torch.Tensor]], layout: Layout, rows: torch.Tensor,
+               cols: torch.Tensor, key_ok: torch.Tensor | None) -> None:
+        """Commit one block: `raw_kv` per layer (keys before RoPE, values) of its tokens, laid out as `layout`
+        (ORDER at time position `blocks`), its tokens' cells `rows`, `cols` [B, Lb] and `key_ok` [B, Lb]
+        (None: all visible)."""
+        if layout.pieces != ((self.blocks, ORDER),):
+            raise ValueError(f"the cache takes whole blocks at position {self.blocks}, got {layout.pieces}")
+        cos, sin = self.rope.angles(torch.zeros_like(rows), rows, cols)
+        for i, (k, v) in enumerate(raw_kv):
+            k = apply_rope(k, cos[:, None], sin[:, None])
+            self.k_cell[i] = k if self.k_cell[i] is None else torch.cat([self.k_cell[i], k], dim=2)
             self.v[i] = v if self.v[i] is None else torch.cat([self.v[i], v], dim=2)
-        self.layout = layout if self.layout is None else self.layout.cat(layout)
-        self.key_ok = key_ok if self.key_ok is None else torch.cat([self.key_ok, key_ok], dim=1)
-        newest = int(self.layout.block.max())
-        keep = self.layout.block > newest - window
-        if not bool(keep.all()):
-            idx = keep.nonzero().squeeze(1)
-            self.k = [k[:, :, idx] for k in self.k]
-            self.v = [v[:, :, idx] for v in self.v]
-            self.layout = self.layout.select(idx)
-            self.key_ok = self.key_ok[:, idx]
+        if key_ok is not None or self.key_ok is not None:
+            every = functools.partial(torch.ones, rows.shape[0], dtype=torch.bool, device=rows.device)
+            held = self.key_ok if self.key_ok is not None else every(len(self.layout) if self.blocks else 0)
+            self.key_ok = torch.cat([held, key_ok if key_ok is not None else every(len(layout))], dim=1)
+        self._hiding.append(key_ok is not None)
+        self.blocks += 1
+        if self.blocks > self.window:  # the window slides: its oldest block leaves
+            size = len(layout)
+            self.k_cell = [k[:, :, size:] for k in self.k_cell]
+            self.v = [v[:, :, size:] for v in self.v]
+            self.key_ok = None if self.key_ok is None else self.key_ok[:, size:]
+            self.blocks -= 1
+            self._hiding.pop(0)
+            if not any(self._hiding):
+                self.key_ok = None
+        self.layout = layout_of(*layout.shape, tuple((j, ORDER) for j in range(self.blocks)), layout.kind.device)
+        time = self.layout.block
+        cos, sin = self.rope.angles(time, torch.zeros_like(time), torch.zeros_like(time))
+        self.k = [apply_rope(k, cos, sin) for k in self.k_cell]
 
     def forget(self, worlds: torch.Tensor) -> None:
         """Hide all cached keys of the given worlds ([B] bool), e.g. after a reset."""
-        if self.key_ok is not None:
-            self.key_ok = self.key_ok & ~worlds[:, None]
+        if self.blocks:
+            ok = self.key_ok if self.key_ok is not None else torch.ones(len(worlds), len(self.layout),
+                                                                         dtype=torch.bool, device=worlds.device)
+            self.key_ok = ok & ~worlds[:, None]
+            self._hiding = [True] * self.blocks
 
 
 class Layer(nn.Module):
@@ -106,13 +140,13 @@ class Layer(nn.Module):
     def forward(self, x, cos, sin, mask, past_k=None, past_v=None):
         b, l, d = x.shape
         q, k, v = self.qkv(self.norm1(x)).view(b, l, 3, self.heads, d // self.heads).permute(2, 0, 3, 1, 4)
-        q, k = apply_rope(q, cos, sin), apply_rope(k, cos, sin)
-        k_all = k if past_k is None else torch.cat([past_k, k], dim=2)
+        rotated = apply_rope(k, cos, sin)
+        k_all = rotated if past_k is None else torch.cat([past_k, rotated], dim=2)
         v_all = v if past_v is None else torch.cat([past_v, v], dim=2)
-        y = F.scaled_dot_product_attention(q, k_all, v_all, attn_mask=mask)
+        y = F.scaled_dot_product_attention(apply_rope(q, cos, sin), k_all, v_all, attn_mask=mask)
         x = x + self.proj(y.transpose(1, 2).reshape(b, l, d))
         x = x + self.mlp(self.norm2(x))
-        return x, (k, v)
+        return x, (k, v)  # the keys before RoPE: the cache rotates them to their place in its window
 
 
 class WorldModel(nn.Module):
@@ -182,9 +216,11 @@ class WorldModel(nn.Module):
         rows, cols = blocks.codes.shape[-2:]
         device = game.device
         layout = block_layout(index, rows, cols, n, device, parts)
+        tokens = Tokens(n, rows * cols)
         xs, rr, cc, ok = [], [], [], []
         slots = self.slot_emb.weight[:n][None]
         cell = blocks.cells[:, t]
+        start = 0  # where the part begins in the block
         for part in parts:
             if part == "G":
                 xs.append((self.game_emb(game) + self.kind_emb.weight[GAME])[:, None])
@@ -194,8 +230,9 @@ class WorldModel(nn.Module):
                 codes = blocks.codes[:, t].reshape(b, rows * cols)
                 x = self.code_emb(codes) + self.kind_emb.weight[FRAME]
                 xs.append(x + self.occupancy(blocks, t, cols) if self.cfg.frame_occupancy else x)
-                rr.append(layout.row[layout.kind == FRAME].expand(b, -1))
-                cc.append(layout.col[layout.kind == FRAME].expand(b, -1))
+                frame = slice(start, start + rows * cols)  # a slice, not a boolean index: no read-back to the host
+                rr.append(layout.row[frame].expand(b, -1))
+                cc.append(layout.col[frame].expand(b, -1))
                 ok.append(torch.ones(b, rows * cols, dtype=torch.bool, device=device))
             else:
                 if part == "P":
@@ -208,6 +245,7 @@ class WorldModel(nn.Module):
                     rr.append(cell[..., 0]); cc.append(cell[..., 1])
                 else:  # the ablation: every subject token at cell (0, 0), so only time rotates it
                     rr.append(torch.zeros_like(cell[..., 0])); cc.append(torch.zeros_like(cell[..., 1]))
+            start += tokens.size(part)
         return torch.cat(xs, 1), layout, torch.cat(rr, 1), torch.cat(cc, 1), torch.cat(ok, 1)
 
     def occupancy(self, blocks: Blocks, t: int, cols: int) -> torch.Tensor:
@@ -224,25 +262,29 @@ class WorldModel(nn.Module):
         return grid.scatter_add_(1, index, emb)
 
     # ---- transformer -----------------------------------------------------------------------------
-    def run(self, x, layout: Layout, rows, cols, key_ok, cache: KVCache | None = None):
-        """Transformer over new tokens x [B,L,d] (after `cache`'s keys). Returns hidden [B,L,d], new (k,v)s."""
+    def run(self, x: torch.Tensor, layout: Layout, rows: torch.Tensor, cols: torch.Tensor,
+            key_ok: torch.Tensor | None, cache: KVCache | None = None) -> tuple[torch.Tensor, list]:
+        """Transformer over new tokens x [B,L,d] laid out as `layout` (after `cache`'s keys); `key_ok` [B,L]
+        marks the tokens other tokens may see (None: all, the common case, which keeps the mask one
+        [Lq, Lk] for every world). Returns hidden [B,L,d] and per layer (keys before RoPE, values)."""
         cos, sin = self.rope.angles(layout.block.expand_as(rows), rows, cols)
         cos, sin = cos[:, None], sin[:, None]
-        if cache is not None and cache.layout is not None:
-            keys_layout = cache.layout.cat(layout)
-            keys_ok = torch.cat([cache.key_ok, key_ok], dim=1)
-        else:
-            keys_layout, keys_ok = layout, key_ok
-        mask = visibility(layout, keys_layout, self.cfg.subject_isolation)[None, None]
-        if not bool(keys_ok.all()):  # only padded players or reset worlds need a per-world mask
-            mask = mask & keys_ok[:, None, None, :]
-        # An additive mask made once, in the activations' dtype, saves SDPA a conversion per layer.
-        mask = torch.zeros(mask.shape, dtype=x.dtype if not torch.is_autocast_enabled(x.device.type)
-                           else torch.get_autocast_dtype(x.device.type), device=x.device).masked_fill_(~mask, float("-inf"))
+        held = cache is not None and cache.blocks > 0
+        key_pieces = cache.layout.pieces + layout.pieces if held else layout.pieces
+        dtype = torch.get_autocast_dtype(x.device.type) if torch.is_autocast_enabled(x.device.type) else x.dtype
+        mask = attention_bias(layout.shape, layout.pieces, key_pieces, self.cfg.subject_isolation, dtype,
+                              x.device)[None, None]
+        cached_ok = cache.key_ok if held else None
+        if key_ok is not None or cached_ok is not None:  # padded players or reset worlds: a mask per world
+            every = functools.partial(torch.ones, x.shape[0], dtype=torch.bool, device=x.device)
+            ok = [key_ok if key_ok is not None else every(len(layout))]
+            if held:
+                ok.insert(0, cached_ok if cached_ok is not None else every(len(cache.layout)))
+            mask = mask.masked_fill(~torch.cat(ok, 1)[:, None, None, :], float("-inf"))
         new_kv = []
         for i, layer in enumerate(self.layers):
-            past_k = cache.k[i] if cache is not None else None
-            past_v = cache.v[i] if cache is not None else None
+            past_k = cache.k[i] if held else None
+            past_v = cache.v[i] if held else None
             x, kv = layer(x, cos, sin, mask, past_k, past_v)
             new_kv.append(kv)
         return self.norm(x), new_kv
@@ -256,7 +298,7 @@ class WorldModel(nn.Module):
         for p in pieces[1:]:
             layout = layout.cat(p[1])
         rows, cols, ok = (torch.cat([p[i] for p in pieces], 1) for i in (2, 3, 4))
-        h, _ = self.run(x, layout, rows, cols, ok)
+        h, _ = self.run(x, layout, rows, cols, None if bool(ok.all()) else ok)  # a mask per world only for padding
         part = self.tokens(blocks).split(h)
         return {**self.frame_heads(part["F"]), **self.player_heads(part["A"], part["F"])}
 

@@ -6,6 +6,11 @@ masked-diffusion passes that draw the next frame's cell codes given the cache an
 poses (MaskGIT-style: each pass fixes the most confident of the still-masked cells, on a cosine
 schedule). Frames never leave code space, so unchanged cells are copied exactly.
 
+A step never reads a tensor back to the host (no `.item()`, no boolean indexing, no branch on a
+tensor's value): every decision is a tensor op, and what the host does decide (how many blocks the
+cache holds, whether any world hides keys) it knows without asking the device. So a GPU runs a step
+without stalling, and the step's work can be queued ahead (or captured) as a whole.
+
 Decoding (`decoding=`), the small pure functions below:
 - "calibrated" (the default): what the game leaves to chance happens at the model's calibrated rate.
   Each cell first decides whether it changes (a Bernoulli draw at the change head's probability), and
@@ -24,7 +29,7 @@ import torch.nn.functional as F
 
 from actionparty_env.games import load_catalog
 from actionparty_env.grid import JUMP, moved_cells, resolve_moves
-from actionparty_env.model.attention import ORDER
+from actionparty_env.model.attention import ORDER, Tokens
 from actionparty_env.model.network import Blocks, KVCache, WorldModel
 from actionparty_env.model.sprites import constrain_logits, restrict_to_start_appearance
 from actionparty_env.simulator import DECODINGS, StepResult
@@ -196,18 +201,27 @@ class DreamSimulator:
         self.generator = torch.Generator(device=self.device)
         self.reseed(seed)
         self.codes = self.cells = self.facing = self.alive = self.expected_rewards = None
-        self.cache = KVCache(model.cfg.depth)
-        self.block = 0
+        self.cache = self._new_cache()
+        self.games = torch.full((num_worlds,), self.game_id, dtype=torch.long, device=self.device)
+        self.action_ids = model.action_ids[self.game_id].to(self.device)  # game-local action -> shared name id
         self.present = torch.ones(num_worlds, num_players, dtype=torch.bool, device=self.device)
+        self.padded = False  # some player slot is absent (training's batches): masks per world
 
     def reseed(self, seed: int) -> None:
         self.generator.manual_seed(int(seed))
 
-    def _blocks(self, codes, cells, facing, alive, actions) -> Blocks:
-        b, n = cells.shape[:2]
-        game = torch.full((b,), self.game_id, dtype=torch.long, device=self.device)
-        return Blocks(game, codes[:, None], cells[:, None], facing[:, None], alive[:, None], actions[:, None],
-                      self.present)
+    def _new_cache(self) -> KVCache:
+        return KVCache(self.model.cfg.depth, self.model.cfg.window, self.model.rope)
+
+    def _pass(self, codes, cells, facing, alive, actions, parts: str):
+        """One transformer pass over a block of `parts` at the window's next time position, after the cache.
+        Returns the hidden states and what `KVCache.append` takes to commit the block."""
+        blocks = Blocks(self.games, codes[:, None], cells[:, None], facing[:, None], alive[:, None],
+                        actions[:, None], self.present)
+        x, layout, rows, cols, ok = self.model.embed_block(blocks, 0, self.cache.blocks, parts)
+        key_ok = ok if self.padded else None
+        h, kv = self.model.run(x, layout, rows, cols, key_ok, self.cache)
+        return h, (kv, layout, rows, cols, key_ok)
 
     @torch.no_grad()
     def reset(self, frames, cells, facing, alive, worlds=None) -> None:
@@ -222,6 +236,7 @@ class DreamSimulator:
         codes = torch.as_tensor(codes, device=self.device).long()
         if present is not None:
             self.present = torch.as_tensor(present, device=self.device).bool()
+            self.padded = not bool(self.present.all())  # read back once here, at a reset, not in every step
         cells = torch.as_tensor(cells, device=self.device).long()
         facing = torch.as_tensor(facing, device=self.device).long()
         alive = torch.as_tensor(alive, device=self.device).bool()
@@ -232,7 +247,7 @@ class DreamSimulator:
             self._restrict_owned(codes, cells, alive, worlds if self.codes is not None else None)
         if worlds is None or self.codes is None:
             self.codes, self.cells, self.facing, self.alive = codes, cells, facing, alive
-            self.cache = KVCache(self.model.cfg.depth)
+            self.cache = self._new_cache()
             return
         worlds = torch.as_tensor(worlds, device=self.device).bool()
         if codes.shape[1:] != self.codes.shape[1:]:
@@ -260,7 +275,7 @@ class DreamSimulator:
     def step(self, actions) -> StepResult:
         """actions: [B,N] game-local action indices."""
         actions = torch.as_tensor(actions, device=self.device).long()
-        rewards = self.advance(self.model.action_ids[self.game_id].to(self.device)[actions])
+        rewards = self.advance(self.action_ids[actions])
         return StepResult(frames=self.codebook.decode(self.codes), cells=self.cells, facing=self.facing,
                           alive=self.alive, rewards=rewards, expected_rewards=self.expected_rewards)
 
@@ -277,11 +292,9 @@ class DreamSimulator:
         model, cfg = self.model, self.model.cfg
         b, rows, cols = self.codes.shape
         # (1) Commit the current block; the action tokens give each player's next state.
-        blocks = self._blocks(self.codes, self.cells, self.facing, self.alive, action_ids)
-        tokens = model.tokens(blocks)
-        x, layout, rr, cc, ok = model.embed_block(blocks, 0, self.block, ORDER)
-        h, kv = model.run(x, layout, rr, cc, ok, self.cache)
-        self.cache.append(kv, layout, ok, cfg.window)
+        tokens = Tokens(self.num_players, rows * cols)
+        h, commit = self._pass(self.codes, self.cells, self.facing, self.alive, action_ids, ORDER)
+        self.cache.append(*commit)
         part = tokens.split(h)
         out = model.player_heads(part["A"][:, 0], part["F"][:, 0])
         alive = decide_alive(out["alive_logit"], self.alive, cfg.alive_flip_weight, self.decoding, self.generator)
@@ -295,15 +308,12 @@ class DreamSimulator:
         rewards, self.expected_rewards = decide_rewards(out, self.reward_support, self.reward_valid, self.decoding,
                                                         self.generator)
         # (2) Draw the next frame's codes given the new poses, unmasking on a cosine schedule.
-        self.block += 1
         prev = self.code_index[self.codes.view(b, -1)]
         codes = torch.full_like(self.codes, model.mask_code)
         fixed = torch.zeros(b, rows * cols, dtype=torch.bool, device=self.device)
         done = 0
         for target in unmask_schedule(rows * cols, self.sampling_steps):
-            nb = self._blocks(codes, cells, facing, alive, action_ids)
-            x, layout, rr, cc, ok = model.embed_block(nb, 0, self.block, "GPF")
-            h, _ = model.run(x, layout, rr, cc, ok, self.cache)
+            h, _ = self._pass(codes, cells, facing, alive, action_ids, "GPF")
             h_frame = tokens.split(h, "GPF")["F"][:, 0]
             logits = F.linear(h_frame, self.head_w, self.head_b)
             if self.sprites is not None:
