@@ -27,6 +27,7 @@ _LAZY = {
     "real_parallel_env": "actionparty_env.real",
     "RealParallelEnv": "actionparty_env.real",
     "parallel_env": "actionparty_env.env",
+    "DreamConfig": "actionparty_env.env",
     "DreamParallelEnv": "actionparty_env.env",
     "DreamVecEnv": "actionparty_env.vector",
     "RealVecEnv": "actionparty_env.real_vector",

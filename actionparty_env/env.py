@@ -5,14 +5,19 @@ from then on every frame and player state comes from the simulator's own previou
 loop). Each `step` is one simulator call for all players; each player's observation is cropped from
 the generated frame at its predicted cell and facing (views.py), so the spaces are the real env's.
 
-`DreamWorlds` is the part shared with the batched `DreamVecEnv`: B worlds of one substrate, their
-simulator (loaded lazily), start states and the view crop.
+`DreamConfig` is what a dream is made of (substrate, checkpoint, players, device, decoding, ...),
+checked once; every dream constructor (`DreamWorlds`, `DreamParallelEnv`, `parallel_env`,
+`actionparty_env.vector.DreamVecEnv`) takes its fields as keyword arguments. `DreamWorlds` is the
+part shared with the batched `DreamVecEnv`: B worlds of one substrate, their simulator (loaded
+lazily), start states and the view crop.
 """
 from __future__ import annotations
 
 import functools
+import os
 import warnings
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Union
 
@@ -88,7 +93,64 @@ def _load_model(folder: str, device: str):
     return load_world_model(folder, device)
 
 
-_positive_int = check_positive_int  # the name vector.py and real_vector.py import
+_positive_int = check_positive_int  # the name real_vector.py imports
+
+STARTS = ("bundled", "real")  # where reset() takes its start state: the checkpoint's, or a fresh Melting Pot reset
+
+
+@dataclass(frozen=True)
+class DreamConfig:
+    """What a dream is made of, checked once: every dream constructor takes these fields as keyword
+    arguments and builds one. A bad value is a ValueError naming the argument; nothing is read from the
+    checkpoint here (`DreamWorlds` checks its files). After construction the fields hold the resolved
+    values: `num_players` an int, `device` a torch.device, `checkpoint` a Path, `game` the GameSpec.
+    """
+
+    substrate: str
+    checkpoint: str | os.PathLike | None = None  # a checkpoint folder; None: the bundled one
+    num_players: int | None = None               # a count the substrate takes; None: its default
+    device: str | torch.device = "auto"          # "auto": CUDA if present, else the CPU
+    sampling_steps: int | None = None            # 1..16 unmasking steps per frame; None: the simulator's default
+    temperature: float | None = None             # >= 0; None: the simulator's default (0, the most likely code)
+    start: str = "bundled"                       # one of STARTS
+    simulator: SimulatorArg = None               # None: the checkpoint's world model
+    consistent_sprites: bool = True              # draw with the sprite constraint where the checkpoint has one
+    decoding: str | None = None                  # one of DECODINGS; None: the checkpoint's default
+    game: GameSpec = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        # Frozen for its users; here the resolved values replace the given ones, past the frozen __setattr__.
+        resolved = functools.partial(object.__setattr__, self)
+        resolved("game", get_game(self.substrate))  # ValueError naming close matches
+        resolved("num_players", check_num_players(self.game, self.num_players))  # the real env's contract
+        if self.checkpoint is None:
+            resolved("checkpoint", default_checkpoint())
+        elif isinstance(self.checkpoint, (str, os.PathLike)):
+            resolved("checkpoint", Path(self.checkpoint))
+        else:
+            raise ValueError(f"checkpoint must be a folder (str or Path) or None, got {self.checkpoint!r}")
+        resolved("device", resolve_device(self.device))
+        if self.sampling_steps is not None:
+            check_positive_int("sampling_steps", self.sampling_steps, 16)
+        if self.temperature is not None and not (isinstance(self.temperature, (int, float)) and self.temperature >= 0):
+            raise ValueError(f"temperature must be a float >= 0, got {self.temperature!r}")
+        if self.start not in STARTS:
+            raise ValueError(f"start must be 'bundled' (the checkpoint's start states) or 'real' (a fresh "
+                             f"Melting Pot reset), got {self.start!r}")
+        if self.simulator is not None and not callable(self.simulator) and not isinstance(self.simulator, Simulator):
+            raise ValueError(f"simulator must be a Simulator, a factory (num_players, num_worlds, device) -> "
+                             f"Simulator, or None (the checkpoint's world model), got {self.simulator!r}")
+        if not isinstance(self.consistent_sprites, (bool, np.bool_)):
+            raise ValueError(f"consistent_sprites must be True or False, got {self.consistent_sprites!r}")
+        resolved("consistent_sprites", bool(self.consistent_sprites))
+        if self.decoding is not None and self.decoding not in DECODINGS:
+            raise ValueError(f"decoding must be one of {', '.join(DECODINGS)} (or None: the checkpoint's default), "
+                             f"got {self.decoding!r}")
+
+    def simulator_kwargs(self) -> dict[str, Any]:
+        """The keyword arguments of `DreamSimulator` this config sets (the ones left None keep its defaults)."""
+        given = {"sampling_steps": self.sampling_steps, "temperature": self.temperature, "decoding": self.decoding}
+        return {**{k: v for k, v in given.items() if v is not None}, "consistent_sprites": self.consistent_sprites}
 
 
 class DreamWorlds:
@@ -96,36 +158,19 @@ class DreamWorlds:
 
     Holds the simulator (built on first use, so a pickled copy never carries weights), the start
     states and the view crop. Tensors stay on `device`; callers convert once for all players.
+    `options` are `DreamConfig`'s fields (checkpoint, num_players, device, ...).
     """
 
-    def __init__(self, substrate: str, *, checkpoint: str | Path | None = None, num_players: int | None = None,
-                 num_worlds: int = 1, device: str | torch.device = "auto", sampling_steps: int | None = None,
-                 temperature: float | None = None, start: str = "bundled", simulator: SimulatorArg = None,
-                 consistent_sprites: bool = True, decoding: str | None = None):
-        self.game: GameSpec = get_game(substrate)  # ValueError naming close matches
-        self.substrate = substrate
-        self.num_players = check_num_players(self.game, num_players)  # the real env's contract (players.py)
-        self.num_worlds = _positive_int("num_worlds", num_worlds)
-        if start not in ("bundled", "real"):
-            raise ValueError(f"start must be 'bundled' (the checkpoint's start states) or 'real' (a fresh "
-                             f"Melting Pot reset), got {start!r}")
-        if sampling_steps is not None:
-            _positive_int("sampling_steps", sampling_steps, 16)
-        if temperature is not None and not (isinstance(temperature, (int, float)) and temperature >= 0):
-            raise ValueError(f"temperature must be a float >= 0, got {temperature!r}")
-        self.device = resolve_device(device)
-        self.start = start
-        self.folder = Path(checkpoint) if checkpoint is not None else default_checkpoint()
-        self._sim_arg = simulator
-        if decoding is not None and decoding not in DECODINGS:
-            raise ValueError(f"decoding must be one of {', '.join(DECODINGS)} (or None: the checkpoint's default), "
-                             f"got {decoding!r}")
-        self._sim_kwargs = {k: v for k, v in (("sampling_steps", sampling_steps), ("temperature", temperature),
-                                              ("decoding", decoding)) if v is not None}
-        self._sim_kwargs["consistent_sprites"] = bool(consistent_sprites)
+    def __init__(self, substrate: str, *, num_worlds: int = 1, **options: Any) -> None:
+        self.config = DreamConfig(substrate, **options)
+        # The config's values under the names the envs, play.py and the CLI read.
+        self.game, self.substrate = self.config.game, substrate
+        self.num_players, self.device = self.config.num_players, self.config.device
+        self.folder, self.start = self.config.checkpoint, self.config.start
+        self.num_worlds = check_positive_int("num_worlds", num_worlds)
         # Everything the first reset needs is checked here, so a bad checkpoint fails in the constructor.
         self.sprite_constraint = False  # whether frames are drawn with the sprite constraint (below)
-        if simulator is None:
+        if self.config.simulator is None:
             from actionparty_env.model.checkpoint import check_checkpoint
 
             # config.json, the SHA-256 of every file it lists, every shard's tensor names and shapes:
@@ -139,9 +184,9 @@ class DreamWorlds:
             if self.num_players > slots:
                 raise ValueError(f"the checkpoint {self.folder} models at most {slots} players; "
                                  f"num_players={self.num_players}")
-            if consistent_sprites:
+            if self.config.consistent_sprites:
                 self.sprite_constraint = self._check_sprites()
-        self.starts = StartStates.load(self.folder) if start == "bundled" else None
+        self.starts = StartStates.load(self.folder) if self.start == "bundled" else None
         if self.starts is not None:
             if substrate not in self.starts.states:
                 raise ValueError(f"{self.folder / START_STATES_FILE} has no start states for {substrate!r}; "
@@ -186,12 +231,13 @@ class DreamWorlds:
     @property
     def sim(self) -> Simulator:
         if self._sim is None:
-            arg, n, b = self._sim_arg, self.num_players, self.num_worlds
+            arg, n, b = self.config.simulator, self.num_players, self.num_worlds
             if arg is None:
                 from actionparty_env.model.sampler import DreamSimulator
 
                 model = _load_model(str(self.folder.resolve()), str(self.device))
-                self._sim = DreamSimulator(model, self.game, n, num_worlds=b, device=self.device, **self._sim_kwargs)
+                self._sim = DreamSimulator(model, self.game, n, num_worlds=b, device=self.device,
+                                           **self.config.simulator_kwargs())
             elif callable(arg) and not isinstance(arg, Simulator):
                 self._sim = arg(n, b, self.device)
             else:
@@ -260,17 +306,12 @@ class DreamParallelEnv(PlayersEnv):
     metadata = {"render_modes": ["human", "rgb_array"], "name": "actionparty_dream_v0",
                 "is_parallelizable": True, "render_fps": 8}
 
-    def __init__(self, substrate: str, *, checkpoint: str | Path | None = None, num_players: int | None = None,
-                 device: str | torch.device = "auto", sampling_steps: int | None = None,
-                 temperature: float | None = None, max_cycles: int = 1000, render_mode: str | None = None,
-                 start: str = "bundled", simulator: SimulatorArg = None, consistent_sprites: bool = True,
-                 decoding: str | None = None) -> None:
-        max_cycles = _positive_int("max_cycles", max_cycles)
+    def __init__(self, substrate: str, *, max_cycles: int = 1000, render_mode: str | None = None,
+                 **options: Any) -> None:
+        """`options`: `DreamConfig`'s fields (checkpoint, num_players, device, sampling_steps, ...)."""
+        max_cycles = check_positive_int("max_cycles", max_cycles)
         self._check_render_mode(render_mode)
-        self.dream = DreamWorlds(substrate, checkpoint=checkpoint, num_players=num_players, num_worlds=1,
-                                 device=device, sampling_steps=sampling_steps, temperature=temperature,
-                                 start=start, simulator=simulator, consistent_sprites=consistent_sprites,
-                                 decoding=decoding)
+        self.dream = DreamWorlds(substrate, num_worlds=1, **options)
         self.substrate = substrate
         self._init_players(self.dream.game, self.dream.num_players, max_cycles, render_mode, f"{substrate} (dream)")
 
@@ -308,15 +349,9 @@ class DreamParallelEnv(PlayersEnv):
         return infos
 
 
-def parallel_env(substrate: str, *, checkpoint: str | Path | None = None, num_players: int | None = None,
-                 device: str | torch.device = "auto", sampling_steps: int | None = None,
-                 temperature: float | None = None, max_cycles: int = 1000, render_mode: str | None = None,
-                 start: str = "bundled", simulator: SimulatorArg = None,
-                 consistent_sprites: bool = True, decoding: str | None = None) -> DreamParallelEnv:
-    """The dream of `substrate` as a PettingZoo ParallelEnv (checkpoint=None: the bundled model).
+def parallel_env(substrate: str, **kwargs: Any) -> DreamParallelEnv:
+    """The dream of `substrate` as a PettingZoo ParallelEnv: `DreamParallelEnv`'s arguments (max_cycles,
+    render_mode) and `DreamConfig`'s (checkpoint=None: the bundled model; num_players, device, ...).
     `consistent_sprites=False` draws frames without the sprite constraint (actionparty_env/model/sprites.py);
     `decoding="argmax"` puts every random event at its mode (actionparty_env/model/sampler.py)."""
-    return DreamParallelEnv(substrate, checkpoint=checkpoint, num_players=num_players, device=device,
-                            sampling_steps=sampling_steps, temperature=temperature, max_cycles=max_cycles,
-                            render_mode=render_mode, start=start, simulator=simulator,
-                            consistent_sprites=consistent_sprites, decoding=decoding)
+    return DreamParallelEnv(substrate, **kwargs)

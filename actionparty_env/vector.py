@@ -16,7 +16,6 @@ The envs pickle as their constructor arguments; `DreamVecEnv` loads the model on
 from __future__ import annotations
 
 from collections.abc import Sequence
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -25,9 +24,9 @@ from gymnasium import spaces
 from stable_baselines3.common.vec_env import VecEnv
 from stable_baselines3.common.vec_env.base_vec_env import VecEnvIndices, VecEnvObs, VecEnvStepReturn
 
-from actionparty_env.env import DreamWorlds, SimulatorArg, _positive_int
+from actionparty_env.env import DreamWorlds
 from actionparty_env.games import GameSpec
-from actionparty_env.players import MAX_SEED, check_seed, player_info
+from actionparty_env.players import MAX_SEED, check_positive_int, check_seed, player_info
 
 
 class WorldsVecEnv(VecEnv):
@@ -51,7 +50,7 @@ class WorldsVecEnv(VecEnv):
 
     @staticmethod
     def _check_common(max_cycles: Any, render_mode: Any) -> int:
-        max_cycles = _positive_int("max_cycles", max_cycles)
+        max_cycles = check_positive_int("max_cycles", max_cycles)
         if render_mode not in (None, "rgb_array"):
             raise ValueError(f"render_mode must be None or 'rgb_array', got {render_mode!r}")
         return max_cycles
@@ -186,22 +185,13 @@ class WorldsVecEnv(VecEnv):
 class DreamVecEnv(WorldsVecEnv):
     """`num_worlds` dreams of `substrate` as one SB3 VecEnv of num_worlds * num_players slots."""
 
-    def __init__(self, substrate: str, num_worlds: int = 1, *, checkpoint: str | Path | None = None,
-                 num_players: int | None = None, device: str | torch.device = "auto",
-                 sampling_steps: int | None = None, temperature: float | None = None, max_cycles: int = 1000,
-                 channels_first: bool = False, render_mode: str | None = None, start: str = "bundled",
-                 simulator: SimulatorArg = None, seed: int | None = None, consistent_sprites: bool = True,
-                 decoding: str | None = None) -> None:
-        self._args = dict(substrate=substrate, num_worlds=num_worlds, checkpoint=checkpoint, num_players=num_players,
-                          device=device, sampling_steps=sampling_steps, temperature=temperature,
-                          max_cycles=max_cycles, channels_first=channels_first, render_mode=render_mode,
-                          start=start, simulator=simulator, seed=seed, consistent_sprites=consistent_sprites,
-                          decoding=decoding)
+    def __init__(self, substrate: str, num_worlds: int = 1, *, max_cycles: int = 1000, channels_first: bool = False,
+                 render_mode: str | None = None, seed: int | None = None, **options: Any) -> None:
+        """`options`: `actionparty_env.env.DreamConfig`'s fields (checkpoint, num_players, device, ...)."""
+        self._args = dict(substrate=substrate, num_worlds=num_worlds, max_cycles=max_cycles,
+                          channels_first=channels_first, render_mode=render_mode, seed=seed, **options)
         max_cycles = self._check_common(max_cycles, render_mode)
-        self.dream = DreamWorlds(substrate, checkpoint=checkpoint, num_players=num_players, num_worlds=num_worlds,
-                                 device=device, sampling_steps=sampling_steps, temperature=temperature,
-                                 start=start, simulator=simulator, consistent_sprites=consistent_sprites,
-                                 decoding=decoding)
+        self.dream = DreamWorlds(substrate, num_worlds=num_worlds, **options)
         self._init_worlds(self.dream.game, self.dream.num_worlds, self.dream.num_players, max_cycles,
                           channels_first, render_mode, seed)
 

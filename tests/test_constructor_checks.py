@@ -3,6 +3,7 @@ an unknown name or a GPU index out of range is a ValueError naming what torch ha
 tensor shapes and the start states; the CLI answers each in one line with exit code 2."""
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 
@@ -10,7 +11,7 @@ import pytest
 import torch
 from safetensors.torch import load_file, save_file
 
-from actionparty_env.env import parallel_env, resolve_device
+from actionparty_env.env import DreamConfig, DreamParallelEnv, DreamWorlds, parallel_env, resolve_device
 from actionparty_env.model.checkpoint import CheckpointError, refresh_digests
 from actionparty_env.simulator import StartState, StartStates
 from actionparty_env.vector import DreamVecEnv
@@ -21,6 +22,56 @@ SUBSTRATE = "coins"
 @pytest.fixture
 def ck(coins_checkpoint_copy) -> Path:  # conftest's tiny coins checkpoint, a fresh copy to damage
     return coins_checkpoint_copy
+
+
+# Every dream constructor takes DreamConfig's fields as keywords and checks them in DreamConfig alone.
+DREAM_CONSTRUCTORS = {
+    "DreamWorlds": lambda **kw: DreamWorlds(SUBSTRATE, num_worlds=2, **kw),
+    "DreamParallelEnv": lambda **kw: DreamParallelEnv(SUBSTRATE, **kw),
+    "parallel_env": lambda **kw: parallel_env(SUBSTRATE, **kw),
+    "DreamVecEnv": lambda **kw: DreamVecEnv(SUBSTRATE, 2, **kw),
+}
+BAD_OPTIONS = [  # (keyword, bad value, what the message says)
+    ("num_players", 0, "coins does not take 0 players"),
+    ("num_players", 2.0, "num_players must be an int or None"),
+    ("checkpoint", 3, "checkpoint must be a folder"),
+    ("device", "banana", "device must be .* got 'banana'"),
+    ("sampling_steps", 17, r"sampling_steps must be an int in 1\.\.16"),
+    ("temperature", -1.0, "temperature must be a float >= 0"),
+    ("start", "fresh", "start must be 'bundled'"),
+    ("simulator", "copy_last", "simulator must be a Simulator"),
+    ("consistent_sprites", "yes", "consistent_sprites must be True or False"),
+    ("decoding", "greedy", "decoding must be one of calibrated, argmax"),
+]
+
+
+@pytest.mark.parametrize("name", DREAM_CONSTRUCTORS)
+@pytest.mark.parametrize("keyword, value, message", BAD_OPTIONS, ids=[f"{k}={v!r}" for k, v, _ in BAD_OPTIONS])
+def test_every_dream_constructor_names_a_bad_option(ck, name, keyword, value, message):
+    options = {"checkpoint": ck, "device": "cpu", keyword: value}
+    with pytest.raises(ValueError, match=message):
+        DREAM_CONSTRUCTORS[name](**options)
+    with pytest.raises(TypeError, match="no_such_option"):  # a misspelt keyword is not silently dropped
+        DREAM_CONSTRUCTORS[name](checkpoint=ck, device="cpu", no_such_option=1)
+
+
+def test_dream_config_resolves_the_defaults_and_reads_no_file(tmp_path):
+    config = DreamConfig(SUBSTRATE, checkpoint=tmp_path / "not_there", device="cpu", sampling_steps=2)
+    assert config.num_players == config.game.num_players and config.checkpoint == tmp_path / "not_there"
+    assert config.device == torch.device("cpu") and config.start == "bundled"
+    assert config.simulator_kwargs() == {"sampling_steps": 2, "consistent_sprites": True}  # None keeps the default
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        config.temperature = 1.0
+    with pytest.raises(ValueError, match="coinz"):
+        DreamConfig("coinz")
+
+
+def test_a_dream_vec_env_pickles_with_its_options(ck):
+    import pickle
+
+    env = DreamVecEnv(SUBSTRATE, 2, checkpoint=ck, device="cpu", temperature=0.5, decoding="argmax", max_cycles=5)
+    copy = pickle.loads(pickle.dumps(env))
+    assert copy.dream.config == env.dream.config and copy.max_cycles == 5 and copy.num_envs == 4
 
 
 @pytest.fixture
