@@ -6,7 +6,7 @@
 
 Each policy's episodes are recorded by the real recorder (`training.record.record`, 1 worker, base
 seed 0, train split) into its own LMDB folder (a temporary one, or DIR/<policy> to keep and reuse:
-a rerun resumes), then read back (`training.dataset.list_episodes` / `read_episode`) and scored per
+a rerun resumes), then read back (`training.store.list_episodes` / `read_episode`) and scored per
 substrate and policy, summed over the episodes:
 
 - reward events / 100 steps: player-steps with a reward != 0, per 100 world steps;
@@ -35,7 +35,7 @@ import numpy as np
 
 from actionparty_env.games import get_game
 from benchmarks.provenance import git_commit, machine
-from training.dataset import list_episodes, read_episode
+from training.store import list_episodes, read_episode
 from training.policies import DIRS, ActionTable
 from training.record import RecordConfig, record
 

@@ -344,9 +344,11 @@ def real_run(episode, steps: int) -> dict:
             "ended_at": len(episode.actions) if ended else None}
 
 
-def evaluate(data: str, checkpoint: str | None = None, split: str = "test", episodes: int = 2, steps: int = 100,
-             device: str = "cpu", substrates=None, compare_with: dict[str, str] | None = None,
-             sim_kwargs: dict | None = None, reward_tolerance: float = 0.0, cache: str | None = None) -> dict:
+def compare_dynamics(data: str, checkpoint: str | None = None, split: str = "test", episodes: int = 2, steps: int = 100,
+                     device: str = "cpu", substrates=None, compare_with: dict[str, str] | None = None,
+                     sim_kwargs: dict | None = None, reward_tolerance: float = 0.0, cache: str | None = None) -> dict:
+    """The game dynamics (module docstring) of the real episodes, the dream, each `compare_with` checkpoint
+    and copy-last on up to `episodes` held-out episodes per substrate; the result `main` writes."""
     import torch
     from tqdm import tqdm
 
@@ -356,7 +358,7 @@ def evaluate(data: str, checkpoint: str | None = None, split: str = "test", epis
     from actionparty_env.simulator import CopyLastFrameSimulator
     from benchmarks.fidelity import checkpoint_id
     from benchmarks.provenance import git_commit, machine
-    from training.dataset import list_episodes, read_episode, read_meta
+    from training.store import list_episodes, read_episode, read_meta
 
     sim_kwargs = dict(sim_kwargs or {})
     check_sim_kwargs(sim_kwargs)
@@ -682,9 +684,10 @@ def main(argv: list[str] | None = None) -> int:
         if args.free_sprites:
             kwargs["consistent_sprites"] = False
         check_sim_kwargs(kwargs)
-        result = evaluate(args.data, args.checkpoint, args.split, args.episodes, args.steps, device,
-                          args.substrates.split(",") if args.substrates else None,
-                          dict(a.split("=", 1) for a in args.compare), kwargs, args.reward_tolerance, args.cache)
+        result = compare_dynamics(args.data, args.checkpoint, args.split, args.episodes, args.steps, device,
+                                  args.substrates.split(",") if args.substrates else None,
+                                  dict(a.split("=", 1) for a in args.compare), kwargs, args.reward_tolerance,
+                                  args.cache)
     except ValueError as e:
         p.error(str(e))
     result["meta"]["command"] = "python -m benchmarks.dynamics " + " ".join(sys.argv[1:] if argv is None else argv)

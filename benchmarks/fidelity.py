@@ -208,10 +208,13 @@ def table_value(num: np.ndarray, den: np.ndarray, metric: str, h: int) -> float 
     return float(n / d)
 
 
-def evaluate(data: str, checkpoint: str | None = None, split: str = "test", horizons=(1, 5, 10, 20, 50, 100),
-             device: str = "cpu", substrates=None, episodes: int = 2, sampling_steps: int = 1,
-             temperature: float = 0.0, ablations: dict[str, str] | None = None, gif_dir: Path | None = None,
-             gifs: int = 3, gif_steps: int = 40, cache: str | None = None, consistent_sprites: bool = True) -> dict:
+def pixel_fidelity(data: str, checkpoint: str | None = None, split: str = "test",
+                   horizons=(1, 5, 10, 20, 50, 100), device: str = "cpu", substrates=None, episodes: int = 2,
+                   sampling_steps: int = 1, temperature: float = 0.0, ablations: dict[str, str] | None = None,
+                   gif_dir: Path | None = None, gifs: int = 3, gif_steps: int = 40, cache: str | None = None,
+                   consistent_sprites: bool = True) -> dict:
+    """The fidelity metrics (module docstring) of the dream, copy-last, the real frames and each ablation on
+    up to `episodes` held-out episodes per substrate, scored from their pixels; the result `main` writes."""
     from actionparty_env.model.checkpoint import load_world_model
     from benchmarks.provenance import git_commit, machine
     from training.store import list_episodes, read_episode, read_meta
@@ -401,11 +404,11 @@ def main(argv: list[str] | None = None) -> int:
         p.error("--ablation takes NAME=DIR")
     out = Path(args.out_dir) / f"fidelity_{args.tag or torch.device(args.device).type}"
     try:
-        result = evaluate(args.data, args.checkpoint, args.split, tuple(sorted(set(args.horizons))), args.device,
-                          args.substrates.split(",") if args.substrates else None, args.episodes,
-                          args.sampling_steps, args.temperature, dict(a.split("=", 1) for a in args.ablation),
-                          gif_dir=Path(f"{out}_gifs"), gifs=args.gifs, gif_steps=args.gif_steps,
-                          cache=args.cache, consistent_sprites=not args.free_sprites)
+        result = pixel_fidelity(args.data, args.checkpoint, args.split, tuple(sorted(set(args.horizons))),
+                                args.device, args.substrates.split(",") if args.substrates else None, args.episodes,
+                                args.sampling_steps, args.temperature, dict(a.split("=", 1) for a in args.ablation),
+                                gif_dir=Path(f"{out}_gifs"), gifs=args.gifs, gif_steps=args.gif_steps,
+                                cache=args.cache, consistent_sprites=not args.free_sprites)
     except ValueError as e:
         p.error(str(e))
     result["meta"]["command"] = "python -m benchmarks.fidelity " + " ".join(sys.argv[1:] if argv is None else argv)

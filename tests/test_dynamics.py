@@ -184,7 +184,7 @@ def tiny_checkpoint(tiny_dataset, tmp_path_factory):
 
 
 def test_command_end_to_end_on_recorded_episodes(tiny_checkpoint, tmp_path):
-    from training.dataset import list_episodes, read_episode
+    from training.store import list_episodes, read_episode
 
     data, ck = tiny_checkpoint
     args = ["--data", str(data), "--checkpoint", str(ck), "--compare", f"same={ck}", "--episodes", "1",

@@ -186,7 +186,7 @@ def test_rl_mix_is_seeded_mixes_its_behaviours_and_covers_the_action_space():
 
 
 def test_rl_mix_records_and_replays_from_the_stored_states(tmp_path):
-    from training.dataset import read_episode
+    from training.store import read_episode
     from training.record import RecordConfig, record
 
     summary = record(RecordConfig(str(tmp_path), ("coins",), 1, steps=20, workers=1, seed=2,

@@ -46,8 +46,8 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-# Workers import this module (spawn): keep torch (training.dataset) out of its top level, it costs
-# each worker seconds to import; the parent imports the store where it writes.
+# Workers import this module (spawn): its top level imports only what a worker runs (policies,
+# splits); the parent imports the store (lmdb) where it writes.
 from training.policies import POLICIES, State, make_policy
 from training.splits import MAX_ATTEMPTS, SPLITS, check_split, episode_key, episode_seed, key_index
 
@@ -326,7 +326,7 @@ def _plan_meta(meta: dict | None, version: int, cfg: RecordConfig, substrates: S
 def record(cfg: RecordConfig, return_raw: bool = False) -> RecordSummary:
     """Record (or resume) the episodes `cfg` asks for. `return_raw` also hands back each new
     episode's engine output before compression (summary.raw[key]), for tests and debugging."""
-    from training import dataset as store
+    from training import store
 
     check_split(cfg.split)
     if cfg.policy not in POLICIES:
@@ -392,7 +392,7 @@ def record_heldout(path: str, counts: dict[str, int], workers: int | None = None
                    ) -> list[RecordSummary]:
     """Record `counts[split]` episodes per substrate of the train plan for each held-out split, with
     the train plan's steps, base seed and policy (only the seeds differ: their own range)."""
-    from training.dataset import read_meta
+    from training.store import read_meta
 
     plan = read_meta(path).get("plan", {}).get("train")
     if not plan:

@@ -18,7 +18,7 @@ from tqdm import tqdm
 
 from actionparty_env.games import load_catalog
 from actionparty_env.model.codebook import Codebook, unique_patches, unique_rows
-from training.dataset import list_episodes, read_episode
+from training.store import list_episodes, read_episode
 
 
 @dataclass

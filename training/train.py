@@ -41,7 +41,7 @@ from actionparty_env.grid import JUMP, move_class
 from actionparty_env.model.checkpoint import load_world_model, save_checkpoint
 from actionparty_env.model.network import Blocks, ModelConfig, WorldModel
 from actionparty_env.model.sampler import DreamSimulator
-from training.dataset import BucketBatchSampler, ClipDataset, collate_clips
+from training.clips import BucketBatchSampler, ClipDataset, collate_clips
 from training.tables import build_tables, install_tables
 
 
@@ -317,7 +317,9 @@ def save_state(path: Path, **state) -> None:
 
 
 @torch.no_grad()
-def evaluate(model: WorldModel, loader_iter, game_map, cfg: TrainConfig, device, autocast) -> dict[str, float]:
+def validation_losses(model: WorldModel, loader_iter, game_map, cfg: TrainConfig, device, autocast) -> dict[str, float]:
+    """The objective's terms (as "val/<term>"), averaged over `cfg.eval_batches` batches of `loader_iter`
+    with a fixed masking seed, so successive evaluations of one run are comparable."""
     model.eval()
     gen = torch.Generator(device=device).manual_seed(1234)
     sums: dict[str, float] = {}
@@ -433,7 +435,7 @@ def main(argv=None) -> None:
             metrics_file.flush()
             bar.set_postfix(loss=f"{row['loss']:.3f}", move=f"{row.get('move_acc', row.get('cell_acc', 0)):.3f}")
         if rank == 0 and (step % cfg.eval_every == 0 or stop or step == cfg.max_steps):
-            val = evaluate(ema.module, iter(val_loader), game_map, cfg, device, autocast)
+            val = validation_losses(ema.module, iter(val_loader), game_map, cfg, device, autocast)
             for k, v in val.items():
                 writer.add_scalar(k, v, step)
             metrics_file.write(json.dumps({"step": step, **val}) + "\n")
