@@ -357,7 +357,8 @@ def write_results(result: dict, out: str) -> list[Path]:
     """JSON, markdown and the horizon plot under `out` (a path prefix)."""
     prefix = Path(out)
     prefix.parent.mkdir(parents=True, exist_ok=True)
-    paths = [prefix.with_suffix(".json"), prefix.with_suffix(".md"), Path(f"{prefix}_horizons.png")]
+    # Not with_suffix: it would cut a tag holding a dot (h200_v1.5 -> h200_v1.json).
+    paths = [Path(f"{prefix}.json"), Path(f"{prefix}.md"), Path(f"{prefix}_horizons.png")]
     paths[0].write_text(json.dumps(result, indent=1))
     meta = result["meta"]
     paths[1].write_text(

@@ -213,6 +213,18 @@ def test_table_pools_or_takes_the_step():
     assert table_value(np.zeros(2), np.ones(2), "psnr", 1) == float("inf")
 
 
+def test_results_files_keep_a_tag_with_a_dot(tmp_path):
+    """A tag may hold a dot (h200_v1.5): every results file keeps the whole name (no suffix cut off)."""
+    meta = {"device_name": "cpu", "commit": "abc1234", "episodes": 0, "split": "test", "seconds": 0.0,
+            "templates_from": "the test episodes", "horizons": [1]}
+    curves = {"follow": [[0.0, 1.0], [0.0, 2.0]]}  # numerator and denominator at t = 0, 1
+    result = {"meta": meta, "substrates": {}, "runs": {"dream": {"overall": {"table": {}, "curves": curves}}}}
+    paths = write_results(result, str(tmp_path / "fidelity_h200_v1.5"))
+    names = ["fidelity_h200_v1.5.json", "fidelity_h200_v1.5.md", "fidelity_h200_v1.5_horizons.png"]
+    assert [p.name for p in paths] == names[:len(paths)] and len(paths) >= 2  # the plot needs matplotlib
+    assert all(p.is_file() for p in paths)
+
+
 def test_benchmark_end_to_end_on_real_episodes(tmp_path):
     """Record two real test episodes, dream them with the bundled checkpoint, score all runs."""
     from training.record import RecordConfig, record
