@@ -5,7 +5,7 @@
 - The repository root is importable without installing (tests also run from a plain checkout).
 - Expensive things are made once per session and shared by every pytest-xdist worker (a lock in the
   session's shared folder): `tiny_dataset` (real episodes recorded for the trainer's tests) and
-  `dream_checkpoint` (a tiny random world model with real start states and a view table).
+  `dream_checkpoint` (a tiny random world model with real start states, a sprite table and a view table).
   `cached_result` keeps a measurement in pytest's cache folder across sessions, keyed by the files and
   versions it depends on.
 - Tests that run long (the real engine on every substrate, training runs, the view tables) are marked
@@ -151,10 +151,37 @@ DREAM_START_SEEDS = (11, 12, 13)
 REAL_VIEWS_FILE = "real_views.npz"  # beside the checkpoint: the real engine's views at each start state
 
 
+def store_real_episode(env, substrate: str, number: int, seed: int, steps: list) -> None:
+    """Put an engine's reset and steps (`EngineStep`s, the first the reset; built with `seed`) into the
+    LMDB `env` as the `number`-th training episode of `substrate`, in the recorder's format (training/store.py)."""
+    import zlib
+
+    import numpy as np
+
+    from actionparty_env.grid import CELL
+    from training.splits import episode_key, key_index
+    from training.store import StoredEpisode, pack_frames
+
+    t, n = len(steps) - 1, len(steps[0].cells)
+    rows, cols = (d // CELL for d in steps[0].frame.shape[:2])
+    header = dict(substrate=substrate, roles=["default"] * n, seed=seed, policy={"name": "random"},
+                  num_players=n, map_rows=rows, map_cols=cols, length=t, split="train")
+    blob, offsets = pack_frames([zlib.compress(s.frame.tobytes(), 1) for s in steps])
+    episode = StoredEpisode(header, blob, offsets, key=episode_key(substrate, key_index("train", number)),
+                            actions=np.zeros((t, n), np.int16),  # not read by the artefact builders
+                            cells=np.stack([s.cells for s in steps]).astype(np.int16),
+                            facing=np.stack([s.facing for s in steps]).astype(np.int8),
+                            alive=np.stack([s.alive for s in steps]),
+                            rewards=np.stack([s.rewards for s in steps[1:]]).astype(np.float32).reshape(t, n))
+    with env.begin(write=True) as txn:
+        txn.put(episode.key.encode(), episode.encode())
+
+
 def make_checkpoint(folder: Path, substrate: str = DREAM_SUBSTRATE) -> dict:
     """A tiny random WorldModel for `substrate` whose codebook holds the real game's patches, with
-    start states from real resets and a view table from real steps. Returns the real reset views
-    {start seed: uint8 [N, Vh, Vw, 3]} (also written to folder/real_views.npz)."""
+    start states from real resets, a sprite table and a view table from real steps, each built as the
+    bundle builds it (training/artefacts.py). Returns the real reset views {start seed: uint8 [N, Vh,
+    Vw, 3]} (also written to folder/real_views.npz)."""
     import numpy as np
     import torch
 
@@ -162,22 +189,25 @@ def make_checkpoint(folder: Path, substrate: str = DREAM_SUBSTRATE) -> dict:
     from actionparty_env.model.checkpoint import save_checkpoint
     from actionparty_env.model.codebook import Codebook, unique_patches
     from actionparty_env.model.network import ModelConfig, WorldModel
+    from actionparty_env.model.sprites import save_sprite_tables
     from actionparty_env.real import MeltingPotEngine
     from actionparty_env.simulator import StartState, StartStates
-    from training.artefacts import write_view_tables
+    from training.artefacts import build_sprite_tables, write_view_tables
+    from training.store import open_writer
 
     game = get_game(substrate)
-    engine, starts, real_views, frames = MeltingPotEngine(), [], {}, []
+    engine, starts, real_views, episodes = MeltingPotEngine(), [], {}, []
     for seed in DREAM_START_SEEDS:
         step = engine.build(substrate, seed=seed)
         starts.append(StartState(step.frame, step.cells, step.facing, step.alive))
         real_views[seed] = step.views
+        episodes.append([step])
         for _ in range(10):  # a few more frames so that moving sprites have codes
             step = engine.step(np.random.default_rng(seed).integers(game.num_actions, size=engine.num_players))
-            frames.append(step.frame)
+            episodes[-1].append(step)
     folder.mkdir(parents=True, exist_ok=True)
     StartStates({substrate: starts}).save(folder)
-    book = Codebook.from_patch_sets(unique_patches(f) for f in [s.frame for s in starts] + frames)
+    book = Codebook.from_patch_sets(unique_patches(s.frame) for episode in episodes for s in episode)
     torch.manual_seed(0)
     cfg = ModelConfig(vocab_size=len(book), num_games=1, num_action_names=game.num_actions, max_players=4, dim=32,
                       depth=2, heads=2, window=2, pointer_dim=8, max_actions=game.num_actions)
@@ -185,6 +215,13 @@ def make_checkpoint(folder: Path, substrate: str = DREAM_SUBSTRATE) -> dict:
     model.patches.copy_(torch.from_numpy(book.patches.copy()))
     model.action_ids[0] = torch.arange(game.num_actions)
     save_checkpoint(model, folder)
+    # The sprite table counts the same real steps, stored as training episodes beside the checkpoint.
+    data = folder.parent / f"{folder.name}_episodes"
+    env = open_writer(data)
+    for number, (seed, episode) in enumerate(zip(DREAM_START_SEEDS, episodes)):
+        store_real_episode(env, substrate, number, seed, episode)
+    env.close()
+    save_sprite_tables(folder, build_sprite_tables(model, str(data)))
     write_view_tables(folder, [substrate], steps=60, seed=1)
     np.savez_compressed(folder / REAL_VIEWS_FILE, **{str(s): v for s, v in real_views.items()})
     return real_views

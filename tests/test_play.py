@@ -100,12 +100,11 @@ def run_script(session, script, **kw):
 
 @pytest.fixture(scope="module")
 def checkpoint(dream_checkpoint):
-    return dream_checkpoint  # tests/conftest.py: a tiny random model of coins with real start states
+    return dream_checkpoint  # tests/conftest.py: a tiny random model of coins with real start states and a sprite table
 
 
 def rules_session(checkpoint, **kw):
-    make = functools.partial(parallel_env, SUBSTRATE, checkpoint=checkpoint, device="cpu",
-                             simulator=GridRules, consistent_sprites=False)
+    make = functools.partial(parallel_env, SUBSTRATE, checkpoint=checkpoint, device="cpu", simulator=GridRules)
     return play.PlaySession(make, others=play.NoopOthers(NAMES.index("NOOP")), **kw)
 
 
@@ -160,7 +159,7 @@ def test_scripted_keys_move_the_player_in_the_real_game(checkpoint):
     """Side by side: the real Melting Pot's infos follow the keys (W forward, S back, A/D step, Q/E turn)."""
     real = RealParallelEnv(SUBSTRATE)
     session = play.PlaySession(functools.partial(parallel_env, SUBSTRATE, checkpoint=checkpoint, device="cpu",
-                                                 start="real", consistent_sprites=False), real,
+                                                 start="real"), real,
                                others=play.NoopOthers(NAMES.index("NOOP")), seed=3)
     start, frame = dict(session.real_infos), session.real_frame
     assert np.array_equal(session.dream_frame, frame) and session.agreement() == 2  # one real start for both
@@ -224,10 +223,10 @@ def test_recording_replays_to_the_same_frames_in_the_dream_and_the_same_actions_
 
     frames = []
     dream = play.replay(rec, make_dream=lambda: parallel_env(SUBSTRATE, checkpoint=checkpoint, device="cpu",
-                                                              temperature=1.0, start="real", consistent_sprites=False))
+                                                              temperature=1.0, start="real"))
     assert dream.compared == 13 and dream.matched == 13  # every dream frame, each episode's start included
     again = play.replay(rec, make_dream=lambda: parallel_env(SUBSTRATE, checkpoint=checkpoint, device="cpu",
-                                                              temperature=1.0, start="real", consistent_sprites=False),
+                                                              temperature=1.0, start="real"),
                         on_frame=frames.append)
     assert all(np.array_equal(a, b) for a, b in zip(frames, dream.frames)) and len(frames) == 13
     assert any(not np.array_equal(dream.frames[0], f) for f in dream.frames[1:9])  # the model drew something
@@ -249,8 +248,7 @@ def test_mp4_recording_and_the_other_players_policy(checkpoint, tmp_path):
 
     from actionparty_env.vector import DreamVecEnv
 
-    vec = DreamVecEnv(SUBSTRATE, num_worlds=1, checkpoint=checkpoint, device="cpu", channels_first=True,
-                      consistent_sprites=False)
+    vec = DreamVecEnv(SUBSTRATE, num_worlds=1, checkpoint=checkpoint, device="cpu", channels_first=True)
     PPO("CnnPolicy", vec, n_steps=8, batch_size=8, device="cpu", seed=0).save(tmp_path / "policy")
     vec.close()
     others = play.PolicyOthers(tmp_path / "policy.zip", get_game(SUBSTRATE))
