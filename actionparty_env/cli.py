@@ -34,6 +34,7 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
     "benchmark fidelity": ("benchmarks.fidelity", "main", "score the dream against held-out real episodes, from pixels"),
     "benchmark dynamics": ("benchmarks.dynamics", "main", "rewards, deaths, respawns, world changes, episode ends: real vs dream"),
     "benchmark speed": ("benchmarks.speed", "main", "dream env-steps/s, single world and batched, beside the real env"),
+    "benchmark rl": ("benchmarks.rl", "main", "PPO trained in the dream and in the real game, both scored in the real game"),
 }
 
 

@@ -1,0 +1,111 @@
+"""The RL benchmark (benchmarks/rl.py): episode accounting, the transfer statistics, equal PPO updates
+in both arms, and one tiny end-to-end run (real Melting Pot, a tiny dream checkpoint)."""
+import json
+
+import numpy as np
+import pytest
+
+from actionparty_env.games import get_game
+from actionparty_env.vector import WorldsVecEnv
+from benchmarks import rl
+
+
+class ScriptedWorlds(WorldsVecEnv):
+    """K worlds of coins' spaces where player p earns p + 1 every step and world 1 ends after 2 steps
+    (the game's own end): known returns for `episode_returns`."""
+
+    def __init__(self, num_worlds: int, max_cycles: int):
+        self._args = dict(num_worlds=num_worlds, max_cycles=max_cycles)
+        self._init_worlds(get_game("coins"), num_worlds, 2, max_cycles, True, None, None)
+        self.started_seeds: list[int] = []
+        self._t = None
+
+    def _started(self):
+        return self._t is not None
+
+    def _start_worlds(self, seeds, worlds, reseed):
+        if reseed is not None:  # reset(), not an auto-reset
+            self.started_seeds += seeds
+        if self._t is None or worlds is None:
+            self._t = np.zeros(self.num_worlds, int)
+        else:
+            self._t[worlds] = 0
+        return np.zeros((self.num_worlds, 2, 88, 88, 3), np.uint8)
+
+    def _step_worlds(self, actions):
+        self._t += 1
+        rewards = np.tile(np.array([1.0, 2.0], np.float32), (self.num_worlds, 1))
+        terminated = np.zeros(self.num_worlds, bool)
+        if self.num_worlds > 1:
+            terminated[1] = self._t[1] == 2
+        return np.zeros((self.num_worlds, 2, 88, 88, 3), np.uint8), rewards, terminated
+
+    def _infos(self):
+        return [{} for _ in range(self.num_envs)]
+
+    def close(self):
+        pass
+
+    def get_images(self):
+        return []
+
+
+def test_episode_returns_count_each_worlds_first_episode_per_player_on_eval_seeds():
+    env = ScriptedWorlds(num_worlds=2, max_cycles=4)
+    returns = rl.episode_returns(env, lambda obs: np.zeros(len(obs), int), episodes=3, seed=1000)
+    # world 0 runs 4 steps: players earn 4 and 8 (mean 6); world 1 ends after 2: 2 and 4 (mean 3), and what
+    # it earns after its auto-reset is not counted; the third episode is world 0 of the second batch.
+    assert returns.tolist() == [6.0, 3.0, 6.0]
+    # episode i starts from seed + i * players: the evaluation seeds no training episode may share
+    assert env.started_seeds == [1000, 1002, 1004, 1006]
+
+
+def test_transfer_ratio_and_exploitation_gap_on_known_returns():
+    random, real = np.array([-1.0, 1, -1, 1]), np.array([3.0, 5, 3, 5])
+    dream_in_real, dream_in_dream = np.array([1.0, 3, 1, 3]), np.array([5.0, 7, 5, 7])
+    s = rl.summary({"random": {"real": random, "dream": random}, "real": {"real": real, "dream": real},
+                    "dream": {"real": dream_in_real, "dream": dream_in_dream}})
+    value, lo, hi = s["transfer_ratio"]
+    assert value == pytest.approx(0.5) and lo <= 0.5 <= hi  # (2 - 0) / (4 - 0)
+    value, lo, hi = s["exploitation_gap"]
+    assert value == pytest.approx(1.0) and lo <= 1.0 <= hi  # (6 - 2) / (4 - 0)
+    assert s["real_beats_random"]
+    assert s["arms"]["real"]["real"]["mean"] == 4.0
+    assert s["arms"]["real"]["real"]["se"] == pytest.approx(np.std(real, ddof=1) / 2)
+
+
+def test_no_transfer_ratio_when_real_training_learned_nothing():
+    same = np.array([0.0, 0.0, 0.0])
+    s = rl.summary({arm: {"real": same, "dream": same} for arm in rl.ARMS})
+    assert s["transfer_ratio"][0] is None and s["exploitation_gap"][0] is None
+    assert not s["real_beats_random"]
+    assert "undefined" in rl._interval(s["transfer_ratio"])
+
+
+def test_ppo_arms_get_the_same_samples_per_update_whatever_their_slots():
+    settings = rl.PPOSettings(rollout=64, minibatches=4)
+    few, many = settings.make(ScriptedWorlds(1, 8), 0, "cpu"), settings.make(ScriptedWorlds(4, 8), 0, "cpu")
+    assert few.n_steps * few.n_envs == many.n_steps * many.n_envs == 64
+    assert few.n_steps == 32 and many.n_steps == 8  # fewer slots collect longer stretches
+    assert few.batch_size == many.batch_size == 16
+
+
+@pytest.mark.slow
+def test_benchmark_rl_end_to_end_on_coins(coins_checkpoint, tmp_path, one_thread):
+    out = tmp_path / "results"
+    argv = ["--game", "coins", "--timesteps", "16", "--rollout", "8", "--episode", "4", "--dream-worlds", "1",
+            "--real-worlds", "1", "--eval-episodes", "2", "--curve-points", "1", "--curve-episodes", "1",
+            "--checkpoint", str(coins_checkpoint), "--device", "cpu", "--work", str(tmp_path / "work"),
+            "--out-dir", str(out), "--tag", "t"]
+    assert rl.main(argv) == 0
+    result = json.loads((out / "rl_t_coins.json").read_text())
+    assert set(result["returns"]) == set(rl.ARMS)
+    assert all(len(result["returns"][arm][where]) == 2 for arm in rl.ARMS for where in ("real", "dream"))
+    for arm in rl.TRAINED:
+        training = result["training"][arm]
+        assert training["timesteps"] >= 16 and training["seeds_shared_with_eval"] == 0
+        assert len(training["real_scores"]) == 1  # the curve point
+    assert (out / "rl_t_coins.png").stat().st_size > 0
+    assert "| coins | 2 |" in (out / "rl_t.md").read_text()
+    # scoring again from the saved policies, without training
+    assert rl.main(argv + ["--train"]) == 0
