@@ -100,11 +100,40 @@ case "$1" in
     fidelity ${TAG:-h200} $ROOT/ckpt_main
     wait
     stamp done ;;
+  job-rl)
+    # Issue 12's RL benchmark on the bundled checkpoint: for each game of $RL_GAMES, PPO trained in the
+    # dream and in the real game as two parallel processes (the dream arms share the GPU), then every
+    # arm scored in the real game and in the dream. Meanwhile $STARTS_EPISODES validation episodes per
+    # substrate are recorded on 6 cores for the bundle's start states (issue 15). Then the dream's speed.
+    stamp "record start states"
+    (python3 -m training.record --out $ROOT/starts --substrates all --episodes-per-substrate ${STARTS_EPISODES:-16} \
+      --steps 60 --split val --workers 6 --seed 7000 > $ROOT/starts.log 2>&1
+     mkdir -p $ROOT/ckpt_starts && cp actionparty_env/checkpoints/default/* $ROOT/ckpt_starts/ && \
+     python3 -m training.bundle --starts $ROOT/starts --out $ROOT/ckpt_starts >> $ROOT/starts.log 2>&1; stamp "start states bundled") &
+    # $RL_GAMES: GAME:DREAM_WORLDS pairs (fewer dream worlds where more players fill the slots)
+    rl="--timesteps ${RL_STEPS:-1000000} --episode 200 --real-worlds ${REAL_WORLDS:-8} \
+      --eval-episodes 32 --device $DEVICE --work $ROOT/rl --out-dir $ROOT/results --tag ${TAG:-h200}"
+    stamp "rl: train $RL_GAMES"
+    for gw in $RL_GAMES; do
+      for arm in dream real; do
+        python3 -m benchmarks.rl --game ${gw%:*} --dream-worlds ${gw#*:} $rl --train $arm --no-score \
+          --max-minutes ${RL_MINUTES:-12} > $ROOT/rl_${gw%:*}_$arm.log 2>&1 &
+      done
+    done
+    wait
+    stamp "rl: score"
+    for gw in $RL_GAMES; do
+      python3 -m benchmarks.rl --game ${gw%:*} --dream-worlds ${gw#*:} $rl --train > $ROOT/rl_${gw%:*}_score.log 2>&1
+    done
+    stamp speed; python3 -m benchmarks.speed --device $DEVICE --batches 1 16 64 256 --out-dir $ROOT/results \
+      --tag ${TAG:-h200} > $ROOT/speed.log 2>&1
+    stamp done ;;
   poll)
     end=$((SECONDS + ${2:-540}))
     while [ $SECONDS -lt $end ] && ! grep -q "\] done" $ROOT/job.log; do sleep 10; done
     cat $ROOT/job.log; for f in $ROOT/*.log; do echo "== $f"; tail -c 300 $f | tr '\r' '\n' | tail -n 2; done
     if grep -q "\] done" $ROOT/job.log; then
+      [ -f $ROOT/ckpt_starts/start_states.npz ] && cp $ROOT/ckpt_starts/start_states.npz $OUT/
       # At most 8 files of 16 MiB come back: the shards one by one, the checkpoint's small files in one tar.
       [ -d $ROOT/ckpt_main ] && mkdir -p $OUT/ckpt && cp $ROOT/ckpt_main/model-*.safetensors $OUT/ckpt/ && \
         tar czf $OUT/ckpt_rest.tgz -C $ROOT/ckpt_main --exclude='model-*' --exclude=view_tables.npz .
