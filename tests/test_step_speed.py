@@ -100,7 +100,9 @@ class HostSync(AssertionError):
 def no_host_reads():
     """Every way a tensor's value can reach the host raises HostSync: .item(), .tolist(), .cpu(),
     .numpy(), bool/int/float/index of a tensor (so also `if tensor:`), nonzero, and boolean-mask
-    indexing (which needs the count of set elements). On a GPU each of these waits for the device."""
+    indexing (which needs the count of set elements). On a GPU each of these waits for the device.
+    Copies the other way, of a Python value to the device, wait there too but not on a CPU, so they are
+    beyond this guard (grid.py's: docs/ARCHITECTURE.md, "Speed: the step")."""
     def refuse(name):
         def raising(*args, **kwargs):
             raise HostSync(f"host read inside the step: {name}")

@@ -92,30 +92,35 @@ class KVCache:
         (None: all visible)."""
         if layout.pieces != ((self.blocks, ORDER),):
             raise ValueError(f"the cache takes whole blocks at position {self.blocks}, got {layout.pieces}")
+        # A full window slides: its oldest block leaves. Dropped before the concatenation, so each
+        # tensor is copied once and comes out contiguous (SDPA and the next pass's cat read it fast).
+        drop = len(layout) if self.blocks == self.window else 0
         cos, sin = self.rope.angles(torch.zeros_like(rows), rows, cols)
         for i, (k, v) in enumerate(raw_kv):
             k = apply_rope(k, cos[:, None], sin[:, None])
-            self.k_cell[i] = k if self.k_cell[i] is None else torch.cat([self.k_cell[i], k], dim=2)
-            self.v[i] = v if self.v[i] is None else torch.cat([self.v[i], v], dim=2)
+            self.k_cell[i] = k if self.k_cell[i] is None else torch.cat([self.k_cell[i][:, :, drop:], k], dim=2)
+            self.v[i] = v if self.v[i] is None else torch.cat([self.v[i][:, :, drop:], v], dim=2)
         if key_ok is not None or self.key_ok is not None:
             every = functools.partial(torch.ones, rows.shape[0], dtype=torch.bool, device=rows.device)
-            held = self.key_ok if self.key_ok is not None else every(len(self.layout) if self.blocks else 0)
+            kept = len(self.layout) - drop if self.blocks else 0
+            held = self.key_ok[:, drop:] if self.key_ok is not None else every(kept)
             self.key_ok = torch.cat([held, key_ok if key_ok is not None else every(len(layout))], dim=1)
         self._hiding.append(key_ok is not None)
-        self.blocks += 1
-        if self.blocks > self.window:  # the window slides: its oldest block leaves
-            size = len(layout)
-            self.k_cell = [k[:, :, size:] for k in self.k_cell]
-            self.v = [v[:, :, size:] for v in self.v]
-            self.key_ok = None if self.key_ok is None else self.key_ok[:, size:]
-            self.blocks -= 1
+        if drop:
             self._hiding.pop(0)
             if not any(self._hiding):
                 self.key_ok = None
+        else:
+            self.blocks += 1
         self.layout = layout_of(*layout.shape, tuple((j, ORDER) for j in range(self.blocks)), layout.kind.device)
-        time = self.layout.block
-        cos, sin = self.rope.angles(time, torch.zeros_like(time), torch.zeros_like(time))
-        self.k = [apply_rope(k, cos, sin) for k in self.k_cell]
+        # Only the first `turns` dims of each head turn with time (Rope3D.dims); the rest are copied.
+        time, turns = self.layout.block, self.rope.dims[0]
+        cos, sin = (a[:, : turns // 2] for a in self.rope.angles(time, torch.zeros_like(time), torch.zeros_like(time)))
+        self.k = []
+        for k_cell in self.k_cell:
+            k = k_cell.clone()
+            k[..., :turns] = apply_rope(k_cell[..., :turns], cos, sin)
+            self.k.append(k)
 
     def forget(self, worlds: torch.Tensor) -> None:
         """Hide all cached keys of the given worlds ([B] bool), e.g. after a reset."""

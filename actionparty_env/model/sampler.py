@@ -8,8 +8,9 @@ schedule). Frames never leave code space, so unchanged cells are copied exactly.
 
 A step never reads a tensor back to the host (no `.item()`, no boolean indexing, no branch on a
 tensor's value): every decision is a tensor op, and what the host does decide (how many blocks the
-cache holds, whether any world hides keys) it knows without asking the device. So a GPU runs a step
-without stalling, and the step's work can be queued ahead (or captured) as a whole.
+cache holds, whether any world hides keys) it knows without asking the device, so the host can queue a
+step's work without waiting for the GPU. What still waits on CUDA are copies of Python values to the
+device inside grid.py's move helpers (docs/ARCHITECTURE.md, "Speed: the step").
 
 Decoding (`decoding=`), the small pure functions below:
 - "calibrated" (the default): what the game leaves to chance happens at the model's calibrated rate.
@@ -132,8 +133,10 @@ def decide_cells(out: dict, cells: torch.Tensor, facing: torch.Tensor, alive: to
     intent = torch.where(walk[..., None], moved_cells(cells, facing, move, rows, cols, torus), cells)
     new = resolve_moves(cells, intent, holds, order, rows, cols)
     flat = new[..., 0] * cols + new[..., 1]
+    # Cells taken, plus a spare column where the others write. scatter_ with a Python value, because an
+    # indexed assignment of one (held[...] = True) copies it to the device and waits for the copy.
     held = torch.zeros(b, rows * cols + 1, dtype=torch.bool, device=cells.device)
-    held[worlds[:, None].expand(b, n), torch.where(walk, flat, rows * cols)] = True
+    held.scatter_(1, torch.where(walk, flat, rows * cols), True)
     pointer = out["cell_logits"].float()
     for k in range(n):
         i = order[:, k]
@@ -141,7 +144,7 @@ def decide_cells(out: dict, cells: torch.Tensor, facing: torch.Tensor, alive: to
         pick = logits.argmax(-1) if decoding == "argmax" else gumbel_argmax(logits, generator)
         go = jump[worlds, i]
         flat[worlds, i] = torch.where(go, pick, flat[worlds, i])
-        held[worlds, torch.where(go, pick, rows * cols)] = True
+        held.scatter_(1, torch.where(go, pick, rows * cols)[:, None], True)
     return torch.stack([flat // cols, flat % cols], -1)
 
 
