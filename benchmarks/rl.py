@@ -201,7 +201,7 @@ def train_arm(arm: str, args: argparse.Namespace, work: Path) -> None:
     seconds = time.time() - start
     model.save(work / f"{arm}.zip")
     eval_seeds = set(range(EVAL_SEED, EVAL_SEED + args.eval_episodes * n + 1))
-    record = {"arm": arm, "timesteps": model.num_timesteps, "budget": args.timesteps,
+    record = {"arm": arm, "command": "python -m benchmarks.rl " + " ".join(args.argv), "timesteps": model.num_timesteps, "budget": args.timesteps,
               "stopped_at_max_minutes": model.num_timesteps < args.timesteps, "seconds": round(seconds, 1),
               "timesteps_per_s": round(model.num_timesteps / seconds, 1), "slots": env.num_envs,
               "n_steps": model.n_steps, "episodes": callback.episodes, "real_scores": callback.scores,
@@ -250,9 +250,9 @@ def plot(result: dict, path: Path) -> Path:
         tr = result["training"][arm]
         if tr["episodes"]:
             t, r = np.asarray(tr["episodes"], float).T
-            k = max(1, len(r) // 50)  # a moving mean over ~2% of the episodes
-            smooth = np.convolve(r, np.ones(k) / k, mode="valid")
-            ax.plot(t[k - 1:], smooth, color=colors[arm], alpha=0.5, label=f"{arm}-trained, in its own env")
+            ends, index = np.unique(t, return_inverse=True)  # worlds started together end together
+            means = np.bincount(index, weights=r) / np.bincount(index)
+            ax.plot(ends, means, color=colors[arm], alpha=0.5, label=f"{arm}-trained, in its own env")
         if tr["real_scores"]:
             t, m, se = np.asarray([(t, m, se or 0.0) for t, m, se in tr["real_scores"]], float).T
             ax.errorbar(t, m, yerr=se, color=colors[arm], marker="o", capsize=3, label=f"{arm}-trained, in the real game")
@@ -301,12 +301,19 @@ def write_table(out_dir: Path, tag: str) -> Path:
               "(real-trained - random), in the real game; exploitation gap = (dream-trained in the dream - in the real game) / "
               "(real-trained - random). Targets: transfer >= 0.8, gap <= 0.2. Timesteps count one per player per step "
               "(real steps = timesteps / players). Commands:", ""]
-    lines += [f"- `{r['meta']['command']}`" for r in results]
+    for r in results:  # the training runs' commands where they differ from the scoring one
+        lines += [f"- `{c}`" for c in dict.fromkeys(r["training"][arm].get("command", r["meta"]["command"]) for arm in TRAINED)
+                  if c != r["meta"]["command"]]
+        lines.append(f"- `{r['meta']['command']}`")
+    lines += ["", "Training (time; the real-game score of each policy at the curve points, 8 episodes each):", ""]
     for r in results:
         t = r["training"]
-        lines.append(f"- {r['game']}: training {t['real']['seconds']:.0f} s real ({t['real']['timesteps_per_s']:.0f} timesteps/s, "
+        curve = "; ".join(f"{arm}-trained " + ", ".join(f"{m:+.2f} at {s:,}" for s, m, _ in t[arm]["real_scores"])
+                          for arm in TRAINED if t[arm]["real_scores"])
+        lines.append(f"- {r['game']}: {t['real']['seconds']:.0f} s real ({t['real']['timesteps_per_s']:.0f} timesteps/s, "
                      f"{t['real']['slots']} slots), {t['dream']['seconds']:.0f} s dream ({t['dream']['timesteps_per_s']:.0f}/s, "
-                     f"{t['dream']['slots']} slots)")
+                     f"{t['dream']['slots']} slots)" + ("; stopped at --max-minutes" if any(
+                         t[arm].get("stopped_at_max_minutes") for arm in TRAINED) else "") + (f". {curve}" if curve else ""))
     path = out_dir / f"rl_{tag}.md"
     path.write_text("\n".join(lines) + "\n")
     return path
@@ -314,7 +321,9 @@ def write_table(out_dir: Path, tag: str) -> Path:
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="actionparty benchmark rl", description=__doc__.split("\n\n")[0])
-    p.add_argument("--game", required=True, help="the substrate, e.g. coins")
+    p.add_argument("--game", help="the substrate, e.g. coins")
+    p.add_argument("--report", action="store_true",
+                   help="only redraw the plots and rl_<tag>.md from the rl_<tag>_*.json in --out-dir")
     p.add_argument("--timesteps", type=int, default=1_000_000, help="PPO budget per trained arm (one per player per step)")
     p.add_argument("--rollout", type=int, default=PPOSettings.rollout, help="PPO samples per update, in both arms")
     p.add_argument("--episode", type=int, default=200, help="steps per episode (training and scoring)")
@@ -335,13 +344,22 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--out-dir", default="benchmarks/results")
     p.add_argument("--tag", default="local")
     args = p.parse_args(argv)
+    args.argv = sys.argv[1:] if argv is None else list(argv)
+    out_dir = Path(args.out_dir)
+    if args.report:
+        for path in sorted(out_dir.glob(f"rl_{args.tag}_*.json")):
+            plot(json.loads(path.read_text()), path.with_suffix(".png"))
+        print(write_table(out_dir, args.tag).read_text())
+        return 0
+    if args.game is None:
+        p.error("--game is required (or --report)")
     get_game(args.game)  # a ValueError naming close matches, before anything runs
     for name in ("timesteps", "rollout", "episode", "dream_worlds", "real_worlds", "eval_episodes", "curve_episodes"):
         if getattr(args, name) < 1:
             p.error(f"--{name.replace('_', '-')} must be >= 1")
     if args.device == "auto":
         args.device = "cuda" if torch.cuda.is_available() else "cpu"
-    work, out_dir = Path(args.work) / args.game, Path(args.out_dir)
+    work = Path(args.work) / args.game
     work.mkdir(parents=True, exist_ok=True)
     out_dir.mkdir(parents=True, exist_ok=True)
     for arm in args.train:
@@ -350,7 +368,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     result = score_arms(args, work)
     device = torch.cuda.get_device_name() if args.device.startswith("cuda") else "cpu"
-    result["meta"] = {"command": "python -m benchmarks.rl " + " ".join(sys.argv[1:] if argv is None else argv),
+    result["meta"] = {"command": "python -m benchmarks.rl " + " ".join(args.argv),
                       "commit": git_commit(), "machine": machine(), "device_name": device, "episode": args.episode,
                       "eval_episodes": args.eval_episodes, "ppo": asdict(PPOSettings(rollout=args.rollout)), "checkpoint": args.checkpoint or "bundled"}
     stem = out_dir / f"rl_{args.tag}_{args.game}"
