@@ -4,7 +4,8 @@
 # back after 30 s and everything on it is lost).
 #   bash scripts/gpu_lease.sh start JOB [SECONDS]   install carried wheels, start JOB, poll
 #   bash scripts/gpu_lease.sh poll [SECONDS]         poll; copy finished results to $OUT
-# Every job first records all 49 substrates on 16 cores and the held-out splits. Then:
+#   rl         the RL benchmark (benchmarks/rl.py) of $RL_GAMES on the bundled checkpoint, and start states.
+# The training jobs first record all 49 substrates on 16 cores and the held-out splits. Then:
 #   train      train the recipe (training/configs/h100.yaml) for $MINUTES, bundle it, evaluate it in
 #              closed loop on the test split, measure its speed and its pixel fidelity.
 #   ablations  the recipe and its two ablations (no spatial RoPE bias, no subject isolation), $BUDGET
@@ -54,7 +55,10 @@ case "$1" in
     python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl
     mkdir -p $ROOT/results
     nproc; nvidia-smi --query-gpu=name,memory.total --format=csv,noheader
-    setsid nohup bash scripts/gpu_lease.sh job-$2 > $ROOT/job.log 2>&1 < /dev/null &
+    # The job runs from its own copy of the tree: every device call re-sends the tree, and a process that
+    # starts while it is being replaced finds no modules (the RL scoring of 2026-12-01 did).
+    rm -rf $ROOT/code && cp -rL . $ROOT/code && rm -rf $ROOT/code/.whl
+    (cd $ROOT/code && setsid nohup bash scripts/gpu_lease.sh job-$2 > $ROOT/job.log 2>&1 < /dev/null &)
     bash scripts/gpu_lease.sh poll "${3:-540}" ;;
   job-train)
     record
