@@ -69,39 +69,45 @@ class KVCache:
     Time positions are the blocks' places in the window (0 = the oldest block held) and the block a pass
     adds sits at position `blocks`, so they are those of training (0..window) however long a world runs:
     an ever-growing block counter drifts in float32 RoPE (at block 1e7 the logit for one offset moved by
-    0.6). Keys are kept rotated by their cell only (`k_cell`) and, once per commit, rotated to their time
-    positions in the window (`k`, what attention reads). Everything about the cache's shape is host-side
-    Python (how many blocks it holds), so committing and sliding never read a tensor back from the device.
+    0.6). When the window slides every cached key moves one place back, so at each commit the keys are
+    turned anew to their places: only the first `Rope3D.dims[0]` dims of each head turn with time (the
+    others turn with the cell, which never changes), and those are kept as they were before RoPE
+    (`k_time`). Everything about the cache's shape is host-side Python (how many blocks it holds), so
+    committing and sliding never read a tensor back from the device.
     """
 
     def __init__(self, depth: int, window: int, rope: Rope3D):
         self.window = window
         self.rope = rope
         self.blocks = 0  # whole blocks held
-        self.k_cell: list[torch.Tensor | None] = [None] * depth  # [B, H, Lc, Dh]
-        self.k: list[torch.Tensor | None] = [None] * depth
+        self.k: list[torch.Tensor | None] = [None] * depth       # [B, H, Lc, Dh], what attention reads
+        self.k_time: list[torch.Tensor | None] = [None] * depth  # [B, H, Lc, dims[0]], before RoPE
         self.v: list[torch.Tensor | None] = [None] * depth
         self.layout: Layout | None = None
         self.key_ok: torch.Tensor | None = None  # [B, Lc] bool; None: every key is visible in every world
         self._hiding: list[bool] = []  # per block held: may some world not see some of its keys
 
-    def append(self, raw_kv: list[tuple[torch.Tensor, torch.Tensor]], layout: Layout, rows: torch.Tensor,
-               cols: torch.Tensor, key_ok: torch.Tensor | None) -> None:
-        """Commit one block: `raw_kv` per layer (keys before RoPE, values) of its tokens, laid out as `layout`
-        (ORDER at time position `blocks`), its tokens' cells `rows`, `cols` [B, Lb] and `key_ok` [B, Lb]
-        (None: all visible)."""
+    def append(self, new_kv: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]], layout: Layout,
+               key_ok: torch.Tensor | None) -> None:
+        """Commit one block: `new_kv` per layer (its tokens' keys before and after RoPE, values, as
+        `Layer.forward` returns them), laid out as `layout` (ORDER at time position `blocks`), and
+        `key_ok` [B, Lb] (None: all visible)."""
         if layout.pieces != ((self.blocks, ORDER),):
             raise ValueError(f"the cache takes whole blocks at position {self.blocks}, got {layout.pieces}")
         # A full window slides: its oldest block leaves. Dropped before the concatenation, so each
         # tensor is copied once and comes out contiguous (SDPA and the next pass's cat read it fast).
         drop = len(layout) if self.blocks == self.window else 0
-        cos, sin = self.rope.angles(torch.zeros_like(rows), rows, cols)
-        for i, (k, v) in enumerate(raw_kv):
-            k = apply_rope(k, cos[:, None], sin[:, None])
-            self.k_cell[i] = k if self.k_cell[i] is None else torch.cat([self.k_cell[i][:, :, drop:], k], dim=2)
-            self.v[i] = v if self.v[i] is None else torch.cat([self.v[i][:, :, drop:], v], dim=2)
+
+        def grown(held: torch.Tensor | None, new: torch.Tensor) -> torch.Tensor:
+            return new if held is None else torch.cat([held[:, :, drop:], new], dim=2)
+
+        turns = self.rope.dims[0]
+        for i, (raw, rotated, v) in enumerate(new_kv):
+            self.k[i] = grown(self.k[i], rotated)  # its time dims are turned below, with the others'
+            self.k_time[i] = grown(self.k_time[i], raw[..., :turns])
+            self.v[i] = grown(self.v[i], v)
         if key_ok is not None or self.key_ok is not None:
-            every = functools.partial(torch.ones, rows.shape[0], dtype=torch.bool, device=rows.device)
+            every = functools.partial(torch.ones, v.shape[0], dtype=torch.bool, device=v.device)
             kept = len(self.layout) - drop if self.blocks else 0
             held = self.key_ok[:, drop:] if self.key_ok is not None else every(kept)
             self.key_ok = torch.cat([held, key_ok if key_ok is not None else every(len(layout))], dim=1)
@@ -113,14 +119,10 @@ class KVCache:
         else:
             self.blocks += 1
         self.layout = layout_of(*layout.shape, tuple((j, ORDER) for j in range(self.blocks)), layout.kind.device)
-        # Only the first `turns` dims of each head turn with time (Rope3D.dims); the rest are copied.
-        time, turns = self.layout.block, self.rope.dims[0]
+        time = self.layout.block
         cos, sin = (a[:, : turns // 2] for a in self.rope.angles(time, torch.zeros_like(time), torch.zeros_like(time)))
-        self.k = []
-        for k_cell in self.k_cell:
-            k = k_cell.clone()
-            k[..., :turns] = apply_rope(k_cell[..., :turns], cos, sin)
-            self.k.append(k)
+        for k, k_time in zip(self.k, self.k_time):
+            k[..., :turns] = apply_rope(k_time, cos, sin)
 
     def forget(self, worlds: torch.Tensor) -> None:
         """Hide all cached keys of the given worlds ([B] bool), e.g. after a reset."""
@@ -151,7 +153,7 @@ class Layer(nn.Module):
         y = F.scaled_dot_product_attention(apply_rope(q, cos, sin), k_all, v_all, attn_mask=mask)
         x = x + self.proj(y.transpose(1, 2).reshape(b, l, d))
         x = x + self.mlp(self.norm2(x))
-        return x, (k, v)  # the keys before RoPE: the cache rotates them to their place in its window
+        return x, (k, rotated, v)  # both keys: the cache turns them to their place in its window
 
 
 class WorldModel(nn.Module):
@@ -271,7 +273,7 @@ class WorldModel(nn.Module):
             key_ok: torch.Tensor | None, cache: KVCache | None = None) -> tuple[torch.Tensor, list]:
         """Transformer over new tokens x [B,L,d] laid out as `layout` (after `cache`'s keys); `key_ok` [B,L]
         marks the tokens other tokens may see (None: all, the common case, which keeps the mask one
-        [Lq, Lk] for every world). Returns hidden [B,L,d] and per layer (keys before RoPE, values)."""
+        [Lq, Lk] for every world). Returns hidden [B,L,d] and per layer (keys before and after RoPE, values)."""
         cos, sin = self.rope.angles(layout.block.expand_as(rows), rows, cols)
         cos, sin = cos[:, None], sin[:, None]
         held = cache is not None and cache.blocks > 0

@@ -224,7 +224,7 @@ class DreamSimulator:
         x, layout, rows, cols, ok = self.model.embed_block(blocks, 0, self.cache.blocks, parts)
         key_ok = ok if self.padded else None
         h, kv = self.model.run(x, layout, rows, cols, key_ok, self.cache)
-        return h, (kv, layout, rows, cols, key_ok)
+        return h, (kv, layout, key_ok)
 
     @torch.no_grad()
     def reset(self, frames, cells, facing, alive, worlds=None) -> None:
