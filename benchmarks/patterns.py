@@ -4,12 +4,17 @@ From one real reset per (substrate, seed), the real Melting Pot and the dream (s
 real state) are fed the same scripted joint actions for `--steps` steps:
 - lockstep: every player takes the same action (FORWARD x3, then a turn, repeated);
 - mirror: players alternate FORWARD and BACKWARD, so neighbours walk into each other;
-- random: uniform random actions.
+- random: uniform random actions;
+- shuttle: every player FORWARD then BACKWARD, over and over: back onto the cell it just left (where
+  a dream that forgets what a player consumed there would pay it again);
+- noop: nobody acts (a dream that pays for standing still is one PPO will find).
 Counted per world-step, in each run: two live players on one cell ("overlaps"), a live player whose
 cell moved by more than one step without dying ("jumps"; wrapping maps excepted), and among the move
 actions of live players the share that left the cell unchanged ("blocked"). The real game never
 overlaps and never jumps except for teleports; the dream must not either, and should block about as
-often as the game does. Results: benchmarks/results/patterns_TAG.{json,md}.
+often as the game does. Rewards: the players' summed reward and the player-steps with r != 0
+(reward events), which the dream should match under every pattern, not only under the behaviour of
+its training data (an RL policy goes where the data did not). Results: benchmarks/results/patterns_TAG.{json,md}.
 
     python -m benchmarks.patterns --substrates coins,clean_up,commons_harvest__open --seeds 2 --steps 40
 """
@@ -29,7 +34,7 @@ from actionparty_env.play import inject_start
 from actionparty_env.simulator import StartState
 from benchmarks.provenance import git_commit, machine
 
-PATTERNS = ("lockstep", "mirror", "random")
+PATTERNS = ("lockstep", "mirror", "random", "shuttle", "noop")
 
 
 def pattern_actions(pattern: str, names: tuple[str, ...], num_players: int, steps: int, seed: int) -> np.ndarray:
@@ -37,6 +42,10 @@ def pattern_actions(pattern: str, names: tuple[str, ...], num_players: int, step
     fwd, back, turn = names.index("FORWARD"), names.index("BACKWARD"), names.index("TURN_RIGHT")
     if pattern == "random":
         return np.random.default_rng(seed).integers(len(names), size=(steps, num_players))
+    if pattern == "shuttle":
+        return np.repeat(np.where(np.arange(steps) % 2 == 0, fwd, back)[:, None], num_players, axis=1)
+    if pattern == "noop":
+        return np.full((steps, num_players), names.index("NOOP"))
     if pattern == "lockstep":
         one = np.array([fwd, fwd, fwd, turn])[np.arange(steps) % 4]
         return np.repeat(one[:, None], num_players, axis=1)
@@ -45,14 +54,17 @@ def pattern_actions(pattern: str, names: tuple[str, ...], num_players: int, step
 
 
 def run(env, start_obs_infos, actions: np.ndarray, move_ids: set[int], torus: bool) -> dict:
-    """Feed `actions` to `env` (already reset) and count overlaps, jumps and blocked moves."""
+    """Feed `actions` to `env` (already reset) and count overlaps, jumps, blocked moves and rewards."""
     _, infos = start_obs_infos
     agents = env.possible_agents
     cells = np.array([infos[a]["cell"] for a in agents])
     alive = np.array([infos[a]["alive"] for a in agents])
-    overlaps = jumps = moves = blocked = 0
+    overlaps = jumps = moves = blocked = reward_events = 0
+    reward = 0.0
     for joint in actions:
-        _, _, _, _, infos = env.step({a: int(joint[i]) for i, a in enumerate(agents)})
+        _, rewards, _, _, infos = env.step({a: int(joint[i]) for i, a in enumerate(agents)})
+        reward += float(sum(rewards.values()))
+        reward_events += sum(r != 0 for r in rewards.values())
         new = np.array([infos[a]["cell"] for a in agents])
         live = np.array([infos[a]["alive"] for a in agents])
         keys = [tuple(c) for c, ok in zip(new, live) if ok]
@@ -64,7 +76,8 @@ def run(env, start_obs_infos, actions: np.ndarray, move_ids: set[int], torus: bo
         moves += int(moving.sum())
         blocked += int((moving & (new == cells).all(-1)).sum())
         cells, alive = new, live
-    return {"steps": len(actions), "overlaps": overlaps, "jumps": jumps, "moves": moves, "blocked": blocked}
+    return {"steps": len(actions), "overlaps": overlaps, "jumps": jumps, "moves": moves, "blocked": blocked,
+            "reward": reward, "reward_events": reward_events}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -109,15 +122,18 @@ def write(rows: list[dict], args, seconds: float) -> None:
              f"Command: `{meta['command']}`; commit {meta['commit']}; {meta['seconds']} s. "
              "Both runs start from the same real reset and take the same actions. overlaps / jumps: world-steps "
              "with two live players on one cell / a live player moved more than one cell; blocked: share of "
-             "live players' move actions that left the cell unchanged (benchmarks/patterns.py).", "",
-             "| substrate | pattern | run | world-steps | overlaps | jumps | blocked moves |", "|---|---|---|---|---|---|---|"]
+             "live players' move actions that left the cell unchanged; reward: all players' summed reward; reward events: "
+             "player-steps with r != 0 (benchmarks/patterns.py).", "",
+             "| substrate | pattern | run | world-steps | overlaps | jumps | blocked moves | reward | reward events |",
+             "|---|---|---|---|---|---|---|---|---|"]
     keys = sorted({(r["substrate"], r["pattern"], r["run"]) for r in rows}, key=lambda k: (k[0], PATTERNS.index(k[1]), k[2]))
     for sub, pat, name in keys:
         sel = [r for r in rows if (r["substrate"], r["pattern"], r["run"]) == (sub, pat, name)]
         steps, moves = sum(r["steps"] for r in sel), sum(r["moves"] for r in sel)
         share = f"{sum(r['blocked'] for r in sel) / moves:.2f}" if moves else "-"
         lines.append(f"| {sub} | {pat} | {name} | {steps} | {sum(r['overlaps'] for r in sel)} | "
-                     f"{sum(r['jumps'] for r in sel)} | {share} |")
+                     f"{sum(r['jumps'] for r in sel)} | {share} | {sum(r.get('reward', 0.0) for r in sel):+.1f} | "
+                     f"{sum(r.get('reward_events', 0) for r in sel)} |")
     out.with_suffix(".md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
 
