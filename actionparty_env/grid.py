@@ -23,6 +23,8 @@ random spawn point whose cell is free after the moves (grid.cc `TeleportToGroupA
 """
 from __future__ import annotations
 
+from functools import lru_cache
+
 import torch
 
 CELL = 8  # Melting Pot's sprite size in pixels: one map cell is CELL x CELL pixels
@@ -35,19 +37,25 @@ STAY, JUMP = 0, 5
 NUM_MOVES = 6
 
 
+@lru_cache(maxsize=None)
+def _dirs(device: torch.device) -> torch.Tensor:
+    """DIRS as a [4, 2] tensor on `device`, made once (a host tensor made per step is a copy the host
+    waits for on a GPU; grid functions keep to tensor ops and Python ints for the same reason)."""
+    return torch.tensor(DIRS, device=device)
+
+
 def moved_cells(cells: torch.Tensor, facing: torch.Tensor, move: torch.Tensor, rows: int, cols: int,
                 torus: bool = False) -> torch.Tensor:
     """The cell one step away: cells [..., 2] (row, col), facing [...] 0..3 and move [...] in
     0..NUM_MOVES-1 (STAY and JUMP keep the cell). Off-map targets wrap on a torus, else stay put."""
-    dirs = torch.tensor(DIRS, device=cells.device)
     stepping = (move > STAY) & (move < JUMP)
-    delta = dirs[(facing + (move - 1).clamp(min=0)) % 4] * stepping[..., None]
+    delta = _dirs(cells.device)[(facing + (move - 1).clamp(min=0)) % 4] * stepping[..., None]
     target = cells + delta
-    size = torch.tensor([rows, cols], device=cells.device)
+    r, c = target[..., 0], target[..., 1]
     if torus:
-        return target % size
-    inside = ((target >= 0) & (target < size)).all(-1, keepdim=True)
-    return torch.where(inside, target, cells)
+        return torch.stack([r % rows, c % cols], -1)
+    inside = (r >= 0) & (r < rows) & (c >= 0) & (c < cols)
+    return torch.where(inside[..., None], target, cells)
 
 
 def move_class(cells: torch.Tensor, facing: torch.Tensor, next_cells: torch.Tensor, rows: int, cols: int,
@@ -56,12 +64,15 @@ def move_class(cells: torch.Tensor, facing: torch.Tensor, next_cells: torch.Tens
     STAY, a step relative to `facing` (1 + offset of MOVES), or JUMP for anything else (a teleport).
     cells, next_cells [..., 2]; facing [...]; torus [...] or bool: the map wraps (a step off one edge
     arrives at the other)."""
-    size = torch.tensor([rows, cols], device=cells.device)
     delta = next_cells - cells
-    wrapped = (delta + size // 2) % size - size // 2  # the shortest displacement on a torus
-    delta = torch.where(torch.as_tensor(torus, device=cells.device)[..., None], wrapped, delta)
-    dirs = torch.tensor(DIRS, device=cells.device)
-    is_dir = (delta[..., None, :] == dirs).all(-1)  # [..., 4]
+    dr, dc = delta[..., 0], delta[..., 1]
+    wrapped = torch.stack([(dr + rows // 2) % rows - rows // 2,  # the shortest displacement on a torus
+                           (dc + cols // 2) % cols - cols // 2], -1)
+    if isinstance(torus, torch.Tensor):
+        delta = torch.where(torus[..., None], wrapped, delta)
+    elif torus:
+        delta = wrapped
+    is_dir = (delta[..., None, :] == _dirs(cells.device)).all(-1)  # [..., 4]
     step = 1 + (is_dir.float().argmax(-1) - facing) % 4
     return torch.where((delta == 0).all(-1), STAY, torch.where(is_dir.any(-1), step, JUMP))
 
@@ -80,8 +91,10 @@ def resolve_moves(cells: torch.Tensor, targets: torch.Tensor, live: torch.Tensor
     flat = cells[..., 0] * cols + cells[..., 1]
     want = targets[..., 0] * cols + targets[..., 1]
     spare = rows * cols  # dead players park here
+    # scatter_ writes, not `holder[...] = -1`: an indexed write of a Python number copies it to the
+    # device first, a copy the host waits for.
     holder = torch.full((b, rows * cols + 1), -1, dtype=torch.long, device=cells.device)
-    holder[worlds[:, None].expand(b, n), torch.where(live, flat, spare)] = torch.arange(n, device=cells.device)
+    holder.scatter_(1, torch.where(live, flat, spare), torch.arange(n, device=cells.device).expand(b, n))
     holder[:, spare] = -1
     now = flat.clone()
     for k in range(n):
@@ -89,7 +102,7 @@ def resolve_moves(cells: torch.Tensor, targets: torch.Tensor, live: torch.Tensor
         here, there, ok = now[worlds, i], want[worlds, i], live[worlds, i]
         free = (holder[worlds, there] < 0) | (holder[worlds, there] == i)
         go = ok & free & (there != here)
-        holder[worlds, torch.where(go, here, spare)] = -1
-        holder[worlds, torch.where(go, there, spare)] = torch.where(go, i, -1)
-        now[worlds, i] = torch.where(go, there, here)
+        holder.scatter_(1, torch.where(go, here, spare)[:, None], -1)
+        holder.scatter_(1, torch.where(go, there, spare)[:, None], torch.where(go, i, -1)[:, None])
+        now.scatter_(1, i[:, None], torch.where(go, there, here)[:, None])
     return torch.stack([now // cols, now % cols], -1)
