@@ -95,3 +95,14 @@ def test_bundle_without_start_episodes_says_so(coins_checkpoint_copy, tmp_path):
     with pytest.raises(SystemExit, match="no val episodes"):
         bundle(["--starts", str(empty), "--out", str(ck)])
     assert (ck / "start_states.npz").read_bytes() == before  # unchanged
+
+
+def test_the_bundled_checkpoint_starts_from_32_real_states_per_substrate():
+    from actionparty_env.games import load_catalog
+    from actionparty_env.model.checkpoint import DEFAULT_CHECKPOINT
+
+    counts = {name: len(states) for name, states in StartStates.load(DEFAULT_CHECKPOINT).states.items()}
+    assert set(counts) == set(load_catalog())  # every substrate
+    short = {name: k for name, k in counts.items() if k < 32}
+    # only maps whose validation episodes can end before frame 50 have fewer (README says so)
+    assert all(name.startswith("collaborative_cooking__") and k >= 28 for name, k in short.items()), short
