@@ -95,6 +95,29 @@ def test_sampler_draws_players_only_at_their_predicted_cells():
     assert differ, "the constraint never changed a frame of a random model"
 
 
+def test_the_sprite_rule_is_a_logits_hook_and_a_rule_of_ones_own_is_applied_after_it():
+    model = tiny_model()
+    owners = np.zeros((4, model.cfg.max_players, 4), bool)
+    owners[:, :N, :] = True
+    model.sprite_tables = {"game_a": SpriteTable(np.arange(V - 4, V, dtype=np.int64), owners, np.zeros(4, np.int64))}
+    sim = DreamSimulator(model, "game_a", N, num_worlds=2)
+    assert sim.logits_hooks == [sim.sprite_rule]
+    assert DreamSimulator(model, "game_a", N, num_worlds=2, consistent_sprites=False).logits_hooks == []
+    seen = []
+
+    def no_code_zero(logits, cells, facing, drawn):  # a rule of one's own: never draw code 0
+        seen.append(tuple(logits.shape))
+        return logits.masked_fill(torch.arange(logits.shape[-1]) == 0, float("-inf"))
+
+    sim.logits_hooks.append(no_code_zero)
+    frames = model.codebook().decode(torch.randint(0, V - 4, (2, 4, 5)))
+    sim.reset(frames, torch.tensor([[[0, 0], [1, 1], [2, 2]]] * 2), torch.zeros(2, N), torch.ones(2, N, dtype=torch.bool))
+    for s in range(4):
+        sim.step(torch.randint(0, 7, (2, N), generator=torch.Generator().manual_seed(s)))
+        assert not (sim.codes == 0).any()
+    assert seen and seen[0][:2] == (2, 4 * 5)  # [B, R*C, V] per sampling pass
+
+
 def test_table_from_real_episodes_and_checkpoint_roundtrip(tmp_path):
     from training.store import list_episodes, read_episode
     from training.record import RecordConfig, record

@@ -9,8 +9,14 @@ schedule). Frames never leave code space, so unchanged cells are copied exactly.
 A step never reads a tensor back to the host (no `.item()`, no boolean indexing, no branch on a
 tensor's value): every decision is a tensor op, and what the host does decide (how many blocks the
 cache holds, whether any world hides keys) it knows without asking the device, so the host can queue a
-step's work without waiting for the GPU. What still waits on CUDA are copies of Python values to the
-device inside grid.py's move helpers (docs/ARCHITECTURE.md, "Speed: the step").
+step's work without waiting for the GPU (docs/ARCHITECTURE.md, "Speed: the step"); grid.py's move
+helpers keep to the same rule.
+
+Rules on the frame: `DreamSimulator.logits_hooks` is a list of functions `hook(logits, cells, facing,
+drawn) -> logits` applied, in order, to every sampling pass's code logits [B, R*C, V] given the
+players' new cells [B, N, 2], facing [B, N] and which players are drawn [B, N] (alive and present).
+The sprite rule (model/sprites.py: each live player drawn once, at its cell and facing) is the first
+one; a rule of your own is appended the same way.
 
 Decoding (`decoding=`), the small pure functions below:
 - "calibrated" (the default): what the game leaves to chance happens at the model's calibrated rate.
@@ -24,6 +30,7 @@ Decoding (`decoding=`), the small pure functions below:
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 
 import torch
 import torch.nn.functional as F
@@ -36,6 +43,7 @@ from actionparty_env.model.sprites import constrain_logits, restrict_to_start_ap
 from actionparty_env.simulator import DECODINGS, StepResult
 
 CATALOG = load_catalog()  # for GameSpec.map_varies
+LogitsHook = Callable[[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]
 
 
 def unmask_schedule(num_cells: int, steps: int) -> list[int]:
@@ -194,7 +202,9 @@ class DreamSimulator:
         table = model.sprite_tables.get(name) if consistent_sprites else None
         self.sprites = table  # None: frames drawn freely; else players drawn consistent with their states
         self.identity_from_start = False
+        self.logits_hooks: list[LogitsHook] = []  # rules on the frame's code logits (the module doc)
         if table is not None:
+            self.logits_hooks.append(self.sprite_rule)
             self.player_code, owned, self.appearance = (x.to(self.device) for x in
                                                         table.allowed(self.allowed.cpu(), num_players))
             self.owned_by_slot = owned                            # [N, 4, V]
@@ -263,6 +273,12 @@ class DreamSimulator:
         self.alive = torch.where(per_player, alive, self.alive)
         self.cache.forget(worlds)
 
+    def sprite_rule(self, logits: torch.Tensor, cells: torch.Tensor, facing: torch.Tensor,
+                    drawn: torch.Tensor) -> torch.Tensor:
+        """The sprite rule as a logits hook: player sprites only where a drawn player stands, there only
+        its own sprites for its facing (model/sprites.py)."""
+        return constrain_logits(logits, self.player_code, self.owned, cells, facing, drawn, self.codes.shape[2])
+
     def _restrict_owned(self, codes, cells, alive, worlds) -> None:
         """Per world, each player's allowed sprites narrowed to its start code's appearance group."""
         rows, cols = codes.shape[1:]
@@ -319,8 +335,8 @@ class DreamSimulator:
             h, _ = self._pass(codes, cells, facing, alive, action_ids, "GPF")
             h_frame = tokens.split(h, "GPF")["F"][:, 0]
             logits = F.linear(h_frame, self.head_w, self.head_b)
-            if self.sprites is not None:
-                logits = constrain_logits(logits, self.player_code, self.owned, cells, facing, alive & self.present, cols)
+            for hook in self.logits_hooks:
+                logits = hook(logits, cells, facing, alive & self.present)
             if self.decoding == "argmax":
                 pick, conf = sample_codes(logits, self.temperature, self.generator)
             else:
