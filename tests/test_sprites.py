@@ -1,7 +1,6 @@
 """Sprite-consistent drawing (actionparty_env/model/sprites.py): the constraint on hand-made logits, in the
 sampler with a tiny model, and the table built from real recorded episodes (training/artefacts.py)."""
 import numpy as np
-import pytest
 import torch
 
 from actionparty_env.model.checkpoint import load_world_model, save_checkpoint
