@@ -31,6 +31,12 @@ alive flag, the map size, the frame and the last rewards, handed over by the rec
   still a few steps when the game refused its move or turn (stamina, a freeze), and steers round the
   walls the players have bumped into (`ClosedLoopPolicy`).
 
+A trained policy mixes in the same way: `sb3:PATH.zip` (`SB3MixParams`) gives each player, per
+episode, the stable-baselines3 policy at PATH (probability `share`; it acts on the player's own real
+RGB view, as in the envs, sampling its actions, with an `epsilon` share of uniform random ones) or an
+`rl_mix` behaviour. Recording a policy trained in the dream this way is how the dream learns what the
+policy exploits (benchmarks/rl.py); one trained in the real game adds competent play.
+
 Action kinds come from the substrate's action set (the dmlab2d dict of each action), not from
 names: `idle` (all zero), `forward` (move 1), `step` (other moves), `turn`, `use` (anything else).
 A move's direction comes from its `move` value (1..4 = forward, right, backward, left of the facing,
@@ -49,6 +55,7 @@ from dataclasses import asdict, dataclass, field
 import numpy as np
 
 POLICIES = ("persistent_random", "mix", "rl_mix")
+SB3_PREFIX = "sb3:"  # "sb3:PATH.zip": a trained SB3 policy mixed with rl_mix (SB3MixParams)
 KINDS = ("idle", "forward", "step", "turn", "use")
 
 
@@ -186,6 +193,7 @@ class State:
     torus: bool = False          # the map wraps (allelopathic_harvest__open, territory__rooms)
     frame: np.ndarray | None = None    # uint8 [rows*8, cols*8, 3]: the global frame
     rewards: np.ndarray | None = None  # float [N]: the rewards of the transition into this state
+    views: np.ndarray | None = None    # uint8 [N, V, V, 3]: each player's own RGB view (the envs' observations)
 
 
 class ActionTable:
@@ -639,16 +647,71 @@ def rl_mix(action_set: Sequence[Mapping[str, int]], num_players: int, seed: int,
     return ClosedLoopPolicy("rl_mix", params, players, table)
 
 
-def make_policy(name: str, action_set: Sequence[Mapping[str, int]], num_players: int,
-                seed: int) -> Policy | ClosedLoopPolicy:
-    """A policy for `num_players` players of a substrate with this action set, seeded by `seed`."""
+@dataclass(frozen=True)
+class SB3MixParams:
+    share: float = 0.5     # players that follow the trained policy (per episode), the rest rl_mix
+    epsilon: float = 0.1   # of its steps, a uniformly random action instead
+
+
+class SB3Mix:
+    """Some players follow a trained SB3 policy on their own views, the others an rl_mix behaviour."""
+
+    def __init__(self, path: str, action_set: Sequence[Mapping[str, int]], num_players: int, seed: int,
+                 params: SB3MixParams | None = None):
+        from stable_baselines3 import PPO  # only a recording that asks for a trained policy needs SB3
+
+        self.path, self.params = path, params or SB3MixParams()
+        self.model = PPO.load(path, device="cpu")
+        if self.model.action_space.n != len(action_set):
+            raise ValueError(f"{path}: its policy has {self.model.action_space.n} actions, the substrate "
+                             f"{len(action_set)}")
+        self.rng = np.random.default_rng([seed, 0x5B3, 0])
+        self.trained = self.rng.random(num_players) < self.params.share
+        self.others = rl_mix(action_set, num_players, seed)
+        self.num_actions = len(action_set)
+
+    def act(self, step: int | None = None, state: State | None = None) -> np.ndarray:
+        out = self.others.act(step, state)
+        if self.trained.any():
+            if state is None or state.views is None:
+                raise ValueError("the sb3 policy acts on the players' views: act(step, state) needs state.views")
+            views = np.asarray(state.views)[self.trained].transpose(0, 3, 1, 2)  # channels first, as trained
+            picked = np.asarray(self.model.predict(views, deterministic=False)[0], np.int64)
+            noise = self.rng.random(len(picked)) < self.params.epsilon
+            out[self.trained] = np.where(noise, self.rng.integers(self.num_actions, size=len(picked)), picked)
+        return out
+
+    def describe(self) -> dict:
+        others = self.others.describe()
+        return {"name": "sb3", "path": self.path, "params": asdict(self.params), "closed_loop": True,
+                "behaviours": ["sb3" if t else b for t, b in zip(self.trained, others["behaviours"])],
+                "others": others}
+
+
+def check_policy_name(name: str) -> str:
+    """`name` if it is one of POLICIES or "sb3:PATH" with PATH an existing file, else a ValueError."""
+    if name.startswith(SB3_PREFIX):
+        from pathlib import Path
+
+        if not Path(name[len(SB3_PREFIX):]).is_file():
+            raise ValueError(f"policy {name!r}: no file {name[len(SB3_PREFIX):]!r} (sb3:PATH.zip, a saved SB3 policy)")
+        return name
     if name not in POLICIES:
-        raise ValueError(f"unknown policy {name!r}; choose one of {POLICIES}")
+        raise ValueError(f"unknown policy {name!r}; choose one of {POLICIES} or sb3:PATH.zip")
+    return name
+
+
+def make_policy(name: str, action_set: Sequence[Mapping[str, int]], num_players: int,
+                seed: int) -> Policy | ClosedLoopPolicy | SB3Mix:
+    """A policy for `num_players` players of a substrate with this action set, seeded by `seed`."""
+    check_policy_name(name)
     if num_players < 1 or not action_set:
         raise ValueError(f"need >= 1 player and a non-empty action set, got {num_players} players, "
                          f"{len(action_set)} actions")
     if name == "rl_mix":
         return rl_mix(action_set, num_players, seed)
+    if name.startswith(SB3_PREFIX):
+        return SB3Mix(name[len(SB3_PREFIX):], action_set, num_players, seed)
     rng = np.random.default_rng([seed, 0x9E3779B9])  # a stream apart from the engine's seed
     if name == "persistent_random":
         params = PersistentRandomParams()

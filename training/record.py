@@ -1,7 +1,7 @@
 """`actionparty record`: record real Melting Pot episodes into an LMDB dataset (schema v1).
 
     actionparty record --out data/mp --substrates all --episodes-per-substrate 200 --steps 1000 \\
-        --workers 16 --seed 0 [--policy mix|persistent_random|rl_mix] [--split train]
+        --workers 16 --seed 0 [--policy mix|persistent_random|rl_mix|sb3:PATH.zip] [--split train]
     python -m training.record ...            # the same, without the console script
 
 How it runs. Every episode is a task keyed by (substrate, episode number) whose seed is derived from
@@ -48,7 +48,7 @@ from tqdm import tqdm
 
 # Workers import this module (spawn): its top level imports only what a worker runs (policies,
 # splits); the parent imports the store (lmdb) where it writes.
-from training.policies import POLICIES, State, make_policy
+from training.policies import State, check_policy_name, make_policy
 from training.splits import MAX_ATTEMPTS, SPLITS, check_split, episode_key, episode_seed, key_index
 
 FRAME_ZLIB_LEVEL = 6
@@ -132,7 +132,7 @@ def run_episode(task: Task) -> dict:
     for step in range(task.steps):
         # closed-loop policies (rl_mix) act on the real state before the step; open-loop ones ignore it
         act = policy.act(step, State(obs.cells, obs.facing, obs.alive, height // 8, width // 8, torus,
-                                     obs.frame, obs.rewards))
+                                     obs.frame, obs.rewards, obs.views))
         obs = engine.step(act)
         actions.append(act)
         rewards.append(obs.rewards)
@@ -329,8 +329,7 @@ def record(cfg: RecordConfig, return_raw: bool = False) -> RecordSummary:
     from training import store
 
     check_split(cfg.split)
-    if cfg.policy not in POLICIES:
-        raise ValueError(f"unknown policy {cfg.policy!r}; choose one of {POLICIES}")
+    check_policy_name(cfg.policy)
     for name in ("episodes_per_substrate", "steps", "workers"):
         if getattr(cfg, name) < 1:
             raise ValueError(f"{name} must be >= 1, got {getattr(cfg, name)}")
@@ -424,7 +423,9 @@ def main(argv: list[str] | None = None) -> int:
                                                                  "the game ends)")
     parser.add_argument("--workers", type=int, default=os.cpu_count() or 1)
     parser.add_argument("--seed", type=int, default=0, help="base seed")
-    parser.add_argument("--policy", default="mix", choices=POLICIES)
+    parser.add_argument("--policy", default="mix",
+                        help="mix, persistent_random, rl_mix, or sb3:PATH.zip (a trained SB3 policy on half the "
+                             "players, rl_mix on the rest: training/policies.py)")
     parser.add_argument("--split", default="train", choices=SPLITS,
                         help="held-out splits get their own seeds and keys (training/splits.py)")
     args = parser.parse_args(argv)
