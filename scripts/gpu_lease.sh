@@ -5,6 +5,7 @@
 #   bash scripts/gpu_lease.sh start JOB [SECONDS]   install carried wheels, start JOB, poll
 #   bash scripts/gpu_lease.sh poll [SECONDS]         poll; copy finished results to $OUT
 #   rl         the RL benchmark (benchmarks/rl.py) of $RL_GAMES on the bundled checkpoint, and start states.
+#   dyna       PPO in the dream, real episodes recorded with it, the checkpoint trained on, RL again.
 # The training jobs first record all 49 substrates on 16 cores and the held-out splits. Then:
 #   train      train the recipe (training/configs/h100.yaml) for $MINUTES, bundle it, evaluate it in
 #              closed loop on the test split, measure its speed and its pixel fidelity.
@@ -42,6 +43,18 @@ train() {  # NAME [KEY=VALUE...]: train into $ROOT/NAME, bundle into $ROOT/ckpt_
     --set out=$ROOT/$name data=$ROOT/data ${INIT:+init_from=$INIT} ${STEPS:+max_steps=$STEPS} "$@" > $ROOT/$name.log 2>&1
   python3 -m training.bundle --run $ROOT/$name --data $ROOT/data --out $ROOT/ckpt_$name > $ROOT/bundle_$name.log 2>&1
   stamp "trained $name: $(tail -c 200 $ROOT/$name.log | tr '\r' '\n' | tail -n 2 | tr '\n' ' ')"
+}
+
+rl_game() {  # GAME DREAM_WORLDS CHECKPOINT WORK TAG: the RL benchmark's two arms in parallel, then the scores
+  local g=$1 w=$2 ck=$3 work=$4 tag=$5
+  local rl="--game $g --dream-worlds $w --checkpoint $ck --timesteps ${RL_STEPS:-1000000} --episode 200
+    --real-worlds ${REAL_WORLDS:-8} --eval-episodes ${EVAL_EPISODES:-32} --device $DEVICE --work $work
+    --out-dir $ROOT/results --tag $tag"
+  for arm in dream real; do
+    python3 -m benchmarks.rl $rl --train $arm --no-score --max-minutes ${RL_MINUTES:-12} > $ROOT/rl_${tag}_${g}_$arm.log 2>&1 &
+  done
+  wait
+  python3 -m benchmarks.rl $rl --train > $ROOT/rl_${tag}_${g}_score.log 2>&1
 }
 
 fidelity() {  # TAG CHECKPOINT [NAME=DIR...]: pixel fidelity on the test split, one episode per substrate
@@ -115,22 +128,34 @@ case "$1" in
      mkdir -p $ROOT/ckpt_starts && cp actionparty_env/checkpoints/default/* $ROOT/ckpt_starts/ && \
      python3 -m training.bundle --starts $ROOT/starts --out $ROOT/ckpt_starts >> $ROOT/starts.log 2>&1; stamp "start states bundled") &
     # $RL_GAMES: GAME:DREAM_WORLDS pairs (fewer dream worlds where more players fill the slots)
-    rl="--timesteps ${RL_STEPS:-1000000} --episode 200 --real-worlds ${REAL_WORLDS:-8} \
-      --eval-episodes 32 --device $DEVICE --work $ROOT/rl --out-dir $ROOT/results --tag ${TAG:-h200}"
-    stamp "rl: train $RL_GAMES"
-    for gw in $RL_GAMES; do
-      for arm in dream real; do
-        python3 -m benchmarks.rl --game ${gw%:*} --dream-worlds ${gw#*:} $rl --train $arm --no-score \
-          --max-minutes ${RL_MINUTES:-12} > $ROOT/rl_${gw%:*}_$arm.log 2>&1 &
-      done
-    done
+    stamp "rl: $RL_GAMES"
+    for gw in $RL_GAMES; do rl_game ${gw%:*} ${gw#*:} $PWD/actionparty_env/checkpoints/default $ROOT/rl ${TAG:-h200} & done
     wait
-    stamp "rl: score"
-    for gw in $RL_GAMES; do
-      python3 -m benchmarks.rl --game ${gw%:*} --dream-worlds ${gw#*:} $rl --train > $ROOT/rl_${gw%:*}_score.log 2>&1
-    done
     stamp speed; python3 -m benchmarks.speed --device $DEVICE --batches 1 16 64 256 --out-dir $ROOT/results \
       --tag ${TAG:-h200} > $ROOT/speed.log 2>&1
+    stamp done ;;
+  job-dyna)
+    # The Dyna / DreamerV3 loop against what PPO exploits in the dream (issue 12): PPO trained in the
+    # bundled dream on $DYNA_GAME; real episodes recorded with it (`--policy sb3:`: half the players
+    # follow it, the rest rl_mix) for that game and with rl_mix for the others; the bundled checkpoint
+    # trained on further ($MINUTES) on that data and bundled; then the RL benchmark of $DYNA_GAME on it.
+    g=${DYNA_GAME:-commons_harvest__open}
+    stamp "dream PPO on $g"
+    python3 -m benchmarks.rl --game $g --dream-worlds 32 --timesteps ${DYNA_STEPS:-500000} --curve-points 2 \
+      --train dream --no-score --device $DEVICE --work $ROOT/rl0 > $ROOT/rl0_$g.log 2>&1 &
+    others=$(python3 -c "from actionparty_env.games import load_catalog; print(','.join(n for n in load_catalog() if n != '$g'))")
+    python3 -m training.record --out $ROOT/data --substrates $others --episodes-per-substrate $EPISODES \
+      --steps $EPISODE_STEPS --workers 12 --seed 0 --policy rl_mix > $ROOT/record.log 2>&1
+    wait
+    stamp "record $g with the dream-trained policy"
+    python3 -m training.record --out $ROOT/data --substrates $g --episodes-per-substrate $EPISODES --steps $EPISODE_STEPS \
+      --workers 16 --seed 0 --policy sb3:$ROOT/rl0/$g/dream.zip >> $ROOT/record.log 2>&1
+    python3 -m training.heldout $ROOT/data --val 1 --test 2 --workers 16 >> $ROOT/record.log 2>&1
+    stamp train; INIT=$PWD/actionparty_env/checkpoints/default train main max_minutes=$MINUTES
+    cp actionparty_env/checkpoints/default/view_tables.npz actionparty_env/checkpoints/default/start_states.npz $ROOT/ckpt_main/
+    python3 -m training.bundle --refresh-digests $ROOT/ckpt_main >> $ROOT/bundle_main.log 2>&1
+    stamp "rl on the new checkpoint"
+    RL_STEPS=${DYNA_STEPS:-500000} rl_game $g 32 $ROOT/ckpt_main $ROOT/rl1 ${TAG:-h200_dyna}
     stamp done ;;
   poll)
     end=$((SECONDS + ${2:-540}))
