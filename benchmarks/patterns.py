@@ -7,7 +7,11 @@ real state) are fed the same scripted joint actions for `--steps` steps:
 - random: uniform random actions;
 - shuttle: every player FORWARD then BACKWARD, over and over: back onto the cell it just left (where
   a dream that forgets what a player consumed there would pay it again);
-- noop: nobody acts (a dream that pays for standing still is one PPO will find).
+- noop: nobody acts (a dream that pays for standing still is one PPO will find);
+- chase: every player is the recorder's `seeker` (training/policies.py: walks to the nearest player,
+  faces it, zaps it, pushes into it); block: every player is its `blocker` (walks in front of another
+  player's face). These two are closed-loop: they act on the real game's state, and the dream is fed
+  the actions they took there, so both runs still get the same actions, now ones where players meet.
 Counted per world-step, in each run: two live players on one cell ("overlaps"), a live player whose
 cell moved by more than one step without dying ("jumps"; wrapping maps excepted), and among the move
 actions of live players the share that left the cell unchanged ("blocked"). The real game never
@@ -29,16 +33,17 @@ import numpy as np
 from tqdm import tqdm
 
 from actionparty_env.games import get_game
-from actionparty_env.grid import MOVES
+from actionparty_env.grid import CELL, MOVES
 from actionparty_env.play import inject_start
 from actionparty_env.simulator import StartState
 from benchmarks.provenance import git_commit, machine
 
-PATTERNS = ("lockstep", "mirror", "random", "shuttle", "noop")
+CLOSED_LOOP = {"chase": "seeker", "block": "blocker"}  # pattern -> the rl_mix behaviour every player takes
+PATTERNS = ("lockstep", "mirror", "random", "shuttle", "noop", *CLOSED_LOOP)
 
 
 def pattern_actions(pattern: str, names: tuple[str, ...], num_players: int, steps: int, seed: int) -> np.ndarray:
-    """[steps, N] action indices of a pattern."""
+    """[steps, N] action indices of an open-loop pattern."""
     fwd, back, turn = names.index("FORWARD"), names.index("BACKWARD"), names.index("TURN_RIGHT")
     if pattern == "random":
         return np.random.default_rng(seed).integers(len(names), size=(steps, num_players))
@@ -53,16 +58,37 @@ def pattern_actions(pattern: str, names: tuple[str, ...], num_players: int, step
     return np.where((players[None, :] + np.arange(steps)[:, None] // 3) % 2 == 0, fwd, back)
 
 
-def run(env, start_obs_infos, actions: np.ndarray, move_ids: set[int], torus: bool) -> dict:
-    """Feed `actions` to `env` (already reset) and count overlaps, jumps, blocked moves and rewards."""
+def closed_loop_policy(pattern: str, action_set, num_players: int, seed: int):
+    """The recorder's closed-loop policy with every player taking the pattern's behaviour."""
+    from training.policies import ClosedLoopPolicy, RLMixParams, rl_mix
+
+    policy: ClosedLoopPolicy = rl_mix(action_set, num_players, seed, RLMixParams(weights={CLOSED_LOOP[pattern]: 1.0}))
+    return policy
+
+
+def run(env, start_obs_infos, actions: np.ndarray | None, move_ids: set[int], torus: bool,
+        policy=None, steps: int = 0) -> dict:
+    """Feed `actions` to `env` (already reset), or with `actions` None let `policy` act on the env's
+    state for `steps` steps, and count overlaps, jumps, blocked moves and rewards; the actions taken
+    are returned under "actions"."""
+    from training.policies import State
+
     _, infos = start_obs_infos
     agents = env.possible_agents
     cells = np.array([infos[a]["cell"] for a in agents])
     alive = np.array([infos[a]["alive"] for a in agents])
     overlaps = jumps = moves = blocked = reward_events = 0
     reward = 0.0
-    for joint in actions:
+    taken = []
+    frame = env.state()
+    rows, cols = frame.shape[0] // CELL, frame.shape[1] // CELL
+    facing = np.array([infos[a]["facing"] for a in agents])
+    for t in range(len(actions) if actions is not None else steps):
+        joint = actions[t] if actions is not None else policy.act(t, State(cells, facing, alive, rows, cols, torus,
+                                                                           env.state()))
+        taken.append(np.asarray(joint, np.int64))
         _, rewards, _, _, infos = env.step({a: int(joint[i]) for i, a in enumerate(agents)})
+        facing = np.array([infos[a]["facing"] for a in agents])
         reward += float(sum(rewards.values()))
         reward_events += sum(r != 0 for r in rewards.values())
         new = np.array([infos[a]["cell"] for a in agents])
@@ -76,8 +102,8 @@ def run(env, start_obs_infos, actions: np.ndarray, move_ids: set[int], torus: bo
         moves += int(moving.sum())
         blocked += int((moving & (new == cells).all(-1)).sum())
         cells, alive = new, live
-    return {"steps": len(actions), "overlaps": overlaps, "jumps": jumps, "moves": moves, "blocked": blocked,
-            "reward": reward, "reward_events": reward_events}
+    return {"steps": len(taken), "overlaps": overlaps, "jumps": jumps, "moves": moves, "blocked": blocked,
+            "reward": reward, "reward_events": reward_events, "actions": np.array(taken)}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -85,15 +111,20 @@ def main(argv: list[str] | None = None) -> int:
 
     p = argparse.ArgumentParser(prog="python -m benchmarks.patterns", description=__doc__.split("\n\n")[0])
     p.add_argument("--substrates", default="coins,clean_up,commons_harvest__open")
+    p.add_argument("--patterns", default=",".join(PATTERNS), help=f"a comma-separated subset of {','.join(PATTERNS)}")
     p.add_argument("--seeds", type=int, default=2, help="real resets per substrate")
     p.add_argument("--steps", type=int, default=40)
     p.add_argument("--checkpoint", default=None, help="checkpoint folder (default: the bundled one)")
     p.add_argument("--device", default="auto")
     p.add_argument("--out", default="benchmarks/results/patterns_cpu", help="result path without extension")
     args = p.parse_args(argv)
+    patterns = [x.strip() for x in args.patterns.split(",") if x.strip()]
+    unknown = sorted(set(patterns) - set(PATTERNS))
+    if unknown:
+        p.error(f"unknown patterns {unknown}; choose from {PATTERNS}")
     t0 = time.time()
     rows = []
-    jobs = [(s, seed, pat) for s in args.substrates.split(",") for seed in range(args.seeds) for pat in PATTERNS]
+    jobs = [(s, seed, pat) for s in args.substrates.split(",") for seed in range(args.seeds) for pat in patterns]
     for substrate, seed, pattern in tqdm(jobs, desc="patterns"):
         game = get_game(substrate)
         move_ids = {game.action_names.index(m) for m in MOVES}
@@ -103,10 +134,17 @@ def main(argv: list[str] | None = None) -> int:
         dream = actionparty_env.parallel_env(substrate, checkpoint=args.checkpoint, device=args.device)
         inject_start(dream, StartState.from_infos(real.state(), real_start[1], real.possible_agents))
         dream_start = dream.reset(seed=seed)
-        actions = pattern_actions(pattern, game.action_names, len(real.possible_agents), args.steps, seed)
-        for name, env, start in (("real", real, real_start), ("dream", dream, dream_start)):
-            rows.append({"substrate": substrate, "seed": seed, "pattern": pattern, "run": name,
-                         **run(env, start, actions, move_ids, torus)})
+        n = len(real.possible_agents)
+        if pattern in CLOSED_LOOP:  # acts on the real state; the dream gets the actions it took
+            policy = closed_loop_policy(pattern, game.action_set, n, seed)
+            real_counts = run(real, real_start, None, move_ids, torus, policy=policy, steps=args.steps)
+        else:
+            real_counts = run(real, real_start, pattern_actions(pattern, game.action_names, n, args.steps, seed),
+                              move_ids, torus)
+        dream_counts = run(dream, dream_start, real_counts["actions"], move_ids, torus)
+        for name, counts in (("real", real_counts), ("dream", dream_counts)):
+            counts.pop("actions")
+            rows.append({"substrate": substrate, "seed": seed, "pattern": pattern, "run": name, **counts})
     write(rows, args, time.time() - t0)
     return 0
 

@@ -27,12 +27,30 @@ class ScriptedEnv:
     def step(self, actions):
         self.t += 1
         cell0 = [0, 1] if self.t == 2 else [0, 0]
-        infos = {"player_0": {"cell": cell0, "alive": True}, "player_1": {"cell": [0, 1], "alive": True}}
+        infos = {"player_0": {"cell": cell0, "alive": True, "facing": 0},
+                 "player_1": {"cell": [0, 1], "alive": True, "facing": 0}}
         return {}, {"player_0": 1.0, "player_1": 0.0}, {}, {}, infos
+
+    def state(self):
+        return np.zeros((4 * 8, 4 * 8, 3), np.uint8)
 
 
 def test_run_counts_rewards_events_and_overlaps():
-    infos = {"player_0": {"cell": [0, 0], "alive": True}, "player_1": {"cell": [0, 1], "alive": True}}
+    infos = {"player_0": {"cell": [0, 0], "alive": True, "facing": 0},
+             "player_1": {"cell": [0, 1], "alive": True, "facing": 0}}
     counts = run(ScriptedEnv(), ({}, infos), np.zeros((3, 2), int), move_ids={1}, torus=False)
     assert counts["reward"] == 3.0 and counts["reward_events"] == 3
     assert counts["overlaps"] == 1 and counts["steps"] == 3
+
+
+def test_closed_loop_patterns_act_on_the_state_and_return_the_actions_they_took():
+    from benchmarks.patterns import CLOSED_LOOP, closed_loop_policy
+
+    game = get_game("commons_harvest__open")
+    assert set(CLOSED_LOOP) <= set(PATTERNS)
+    policy = closed_loop_policy("chase", game.action_set, 2, seed=0)
+    assert policy.behaviours == ["seeker", "seeker"]
+    infos = {"player_0": {"cell": [0, 0], "alive": True, "facing": 0},
+             "player_1": {"cell": [0, 1], "alive": True, "facing": 0}}
+    counts = run(ScriptedEnv(), ({}, infos), None, move_ids={1}, torus=False, policy=policy, steps=3)
+    assert counts["steps"] == 3 and counts["actions"].shape == (3, 2)
