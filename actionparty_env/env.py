@@ -25,6 +25,7 @@ import numpy as np
 import torch
 
 from actionparty_env.games import GameSpec, get_game
+from actionparty_env.grid import PlayerStates
 from actionparty_env.players import PlayersEnv, check_num_players, check_positive_int
 from actionparty_env.simulator import DECODINGS, START_STATES_FILE, Simulator, StartState, StartStates, StepResult
 from actionparty_env.views import VIEW_TABLES_FILE, ViewTable, egocentric_views
@@ -270,17 +271,15 @@ class DreamWorlds:
         frames = torch.stack([torch.from_numpy(s.frame) if s else old.frames[i].cpu() for i, s in enumerate(pick)])
         if len({tuple(f.shape) for f in frames}) > 1:
             raise ValueError(f"{self.substrate}: start states of different map sizes cannot share one simulator")
-        cells = torch.stack([torch.from_numpy(s.cells) if s else old.cells[i].cpu() for i, s in enumerate(pick)])
-        facing = torch.stack([torch.from_numpy(s.facing) if s else old.facing[i].cpu() for i, s in enumerate(pick)])
-        alive = torch.stack([torch.from_numpy(s.alive) if s else old.alive[i].cpu() for i, s in enumerate(pick)])
+        players = PlayerStates.stack([s.players.to("cpu") if s else old.players[i].to("cpu")
+                                      for i, s in enumerate(pick)]).to(self.device)
         sim = self.sim
         if reseed is not None and hasattr(sim, "reseed"):
             sim.reseed(int(reseed))
         mask = None if worlds is None else worlds.to(self.device)
-        sim.reset(frames.to(self.device), cells.to(self.device), facing.to(self.device), alive.to(self.device), mask)
-        dev = self.device
-        self.last = StepResult(frames.to(dev), cells.long().to(dev), facing.long().to(dev), alive.bool().to(dev),
-                               torch.zeros(b, self.num_players, dtype=torch.float32, device=dev))
+        sim.reset(frames.to(self.device), players.cells, players.facing, players.alive, mask)
+        self.last = StepResult(frames.to(self.device), players,
+                               torch.zeros(b, self.num_players, dtype=torch.float32, device=self.device))
         return self.views(self.last)
 
     def step(self, actions: torch.Tensor) -> torch.Tensor:
@@ -342,7 +341,7 @@ class DreamParallelEnv(PlayersEnv):
 
     def _infos(self) -> dict[str, dict]:
         last = self.dream.last
-        infos = self._player_infos(last.cells[0].tolist(), last.facing[0].tolist(), last.alive[0].tolist())
+        infos = self._player_infos(last.players[0])
         if last.expected_rewards is not None:  # the model's expected reward beside the drawn one
             for agent, value in zip(self.possible_agents, last.expected_rewards[0].float().cpu().tolist()):
                 infos[agent]["expected_reward"] = value

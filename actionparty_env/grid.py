@@ -23,8 +23,11 @@ random spawn point whose cell is free after the moves (grid.cc `TeleportToGroupA
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
 from functools import lru_cache
+from typing import Any, ClassVar
 
+import numpy as np
 import torch
 
 CELL = 8  # Melting Pot's sprite size in pixels: one map cell is CELL x CELL pixels
@@ -35,6 +38,102 @@ TURNS = {"TURN_LEFT": -1, "TURN_RIGHT": 1}
 # facing, or JUMP (a respawn or teleport: the cell comes from the pointer head).
 STAY, JUMP = 0, 5
 NUM_MOVES = 6
+
+
+@dataclass(frozen=True)
+class PlayerStates:
+    """THE record of the players' state: every player's cell, facing and alive flag, and nothing else.
+
+    `cells` [..., N, 2] (row, col), `facing` [..., N] 0..3 = N, E, S, W, `alive` [..., N] bool; all three
+    numpy arrays or all three torch tensors, with the same leading dims (worlds, time, or none). Every
+    record of "a frame plus each player's state" holds one (`simulator.StepResult.players`,
+    `simulator.StartState.players`, `real.EngineStep.players`, `DreamSimulator.players`), so a new field
+    of a player's state is added here: the field, and its line in each helper below (the dtypes of
+    `to`, the `infos` entry and `INFO_KEYS`, the stored dtype in `STORED`).
+    """
+
+    cells: Any
+    facing: Any
+    alive: Any
+
+    # The dtypes the npz files store (start states, play recordings; the episode store's schema).
+    STORED: ClassVar[dict[str, Any]] = {"cells": np.int16, "facing": np.int8, "alive": bool}
+    # The keys of a player's PettingZoo `infos` entry that `infos` writes (an env may add others).
+    INFO_KEYS: ClassVar[tuple[str, ...]] = ("cell", "facing", "alive")
+
+    def __getitem__(self, index: Any) -> PlayerStates:
+        """The states at `index` of the leading dims (e.g. `players[w]`: world w's [N, 2], [N], [N])."""
+        return PlayerStates(self.cells[index], self.facing[index], self.alive[index])
+
+    def first(self, n: int) -> PlayerStates:
+        """The first `n` players."""
+        return PlayerStates(self.cells[..., :n, :], self.facing[..., :n], self.alive[..., :n])
+
+    def where(self, mask: Any, other: PlayerStates) -> PlayerStates:
+        """These states where `mask` (over the leading dims, e.g. [B] worlds) is set, `other`'s elsewhere."""
+        def pick(a: Any, b: Any) -> Any:
+            m = mask.reshape(tuple(mask.shape) + (1,) * (a.ndim - mask.ndim))
+            return torch.where(m, a, b) if isinstance(a, torch.Tensor) else np.where(m, a, b)
+        return PlayerStates(pick(self.cells, other.cells), pick(self.facing, other.facing),
+                            pick(self.alive, other.alive))
+
+    def to(self, device: str | torch.device | None = None) -> PlayerStates:
+        """As torch tensors on `device` in the dtypes batched code uses: cells and facing long, alive bool
+        (from numpy arrays or tensors; no copy where they already are)."""
+        return PlayerStates(torch.as_tensor(self.cells, device=device).long(),
+                            torch.as_tensor(self.facing, device=device).long(),
+                            torch.as_tensor(self.alive, device=device).bool())
+
+    @staticmethod
+    def stack(states: list[PlayerStates]) -> PlayerStates:
+        """One leading dim more (torch tensors): `states[i]` is the result's `[i]`."""
+        return PlayerStates(*(torch.stack([torch.as_tensor(getattr(s, k)) for s in states])
+                              for k in ("cells", "facing", "alive")))
+
+    def infos(self) -> list[dict[str, Any]]:
+        """One PettingZoo `infos` entry per player, the leading dims flattened in order: `cell` (row, col),
+        `facing` (0..3 = N, E, S, W) and `alive`, as Python values (one read per field from a device)."""
+        cells = self.cells.reshape(-1, 2).tolist()
+        facing, alive = self.facing.reshape(-1).tolist(), self.alive.reshape(-1).tolist()
+        return [{"cell": (int(c[0]), int(c[1])), "facing": int(f), "alive": bool(a)}
+                for c, f, a in zip(cells, facing, alive)]
+
+    @classmethod
+    def from_infos(cls, infos: dict, agents: Any) -> PlayerStates:
+        """The states in the `infos` of `agents` (the inverse of `infos`), numpy int64, int64, bool."""
+        return cls(np.array([infos[a]["cell"] for a in agents], np.int64).reshape(-1, 2),
+                   np.array([infos[a]["facing"] for a in agents], np.int64),
+                   np.array([bool(infos[a]["alive"]) for a in agents], bool))
+
+    def arrays(self, prefix: str = "") -> dict[str, np.ndarray]:
+        """`{prefix + "cells": ..., prefix + "facing": ..., prefix + "alive": ...}` in the `STORED` dtypes."""
+        return {prefix + k: np.asarray(getattr(self, k)).astype(dtype) for k, dtype in self.STORED.items()}
+
+    @classmethod
+    def from_arrays(cls, arrays: Any, prefix: str = "") -> PlayerStates:
+        """The states `arrays` holds (written by `arrays`) as numpy int64, int64, bool; a KeyError names a
+        missing field."""
+        return cls(np.asarray(arrays[prefix + "cells"], np.int64), np.asarray(arrays[prefix + "facing"], np.int64),
+                   np.asarray(arrays[prefix + "alive"], bool))
+
+
+class HasPlayers:
+    """A record that holds a `players: PlayerStates`: `cells`, `facing` and `alive` as read-only
+    properties that forward to it (for the code that reads them one by one; `players` owns them)."""
+
+    players: PlayerStates
+
+    @property
+    def cells(self) -> Any:
+        return self.players.cells
+
+    @property
+    def facing(self) -> Any:
+        return self.players.facing
+
+    @property
+    def alive(self) -> Any:
+        return self.players.alive
 
 
 @lru_cache(maxsize=None)

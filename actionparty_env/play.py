@@ -37,7 +37,7 @@ from typing import Any
 import numpy as np
 
 from actionparty_env.games import GameSpec
-from actionparty_env.grid import CELL
+from actionparty_env.grid import CELL, PlayerStates
 from actionparty_env.simulator import StartState, StartStates
 
 PLAY_EXTRA = "pip install 'actionparty-env[play]'  (or: pip install pygame imageio-ffmpeg)"
@@ -195,7 +195,7 @@ class Recording:
 
     meta: dict
     seeds: list[int] = field(default_factory=list)
-    starts: list[Any] = field(default_factory=list)  # simulator.StartState
+    starts: list[StartState] = field(default_factory=list)
     actions: list[list[int]] = field(default_factory=list)
     episode: list[int] = field(default_factory=list)
     controlled: list[int] = field(default_factory=list)
@@ -234,8 +234,7 @@ class Recording:
         for name in ("dream_reset_hash", "dream_step_hash", "real_reset_hash", "real_step_hash"):
             arrays[name] = np.frombuffer(b"".join(getattr(self, name)), np.uint8).reshape(-1, 20)
         for e, s in enumerate(self.starts):
-            arrays.update({f"start/{e}/frame": s.frame.astype(np.uint8), f"start/{e}/cells": s.cells.astype(np.int16),
-                           f"start/{e}/facing": s.facing.astype(np.int8), f"start/{e}/alive": s.alive.astype(bool)})
+            arrays.update({f"start/{e}/frame": s.frame.astype(np.uint8), **s.players.arrays(f"start/{e}/")})
         with open(path, "wb") as f:  # np.savez_compressed(path) would append .npz to any other suffix
             np.savez_compressed(f, **arrays)
         return path
@@ -249,8 +248,7 @@ class Recording:
                 if meta.get("version") != RECORDING_VERSION:
                     raise ValueError(f"{path}: recording version {meta.get('version')!r}, expected {RECORDING_VERSION}")
                 seeds = z["seeds"].tolist()
-                starts = [StartState(z[f"start/{e}/frame"], z[f"start/{e}/cells"].astype(np.int64),
-                                     z[f"start/{e}/facing"].astype(np.int64), z[f"start/{e}/alive"].astype(bool))
+                starts = [StartState(z[f"start/{e}/frame"], PlayerStates.from_arrays(z, f"start/{e}/"))
                           for e in range(len(seeds))]
                 hashes = {k: [bytes(r) for r in z[k]] for k in ("dream_reset_hash", "dream_step_hash",
                                                                 "real_reset_hash", "real_step_hash")}
@@ -492,7 +490,7 @@ class PlaySession:
         """Side by side: how many players the dream has at the real cell, facing and alive flag."""
         if self.real is None:
             return None
-        keys = ("cell", "facing", "alive")  # the dream's infos also hold its expected reward
+        keys = PlayerStates.INFO_KEYS  # the dream's infos also hold its expected reward
         return sum(all(self.dream_infos[a][k] == self.real_infos[a][k] for k in keys) for a in self.agents)
 
     def close(self) -> None:

@@ -16,7 +16,7 @@ from gymnasium import spaces
 from pettingzoo import ParallelEnv
 
 from actionparty_env.games import GameSpec
-from actionparty_env.grid import CELL
+from actionparty_env.grid import CELL, PlayerStates
 
 MAX_SEED = 2**31 - 1  # seeds are ints in 0..MAX_SEED in every env (dmlab2d takes a signed 32-bit seed)
 
@@ -83,11 +83,6 @@ def agent_action(agent: str, value: Any, num_actions: int) -> int:
     if not 0 <= int(value) < num_actions:
         raise ValueError(f"action for {agent} must be in [0, {num_actions}), got {int(value)}")
     return int(value)
-
-
-def player_info(cell: Sequence[int], facing: int, alive: bool) -> dict[str, Any]:
-    """One player's `infos` entry: `cell` (row, col), `facing` (0..3 = N, E, S, W) and `alive`."""
-    return {"cell": (int(cell[0]), int(cell[1])), "facing": int(facing), "alive": bool(alive)}
 
 
 class PlayersEnv(ParallelEnv):
@@ -206,6 +201,6 @@ class PlayersEnv(ParallelEnv):
             self.render()
         return obs, rewards, terminations, truncations, infos
 
-    def _player_infos(self, cells: Sequence, facing: Sequence, alive: Sequence) -> dict[str, dict]:
-        """`infos` of every agent from per-player cells [N, 2], facing [N] and alive [N]."""
-        return {a: player_info(cells[i], facing[i], alive[i]) for i, a in enumerate(self.possible_agents)}
+    def _player_infos(self, players: PlayerStates) -> dict[str, dict]:
+        """`infos` of every agent from its world's player states ([N, 2], [N], [N]): `PlayerStates.infos`."""
+        return dict(zip(self.possible_agents, players.infos()))

@@ -24,6 +24,7 @@ from typing import Any
 
 import numpy as np
 
+from actionparty_env.grid import HasPlayers, PlayerStates
 from actionparty_env.players import PlayersEnv, check_num_players, check_positive_int, check_seed
 
 _LOCATION_OBSERVER = {
@@ -89,14 +90,15 @@ class SeedWarning(UserWarning):
 
 
 @dataclass
-class EngineStep:
-    """What the engine reports after a reset or a step (player i is Melting Pot's player i+1)."""
+class EngineStep(HasPlayers):
+    """What the engine reports after a reset or a step (player i is Melting Pot's player i+1).
+
+    `cells`, `facing` and `alive` forward to `players` (read-only, `HasPlayers`), which owns them.
+    """
 
     frame: np.ndarray | None  # uint8 [H, W, 3] global frame, None unless asked for
     views: np.ndarray  # uint8 [N, h, w, 3] each player's own RGB view
-    cells: np.ndarray  # int64 [N, 2] (row, col)
-    facing: np.ndarray  # int64 [N] 0..3 = N, E, S, W
-    alive: np.ndarray  # bool [N]
+    players: PlayerStates  # numpy: cells int64 [N, 2] (row, col), facing int64 [N] 0..3 = N, E, S, W, alive bool [N]
     rewards: np.ndarray  # float32 [N] reward received on the last step (0 at reset)
     done: bool  # Melting Pot ended the episode
 
@@ -213,9 +215,7 @@ class MeltingPotEngine:
         return EngineStep(
             frame=self.frame() if frame else None,
             views=views,
-            cells=pos[:, ::-1].copy(),
-            facing=facing,
-            alive=views.reshape(n, -1).any(axis=1),
+            players=PlayerStates(pos[:, ::-1].copy(), facing, views.reshape(n, -1).any(axis=1)),
             rewards=rewards,
             done=bool(done),
         )
@@ -299,7 +299,7 @@ class RealParallelEnv(PlayersEnv):
         return {a: step.views[i] for i, a in enumerate(self.possible_agents)}
 
     def _infos(self, step: EngineStep) -> dict[str, dict]:
-        return self._player_infos(step.cells, step.facing, step.alive)
+        return self._player_infos(step.players)
 
 
 def real_parallel_env(substrate: str, **kwargs: Any) -> RealParallelEnv:

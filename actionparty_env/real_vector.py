@@ -29,7 +29,6 @@ import numpy as np
 from stable_baselines3.common.vec_env.base_vec_env import tile_images
 
 from actionparty_env.env import _positive_int
-from actionparty_env.players import player_info
 from actionparty_env.real import EngineStep, RealParallelEnv
 from actionparty_env.vector import WorldsVecEnv
 
@@ -55,7 +54,7 @@ def _worker(remote: Connection, parent_remote: Connection, substrate: str, num_p
         try:
             if command == "reset":
                 env.reset(seed=arg)
-                # The engine's EngineStep (views, cells, facing, alive, rewards, done as arrays), without
+                # The engine's EngineStep (views, players, rewards, done as arrays), without
                 # the global frame the first build reads: get_images() asks for it.
                 result: Any = dataclasses.replace(env._last, frame=None)
             elif command == "step":
@@ -197,7 +196,7 @@ class RealVecEnv(WorldsVecEnv):
         return np.stack([s.views for s in last])
 
     def _infos(self) -> list[dict]:
-        return [player_info(c, f, a) for s in self._last for c, f, a in zip(s.cells, s.facing, s.alive)]
+        return [info for s in self._last for info in s.players.infos()]
 
     # --- VecEnv ---
     def get_images(self) -> Sequence[np.ndarray]:

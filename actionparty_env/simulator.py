@@ -18,18 +18,22 @@ import numpy as np
 import torch
 
 from actionparty_env.digests import record_digests
-from actionparty_env.grid import CELL
+from actionparty_env.grid import CELL, HasPlayers, PlayerStates
 
 START_STATES_FILE = "start_states.npz"
 DECODINGS = ("calibrated", "argmax")  # how a dream decodes what the game leaves to chance (model/sampler.py)
 
 
 @dataclass
-class StepResult:
+class StepResult(HasPlayers):
+    """B worlds after a reset or a step: the frames, every player's state, the rewards.
+
+    `cells`, `facing` and `alive` are read-only properties that forward to `players` (`HasPlayers`);
+    `players` owns them.
+    """
+
     frames: torch.Tensor   # [B,H,W,3] uint8
-    cells: torch.Tensor    # [B,N,2] long (row, col)
-    facing: torch.Tensor   # [B,N] long, 0..3 = N, E, S, W
-    alive: torch.Tensor    # [B,N] bool
+    players: PlayerStates  # cells [B,N,2] long (row, col), facing [B,N] long 0..3 = N, E, S, W, alive [B,N] bool
     rewards: torch.Tensor  # [B,N] float32, as the game pays them (drawn from the reward head in the dream)
     expected_rewards: torch.Tensor | None = None  # [B,N] the model's expected reward (the dream only)
 
@@ -66,15 +70,13 @@ class CopyLastFrameSimulator:
     def reset(self, frames, cells, facing, alive, worlds=None) -> None:
         b, n = self.num_worlds, self.num_players
         frames = torch.as_tensor(frames, device=self.device)
-        cells = torch.as_tensor(cells, device=self.device).long()
-        facing = torch.as_tensor(facing, device=self.device).long()
-        alive = torch.as_tensor(alive, device=self.device).bool()
+        p = PlayerStates(cells, facing, alive).to(self.device)
         if frames.shape[0] != b or frames.dtype != torch.uint8 or frames.ndim != 4 or \
-                cells.shape != (b, n, 2) or facing.shape != (b, n) or alive.shape != (b, n):
+                p.cells.shape != (b, n, 2) or p.facing.shape != (b, n) or p.alive.shape != (b, n):
             raise ValueError(f"reset expects frames uint8 [{b},H,W,3], cells [{b},{n},2], facing and alive "
-                             f"[{b},{n}]; got {tuple(frames.shape)} {frames.dtype}, {tuple(cells.shape)}, "
-                             f"{tuple(facing.shape)}, {tuple(alive.shape)}")
-        new = StepResult(frames.clone(), cells.clone(), facing.clone(), alive.clone(),
+                             f"[{b},{n}]; got {tuple(frames.shape)} {frames.dtype}, {tuple(p.cells.shape)}, "
+                             f"{tuple(p.facing.shape)}, {tuple(p.alive.shape)}")
+        new = StepResult(frames.clone(), PlayerStates(p.cells.clone(), p.facing.clone(), p.alive.clone()),
                          torch.zeros(b, n, dtype=torch.float32, device=self.device))
         if worlds is None or self._state is None:
             self._state = new
@@ -84,9 +86,7 @@ class CopyLastFrameSimulator:
             raise ValueError("all worlds of a simulator share one map size")
         s = self._state
         self._state = StepResult(torch.where(w[:, None, None, None], new.frames, s.frames),
-                                 torch.where(w[:, None, None], new.cells, s.cells),
-                                 torch.where(w[:, None], new.facing, s.facing),
-                                 torch.where(w[:, None], new.alive, s.alive), s.rewards)
+                                 new.players.where(w, s.players), s.rewards)
 
     def step(self, actions) -> StepResult:
         if self._state is None:
@@ -95,24 +95,21 @@ class CopyLastFrameSimulator:
         if actions.shape != (self.num_worlds, self.num_players):
             raise ValueError(f"actions must be [{self.num_worlds},{self.num_players}], got {tuple(actions.shape)}")
         s = self._state
-        return StepResult(s.frames, s.cells, s.facing, s.alive, torch.zeros_like(s.rewards))
+        return StepResult(s.frames, s.players, torch.zeros_like(s.rewards))
 
 
 @dataclass(frozen=True)
-class StartState:
-    """One real reset state: the global frame and every player's cell, facing and alive flag."""
+class StartState(HasPlayers):
+    """One real reset state: the global frame and every player's cell, facing and alive flag
+    (`players`; `cells`, `facing` and `alive` forward to it, read-only)."""
 
-    frame: np.ndarray   # uint8 [H,W,3]
-    cells: np.ndarray   # int64 [N,2] (row, col)
-    facing: np.ndarray  # int64 [N]
-    alive: np.ndarray   # bool [N]
+    frame: np.ndarray      # uint8 [H,W,3]
+    players: PlayerStates  # numpy: cells int64 [N,2] (row, col), facing int64 [N], alive bool [N]
 
     @classmethod
     def from_infos(cls, frame: np.ndarray, infos: dict, agents) -> "StartState":
         """The state an env shows: its global frame (`state()`) and its agents' infos (cell, facing, alive)."""
-        return cls(np.asarray(frame, np.uint8).copy(), np.array([infos[a]["cell"] for a in agents], np.int64),
-                   np.array([infos[a]["facing"] for a in agents], np.int64),
-                   np.array([bool(infos[a]["alive"]) for a in agents], bool))
+        return cls(np.asarray(frame, np.uint8).copy(), PlayerStates.from_infos(infos, agents))
 
     @property
     def num_players(self) -> int:
@@ -136,7 +133,7 @@ class StartState:
         return None
 
     def first(self, n: int) -> "StartState":
-        return StartState(self.frame, self.cells[:n], self.facing[:n], self.alive[:n])
+        return StartState(self.frame, self.players.first(n))
 
 
 class StartStates:
@@ -163,8 +160,7 @@ class StartStates:
         out = {}
         for substrate, by_j in states.items():
             try:
-                out[substrate] = [StartState(np.asarray(d["frame"], np.uint8), np.asarray(d["cells"], np.int64),
-                                             np.asarray(d["facing"], np.int64), np.asarray(d["alive"], bool))
+                out[substrate] = [StartState(np.asarray(d["frame"], np.uint8), PlayerStates.from_arrays(d))
                                   for _, d in sorted(by_j.items())]
             except KeyError as e:
                 raise ValueError(f"{path}: {substrate} lacks the field {e}") from e
@@ -180,9 +176,7 @@ class StartStates:
         for substrate, states in self.states.items():
             for j, s in enumerate(states):
                 arrays.update({f"{substrate}/{j}/frame": s.frame.astype(np.uint8),
-                               f"{substrate}/{j}/cells": s.cells.astype(np.int16),
-                               f"{substrate}/{j}/facing": s.facing.astype(np.int8),
-                               f"{substrate}/{j}/alive": s.alive.astype(bool)})
+                               **s.players.arrays(f"{substrate}/{j}/")})
         np.savez_compressed(path, **arrays)
         record_digests(folder, [START_STATES_FILE])  # where the folder's config.json keeps digests
         return path
@@ -218,4 +212,4 @@ class StartStates:
         n = game.num_players if num_players is None else int(num_players)
         roles = tuple(game.roles[i % len(game.roles)] for i in range(n))
         step = MeltingPotEngine().build(substrate, roles, int(seed))
-        return StartState(step.frame, step.cells, step.facing, step.alive)
+        return StartState(step.frame, step.players)

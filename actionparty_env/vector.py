@@ -26,7 +26,7 @@ from stable_baselines3.common.vec_env.base_vec_env import VecEnvIndices, VecEnvO
 
 from actionparty_env.env import DreamWorlds
 from actionparty_env.games import GameSpec
-from actionparty_env.players import MAX_SEED, check_positive_int, check_seed, player_info
+from actionparty_env.players import MAX_SEED, check_positive_int, check_seed
 
 
 class WorldsVecEnv(VecEnv):
@@ -41,7 +41,7 @@ class WorldsVecEnv(VecEnv):
       world's seed), auto-resets pass None. Returns every world's views uint8 [K, N, V, V, 3];
     - `_step_worlds(actions)`: one step of every world, actions int64 [K, N] (already checked).
       Returns (views [K, N, V, V, 3], rewards float32 [K, N], terminated bool [K]);
-    - `_infos()`: one `player_info` dict per slot for the last reset or step;
+    - `_infos()`: one `PlayerStates.infos` dict per slot for the last reset or step;
     - `close()` and `get_images()` (each world's global frame).
 
     Arrays a hook returns must not be changed in place later (observations handed out alias them).
@@ -218,7 +218,4 @@ class DreamVecEnv(WorldsVecEnv):
         return views.cpu().numpy(), rewards, np.zeros(self.num_worlds, bool)  # the dream has no end of its own
 
     def _infos(self) -> list[dict]:
-        last = self.dream.last
-        cells = last.cells.reshape(-1, 2).tolist()
-        facing, alive = last.facing.reshape(-1).tolist(), last.alive.reshape(-1).tolist()
-        return [player_info(c, f, a) for c, f, a in zip(cells, facing, alive)]
+        return self.dream.last.players.infos()  # [B, N] flattened: world-major slots

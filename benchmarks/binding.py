@@ -33,7 +33,7 @@ import torch
 from tqdm import tqdm
 
 from actionparty_env.games import get_game
-from actionparty_env.grid import CELL
+from actionparty_env.grid import CELL, PlayerStates
 from actionparty_env.model.checkpoint import DEFAULT_CHECKPOINT, load_world_model
 from actionparty_env.model.sampler import DreamSimulator
 from actionparty_env.simulator import StartStates
@@ -49,10 +49,8 @@ COUNTS = ("far", "far_same1", "far_same2", "near", "near_same1", "near_same2",
 class HeldOutState:
     substrate: str
     source: str          # "start/j" or "<episode key>@t"
-    frame: np.ndarray    # uint8 [H,W,3]
-    cells: np.ndarray    # [N,2]
-    facing: np.ndarray   # [N]
-    alive: np.ndarray    # [N] bool
+    frame: np.ndarray      # uint8 [H,W,3]
+    players: PlayerStates  # numpy [N,2], [N], [N] bool
 
 
 def held_out_states(checkpoint: Path, starts: int, data: str | None, split: str, times: list[int],
@@ -62,7 +60,7 @@ def held_out_states(checkpoint: Path, starts: int, data: str | None, split: str,
     bundled = StartStates.load(checkpoint)
     for sub in substrates:
         for j, s in enumerate(bundled.states.get(sub, [])[:starts]):
-            out.append(HeldOutState(sub, f"start/{j}", s.frame, s.cells, s.facing, s.alive))
+            out.append(HeldOutState(sub, f"start/{j}", s.frame, s.players))
     if data:
         from training.store import list_episodes, read_episode  # noqa: PLC0415 (LMDB only with --data)
 
@@ -72,8 +70,8 @@ def held_out_states(checkpoint: Path, starts: int, data: str | None, split: str,
                 continue
             for t in times:
                 if t < len(ep.frames):
-                    out.append(HeldOutState(ep.header["substrate"], f"{key}@{t}", ep.frames[t], ep.cells[t],
-                                            ep.facing[t], ep.alive[t]))
+                    out.append(HeldOutState(ep.header["substrate"], f"{key}@{t}", ep.frames[t],
+                                            PlayerStates(ep.cells[t], ep.facing[t], ep.alive[t])))
     return out
 
 
@@ -90,10 +88,11 @@ def measure_state(model, state: HeldOutState, movers: int, min_distance: int, sa
                   rng: np.random.Generator) -> dict[str, int]:
     """Counts (COUNTS) for one state: one sampler call of 1 + movers x len(MOVES) worlds, two steps."""
     game = get_game(state.substrate)
-    n = len(state.cells)
+    players = state.players
+    n = len(players.cells)
     rows, cols = state.frame.shape[0] // CELL, state.frame.shape[1] // CELL
-    dist = distances(state.cells, (rows, cols), bool(game.view.get("torus", False)))
-    alive = state.alive.astype(bool)
+    dist = distances(players.cells, (rows, cols), bool(game.view.get("torus", False)))
+    alive = players.alive.astype(bool)
     live_pair = alive[:, None] & alive[None, :] & ~np.eye(n, dtype=bool)
     candidates = np.flatnonzero(alive & (live_pair & (dist > min_distance)).any(1))
     counts = dict.fromkeys(COUNTS, 0)
@@ -110,7 +109,7 @@ def measure_state(model, state: HeldOutState, movers: int, min_distance: int, sa
     # argmax decoding: the worlds differ only in one player's action, so nothing drawn at random (each
     # world draws its own) may tell them apart.
     sim = DreamSimulator(model, state.substrate, n, b, device, sampling_steps=sampling_steps, decoding="argmax")
-    sim.reset(*(np.repeat(np.asarray(x)[None], b, axis=0) for x in (state.frame, state.cells, state.facing, alive)))
+    sim.reset(*(np.repeat(np.asarray(x)[None], b, axis=0) for x in (state.frame, players.cells, players.facing, alive)))
     first = sim.step(actions)
     pose1 = torch.cat([first.cells, first.facing[..., None]], -1).cpu().numpy()  # [B,N,3]
     second = sim.step(torch.full((b, n), noop, dtype=torch.long))

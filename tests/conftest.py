@@ -199,7 +199,7 @@ def make_checkpoint(folder: Path, substrate: str = DREAM_SUBSTRATE) -> dict:
     engine, starts, real_views, episodes = MeltingPotEngine(), [], {}, []
     for seed in DREAM_START_SEEDS:
         step = engine.build(substrate, seed=seed)
-        starts.append(StartState(step.frame, step.cells, step.facing, step.alive))
+        starts.append(StartState(step.frame, step.players))
         real_views[seed] = step.views
         episodes.append([step])
         for _ in range(10):  # a few more frames so that moving sprites have codes

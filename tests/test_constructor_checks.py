@@ -120,11 +120,11 @@ def test_a_wrong_tensor_shape_fails_in_the_constructor(ck):
 
 def test_bad_start_states_fail_in_the_constructor(ck):
     good = StartStates.load(ck).states[SUBSTRATE][0]
-    bad = StartState(good.frame[:-3], good.cells, good.facing, good.alive)  # not a whole number of cells
+    bad = StartState(good.frame[:-3], good.players)  # not a whole number of cells
     StartStates({SUBSTRATE: [bad]}).save(ck)  # the writer records the new digest: only the content is wrong
     with pytest.raises(ValueError, match=r"start_states.npz: coins/0: frame has shape"):
         parallel_env(SUBSTRATE, checkpoint=ck, device="cpu")
-    one = StartState(good.frame, good.cells[:1], good.facing[:1], good.alive[:1])
+    one = StartState(good.frame, good.players.first(1))
     StartStates({SUBSTRATE: [one]}).save(ck)
     with pytest.raises(ValueError, match=r"have at most 1 players; num_players=2 needs start='real'"):
         parallel_env(SUBSTRATE, checkpoint=ck, device="cpu")

@@ -14,7 +14,7 @@ from pettingzoo.utils.conversions import parallel_to_aec
 
 from actionparty_env.env import DreamParallelEnv, parallel_env
 from actionparty_env.games import get_game
-from actionparty_env.grid import CELL
+from actionparty_env.grid import CELL, PlayerStates
 from actionparty_env.real import RealParallelEnv
 from actionparty_env.simulator import CopyLastFrameSimulator, StartState, StartStates
 from actionparty_env.views import ViewTable
@@ -208,7 +208,7 @@ def test_copy_last_frame_baseline_never_changes(checkpoint):
 
 def test_dead_players_see_black(checkpoint, tmp_path):
     start = StartStates.load(checkpoint).states[SUBSTRATE][0]
-    dead = StartState(start.frame, start.cells, start.facing, np.array([True, False]))
+    dead = StartState(start.frame, PlayerStates(start.cells, start.facing, np.array([True, False])))
     StartStates({SUBSTRATE: [dead]}).save(tmp_path)
     env = parallel_env(SUBSTRATE, checkpoint=tmp_path, device="cpu",
                        simulator=CopyLastFrameSimulator(get_game(SUBSTRATE), 2))

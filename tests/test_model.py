@@ -143,7 +143,7 @@ def test_partial_reset_restarts_only_the_chosen_worlds():
     fresh = book.decode(torch.randint(0, V, (2, R, C)))
     sim.reset(fresh, cells.flip(1), torch.ones(2, N), torch.ones(2, N, dtype=torch.bool), worlds=torch.tensor([True, False]))
     assert torch.equal(sim.codes[1], before[1]) and torch.equal(book.decode(sim.codes[0]), fresh[0])
-    assert torch.equal(sim.cells[0], cells[0].flip(0)) and torch.equal(sim.facing[0], torch.ones(N, dtype=torch.long))
+    assert torch.equal(sim.players.cells[0], cells[0].flip(0)) and torch.equal(sim.players.facing[0], torch.ones(N, dtype=torch.long))
     assert not sim.cache.key_ok[0].any() and sim.cache.key_ok[1].all()  # world 0 forgets its past
     out = sim.step(torch.zeros(2, N, dtype=torch.long))
     assert out.cells.shape == (2, N, 2) and out.facing.shape == (2, N)

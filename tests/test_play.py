@@ -20,7 +20,7 @@ import torch
 from actionparty_env import cli, play
 from actionparty_env.env import parallel_env
 from actionparty_env.games import get_game, load_catalog
-from actionparty_env.grid import CELL, DIRS, MOVES, TURNS
+from actionparty_env.grid import CELL, DIRS, MOVES, PlayerStates, TURNS
 from actionparty_env.real import RealParallelEnv
 from actionparty_env.simulator import StepResult
 from tests.conftest import DREAM_SUBSTRATE as SUBSTRATE
@@ -70,7 +70,7 @@ class GridRules:
     def step(self, actions):
         cells, facing = rule_step(self.cells[0].tolist(), self.facing[0].tolist(), actions[0].tolist(), self.walls)
         self.cells, self.facing = torch.tensor([cells]), torch.tensor([facing])
-        return StepResult(self.frames, self.cells, self.facing, self.alive, torch.zeros(1, self.num_players))
+        return StepResult(self.frames, PlayerStates(self.cells, self.facing, self.alive), torch.zeros(1, self.num_players))
 
 
 def expected_path(start_infos, agents, frame, controlled_actions):

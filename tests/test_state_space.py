@@ -15,7 +15,7 @@ from pettingzoo.utils.conversions import parallel_to_aec
 
 from actionparty_env.env import parallel_env
 from actionparty_env.games import get_game
-from actionparty_env.grid import CELL
+from actionparty_env.grid import CELL, PlayerStates
 from actionparty_env.real import RealParallelEnv, SeedWarning
 from actionparty_env.simulator import StartState, StartStates
 
@@ -56,8 +56,8 @@ def test_dream_state_space_follows_a_build_of_another_size(ck, tmp_path):
     folder = Path(shutil.copytree(ck, tmp_path / "ck"))
     big = StartStates.load(folder).states[SUBSTRATE][0]
     rows, cols = big.frame.shape[0] // CELL, big.frame.shape[1] // CELL
-    small = StartState(big.frame[:(rows - 2) * CELL, :(cols - 1) * CELL], np.array([[1, 1], [2, 2]]), big.facing,
-                       big.alive)
+    small = StartState(big.frame[:(rows - 2) * CELL, :(cols - 1) * CELL],
+                       PlayerStates(np.array([[1, 1], [2, 2]]), big.facing, big.alive))
     StartStates({SUBSTRATE: [big, small]}).save(folder)
     shapes = set()
     for seed in range(8):  # one dream keeps its first reset's map size (one simulator); a fresh one per seed

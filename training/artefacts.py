@@ -29,6 +29,7 @@ import numpy as np
 import torch
 
 from actionparty_env.digests import record_digests
+from actionparty_env.grid import PlayerStates
 from actionparty_env.model.sprites import SpriteTable, save_sprite_tables
 from actionparty_env.model.transitions import TransitionTable, save_transition_tables
 from actionparty_env.simulator import StartState, StartStates
@@ -191,10 +192,9 @@ def start_states(data: str | Sequence[str], split: str = "val", frames=(0, 50)) 
             for t in frames:
                 if t >= len(ep.frames):
                     continue
-                state = StartState(ep.frames[t], ep.cells[t], ep.facing[t], ep.alive[t])
+                state = StartState(ep.frames[t], PlayerStates(ep.cells[t], ep.facing[t], ep.alive[t]))
                 digest = b"".join(np.ascontiguousarray(a).tobytes() for a in
-                                  (state.frame, state.cells.astype(np.int16), state.facing.astype(np.int8),
-                                   state.alive.astype(bool)))
+                                  (state.frame, *state.players.arrays().values()))
                 if digest not in seen:
                     seen.add(digest)
                     states[ep.header["substrate"]].append(state)

@@ -233,7 +233,8 @@ def rollout_context(model: WorldModel, blocks: Blocks, sampling_steps: int, gene
         sim.reset_codes(codes[rows, 0], cells[rows, 0], facing[rows, 0], alive[rows, 0], present=blocks.present[rows])
         for t in range(1, t_len - 1):
             sim.advance(blocks.actions[rows, t - 1])
-            codes[rows, t], cells[rows, t], facing[rows, t], alive[rows, t] = sim.codes, sim.cells, sim.facing, sim.alive
+            p = sim.players
+            codes[rows, t], cells[rows, t], facing[rows, t], alive[rows, t] = sim.codes, p.cells, p.facing, p.alive
     return dataclasses.replace(blocks, codes=codes, cells=cells, facing=facing, alive=alive)
 
 

@@ -36,7 +36,7 @@ import torch
 import torch.nn.functional as F
 
 from actionparty_env.games import load_catalog
-from actionparty_env.grid import JUMP, moved_cells, resolve_moves
+from actionparty_env.grid import JUMP, PlayerStates, moved_cells, resolve_moves
 from actionparty_env.model.attention import ORDER, Tokens
 from actionparty_env.model.network import Blocks, KVCache, WorldModel
 from actionparty_env.model.sprites import constrain_logits, restrict_to_start_appearance
@@ -213,7 +213,8 @@ class DreamSimulator:
             self.identity_from_start = name in CATALOG and CATALOG[name].map_varies
         self.generator = torch.Generator(device=self.device)
         self.reseed(seed)
-        self.codes = self.cells = self.facing = self.alive = self.expected_rewards = None
+        self.codes = self.expected_rewards = None
+        self.players: PlayerStates | None = None  # every world's player states [B, N, ...], after a reset
         self.cache = self._new_cache()
         self.games = torch.full((num_worlds,), self.game_id, dtype=torch.long, device=self.device)
         self.action_ids = model.action_ids[self.game_id].to(self.device)  # game-local action -> shared name id
@@ -250,27 +251,22 @@ class DreamSimulator:
         if present is not None:
             self.present = torch.as_tensor(present, device=self.device).bool()
             self.padded = not bool(self.present.all())  # read back once here, at a reset, not in every step
-        cells = torch.as_tensor(cells, device=self.device).long()
-        facing = torch.as_tensor(facing, device=self.device).long()
-        alive = torch.as_tensor(alive, device=self.device).bool()
-        if codes.shape[0] != self.num_worlds or cells.shape[:2] != (self.num_worlds, self.num_players):
+        players = PlayerStates(cells, facing, alive).to(self.device)
+        if codes.shape[0] != self.num_worlds or players.cells.shape[:2] != (self.num_worlds, self.num_players):
             raise ValueError(f"reset expects {self.num_worlds} worlds of {self.num_players} players, got "
-                             f"{codes.shape[0]} frames and cells of shape {tuple(cells.shape)}")
+                             f"{codes.shape[0]} frames and cells of shape {tuple(players.cells.shape)}")
         if self.identity_from_start:
-            self._restrict_owned(codes, cells, alive, worlds if self.codes is not None else None)
+            self._restrict_owned(codes, players.cells, players.alive, worlds if self.codes is not None else None)
         if worlds is None or self.codes is None:
-            self.codes, self.cells, self.facing, self.alive = codes, cells, facing, alive
+            self.codes, self.players = codes, players
             self.cache = self._new_cache()
             return
         worlds = torch.as_tensor(worlds, device=self.device).bool()
         if codes.shape[1:] != self.codes.shape[1:]:
             raise ValueError(f"all worlds of a simulator share one map size: {tuple(self.codes.shape[1:])} cells, "
                              f"got {tuple(codes.shape[1:])}")
-        per_cell, per_player = worlds[:, None, None], worlds[:, None]
-        self.codes = torch.where(per_cell, codes, self.codes)
-        self.cells = torch.where(per_cell, cells, self.cells)
-        self.facing = torch.where(per_player, facing, self.facing)
-        self.alive = torch.where(per_player, alive, self.alive)
+        self.codes = torch.where(worlds[:, None, None], codes, self.codes)
+        self.players = players.where(worlds, self.players)
         self.cache.forget(worlds)
 
     def sprite_rule(self, logits: torch.Tensor, cells: torch.Tensor, facing: torch.Tensor,
@@ -295,8 +291,8 @@ class DreamSimulator:
         """actions: [B,N] game-local action indices."""
         actions = torch.as_tensor(actions, device=self.device).long()
         rewards = self.advance(self.action_ids[actions])
-        return StepResult(frames=self.codebook.decode(self.codes), cells=self.cells, facing=self.facing,
-                          alive=self.alive, rewards=rewards, expected_rewards=self.expected_rewards)
+        return StepResult(frames=self.codebook.decode(self.codes), players=self.players, rewards=rewards,
+                          expected_rewards=self.expected_rewards)
 
     @torch.no_grad()
     def advance(self, action_ids: torch.Tensor) -> torch.Tensor:
@@ -312,17 +308,18 @@ class DreamSimulator:
         b, rows, cols = self.codes.shape
         # (1) Commit the current block; the action tokens give each player's next state.
         tokens = Tokens(self.num_players, rows * cols)
-        h, commit = self._pass(self.codes, self.cells, self.facing, self.alive, action_ids, ORDER)
+        now = self.players
+        h, commit = self._pass(self.codes, now.cells, now.facing, now.alive, action_ids, ORDER)
         self.cache.append(*commit)
         part = tokens.split(h)
         out = model.player_heads(part["A"][:, 0], part["F"][:, 0])
-        alive = decide_alive(out["alive_logit"], self.alive, cfg.alive_flip_weight, self.decoding, self.generator)
+        alive = decide_alive(out["alive_logit"], now.alive, cfg.alive_flip_weight, self.decoding, self.generator)
         if cfg.move_head:
-            cells = decide_cells(out, self.cells, self.facing, self.alive, alive, self.present, rows, cols,
+            cells = decide_cells(out, now.cells, now.facing, now.alive, alive, self.present, rows, cols,
                                  self.torus, self.decoding, self.generator)
         else:  # the first checkpoint's pointer over every cell
             cell_idx = out["cell_logits"].argmax(-1)
-            cells = torch.where(alive[..., None], torch.stack([cell_idx // cols, cell_idx % cols], -1), self.cells)
+            cells = torch.where(alive[..., None], torch.stack([cell_idx // cols, cell_idx % cols], -1), now.cells)
         facing = out["facing_logits"].argmax(-1)
         rewards, self.expected_rewards = decide_rewards(out, self.reward_support, self.reward_valid, self.decoding,
                                                         self.generator)
@@ -356,5 +353,5 @@ class DreamSimulator:
             fixed = fixed | newly
             done = target
             codes = flat.view(b, rows, cols)
-        self.codes, self.cells, self.facing, self.alive = codes, cells, facing, alive
+        self.codes, self.players = codes, PlayerStates(cells, facing, alive)
         return rewards
