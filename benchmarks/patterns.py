@@ -37,6 +37,7 @@ from actionparty_env.grid import CELL, MOVES
 from actionparty_env.play import inject_start
 from actionparty_env.simulator import StartState
 from benchmarks.provenance import git_commit, machine
+from training.policies import ClosedLoopPolicy, RLMixParams, State, rl_mix
 
 CLOSED_LOOP = {"chase": "seeker", "block": "blocker"}  # pattern -> the rl_mix behaviour every player takes
 PATTERNS = ("lockstep", "mirror", "random", "shuttle", "noop", *CLOSED_LOOP)
@@ -58,12 +59,9 @@ def pattern_actions(pattern: str, names: tuple[str, ...], num_players: int, step
     return np.where((players[None, :] + np.arange(steps)[:, None] // 3) % 2 == 0, fwd, back)
 
 
-def closed_loop_policy(pattern: str, action_set, num_players: int, seed: int):
+def closed_loop_policy(pattern: str, action_set, num_players: int, seed: int) -> ClosedLoopPolicy:
     """The recorder's closed-loop policy with every player taking the pattern's behaviour."""
-    from training.policies import ClosedLoopPolicy, RLMixParams, rl_mix
-
-    policy: ClosedLoopPolicy = rl_mix(action_set, num_players, seed, RLMixParams(weights={CLOSED_LOOP[pattern]: 1.0}))
-    return policy
+    return rl_mix(action_set, num_players, seed, RLMixParams(weights={CLOSED_LOOP[pattern]: 1.0}))
 
 
 def run(env, start_obs_infos, actions: np.ndarray | None, move_ids: set[int], torus: bool,
@@ -71,8 +69,6 @@ def run(env, start_obs_infos, actions: np.ndarray | None, move_ids: set[int], to
     """Feed `actions` to `env` (already reset), or with `actions` None let `policy` act on the env's
     state for `steps` steps, and count overlaps, jumps, blocked moves and rewards; the actions taken
     are returned under "actions"."""
-    from training.policies import State
-
     _, infos = start_obs_infos
     agents = env.possible_agents
     cells = np.array([infos[a]["cell"] for a in agents])

@@ -51,6 +51,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 
 import numpy as np
 
@@ -691,8 +692,6 @@ class SB3Mix:
 def check_policy_name(name: str) -> str:
     """`name` if it is one of POLICIES or "sb3:PATH" with PATH an existing file, else a ValueError."""
     if name.startswith(SB3_PREFIX):
-        from pathlib import Path
-
         if not Path(name[len(SB3_PREFIX):]).is_file():
             raise ValueError(f"policy {name!r}: no file {name[len(SB3_PREFIX):]!r} (sb3:PATH.zip, a saved SB3 policy)")
         return name
