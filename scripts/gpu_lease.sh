@@ -12,6 +12,7 @@
 #   ablations  the recipe and its two ablations (no spatial RoPE bias, no subject isolation), $BUDGET
 #              steps each, one after the other; bundle them; pixel fidelity of the three and of the
 #              bundled checkpoint on the same test episodes, in one table.
+# $TRAIN_SET adds settings to every run (a dry run's batch_size=2).
 # $INIT (a checkpoint folder) continues training from its weights (the warm-up runs again); $STEPS sets
 # max_steps. A CPU dry run of the plumbing: ROOT=/tmp/dry DEVICE=cpu CONFIG=training/configs/tiny.yaml
 # SUBSTRATES=coins EPISODES=2 EPISODE_STEPS=20 BUDGET=4 bash scripts/gpu_lease.sh job-ablations
@@ -40,14 +41,14 @@ record() {
 train() {  # NAME [KEY=VALUE...]: train into $ROOT/NAME, bundle into $ROOT/ckpt_NAME
   local name=$1; shift
   torchrun --standalone --nproc_per_node=1 -m training.train --config $CONFIG \
-    --set out=$ROOT/$name data=$ROOT/data ${INIT:+init_from=$INIT} ${STEPS:+max_steps=$STEPS} "$@" > $ROOT/$name.log 2>&1
+    --set out=$ROOT/$name data=$ROOT/data ${INIT:+init_from=$INIT} ${STEPS:+max_steps=$STEPS} "$@" ${TRAIN_SET:-} > $ROOT/$name.log 2>&1
   python3 -m training.bundle --run $ROOT/$name --data $ROOT/data --out $ROOT/ckpt_$name > $ROOT/bundle_$name.log 2>&1
   stamp "trained $name: $(tail -c 200 $ROOT/$name.log | tr '\r' '\n' | tail -n 2 | tr '\n' ' ')"
 }
 
 rl_game() {  # GAME DREAM_WORLDS CHECKPOINT WORK TAG: the RL benchmark's two arms in parallel, then the scores
   local g=$1 w=$2 ck=$3 work=$4 tag=$5
-  local rl="--game $g --dream-worlds $w --checkpoint $ck --timesteps ${RL_STEPS:-1000000} --episode 200
+  local rl="--game $g --dream-worlds $w --checkpoint $ck --timesteps ${RL_STEPS:-1000000} --episode ${RL_EPISODE:-200} ${RL_ROLLOUT:+--rollout $RL_ROLLOUT}
     --real-worlds ${REAL_WORLDS:-8} --eval-episodes ${EVAL_EPISODES:-32} --device $DEVICE --work $work
     --out-dir $ROOT/results --tag $tag"
   for arm in dream real; do
@@ -135,39 +136,60 @@ case "$1" in
       --tag ${TAG:-h200} > $ROOT/speed.log 2>&1
     stamp done ;;
   job-dyna)
-    # The Dyna / DreamerV3 loop against what PPO exploits in the dream (issue 12): PPO trained in the
-    # bundled dream on $DYNA_GAME; real episodes recorded with it (`--policy sb3:`: half the players
-    # follow it, the rest rl_mix) for that game and with rl_mix for the others; the bundled checkpoint
-    # trained on further ($MINUTES) on that data and bundled; then the RL benchmark of $DYNA_GAME on it.
-    g=${DYNA_GAME:-commons_harvest__open}
-    stamp "dream PPO on $g"
-    python3 -m benchmarks.rl --game $g --dream-worlds 32 --timesteps ${DYNA_STEPS:-500000} --curve-points 2 \
-      --train dream --no-score --device $DEVICE --work $ROOT/rl0 > $ROOT/rl0_$g.log 2>&1 &
-    others=$(python3 -c "from actionparty_env.games import load_catalog; print(','.join(n for n in load_catalog() if n != '$g'))")
-    python3 -m training.record --out $ROOT/data --substrates $others --episodes-per-substrate $EPISODES \
+    # The Dyna / DreamerV3 loop against what PPO exploits in the dream (issue 12). For each GAME:WORLDS of
+    # $DYNA_GAMES: PPO trained in the bundled dream; real episodes recorded with it ($DYNA_EPISODES,
+    # `--policy sb3:`: half the players follow it, the rest rl_mix) while the other substrates are recorded
+    # with rl_mix; the bundled checkpoint trained on further ($STEPS steps at most $MINUTES, a lower peak
+    # rate: it starts trained) on that data and bundled; then the RL benchmark of the first game on it, and
+    # the dream's speed and the play loop's frame rate on the bundled checkpoint.
+    games=${DYNA_GAMES:-commons_harvest__open:32 coins:64}
+    names=$(for gw in $games; do printf '%s ' ${gw%:*}; done)
+    stamp "dream PPO on $names"
+    for gw in $games; do
+      python3 -m benchmarks.rl --game ${gw%:*} --dream-worlds ${gw#*:} --timesteps ${DYNA_STEPS:-500000} --curve-points 0 \
+        --episode ${RL_EPISODE:-200} ${RL_ROLLOUT:+--rollout $RL_ROLLOUT} \
+        --train dream --no-score --max-minutes ${DYNA_MINUTES:-6} --device $DEVICE --work $ROOT/rl0 > $ROOT/rl0_${gw%:*}.log 2>&1 &
+    done
+    others=$(python3 -c "import sys; from actionparty_env.games import load_catalog; print(','.join(n for n in load_catalog() if n not in sys.argv[1:]))" $names)
+    python3 -m training.record --out $ROOT/data --substrates ${OTHERS:-$others} --episodes-per-substrate $EPISODES \
       --steps $EPISODE_STEPS --workers 12 --seed 0 --policy rl_mix > $ROOT/record.log 2>&1
     wait
-    stamp "record $g with the dream-trained policy"
-    python3 -m training.record --out $ROOT/data --substrates $g --episodes-per-substrate $EPISODES --steps $EPISODE_STEPS \
-      --workers 16 --seed 0 --policy sb3:$ROOT/rl0/$g/dream.zip >> $ROOT/record.log 2>&1
-    python3 -m training.heldout $ROOT/data --val 1 --test 2 --workers 16 >> $ROOT/record.log 2>&1
-    stamp train; INIT=$PWD/actionparty_env/checkpoints/default train main max_minutes=$MINUTES
+    stamp "record $names with their dream-trained policies"
+    for g in $names; do
+      python3 -m training.record --out $ROOT/data --substrates $g --episodes-per-substrate ${DYNA_EPISODES:-60} \
+        --steps $EPISODE_STEPS --workers 16 --seed 0 --policy sb3:$ROOT/rl0/$g/dream.zip >> $ROOT/record.log 2>&1
+    done
+    python3 -m training.heldout $ROOT/data --val 1 --test 0 --workers 16 >> $ROOT/record.log 2>&1
+    grep -a "^recorded\|failed" $ROOT/record.log | tail -8
+    # The small CPU model (issue 14) trains from scratch on the same data, beside it on the one GPU.
+    stamp "train, and the small model"; (CONFIG=${SMALL_CONFIG:-training/configs/small.yaml} train small max_minutes=$MINUTES) &
+    INIT=$PWD/actionparty_env/checkpoints/default STEPS=${STEPS:-3000} train main max_minutes=$MINUTES \
+      lr=${LR:-3.0e-4} warmup_steps=100
+    wait
     cp actionparty_env/checkpoints/default/view_tables.npz actionparty_env/checkpoints/default/start_states.npz $ROOT/ckpt_main/
     python3 -m training.bundle --refresh-digests $ROOT/ckpt_main >> $ROOT/bundle_main.log 2>&1
-    stamp "rl on the new checkpoint"
-    RL_STEPS=${DYNA_STEPS:-500000} rl_game $g 32 $ROOT/ckpt_main $ROOT/rl1 ${TAG:-h200_dyna}
+    first=${games%% *}
+    stamp "rl on the new checkpoint: ${first%:*}"
+    RL_STEPS=${DYNA_STEPS:-500000} rl_game ${first%:*} ${first#*:} $ROOT/ckpt_main $ROOT/rl1 ${TAG:-h200_dyna}
+    stamp "rl done"
+    python3 -m benchmarks.speed --device $DEVICE --batches ${SPEED_BATCHES:-1 16 64 256 1024} --peak-tflops 790 --max-seconds ${SPEED_SECONDS:-8} \
+      --out-dir $ROOT/results --tag h200 > $ROOT/speed.log 2>&1
+    SDL_VIDEODRIVER=dummy python3 -m benchmarks.play_speed --device $DEVICE --substrates coins clean_up --steps ${PLAY_STEPS:-40} \
+      --out-dir $ROOT/results --tag h200 > $ROOT/play_speed.log 2>&1
     stamp done ;;
   poll)
     end=$((SECONDS + ${2:-540}))
     while [ $SECONDS -lt $end ] && ! grep -q "\] done" $ROOT/job.log; do sleep 10; done
     cat $ROOT/job.log; for f in $ROOT/*.log; do echo "== $f"; tail -c 300 $f | tr '\r' '\n' | tail -n 2; done
-    if grep -q "\] done" $ROOT/job.log; then
+    # PACK=1 packs what there is now (a lease about to end).
+    if grep -q "\] done" $ROOT/job.log || [ -n "${PACK:-}" ]; then
       [ -f $ROOT/ckpt_starts/start_states.npz ] && cp $ROOT/ckpt_starts/start_states.npz $OUT/
       # At most 8 files of 16 MiB come back: the shards one by one, the checkpoint's small files in one tar.
       [ -d $ROOT/ckpt_main ] && mkdir -p $OUT/ckpt && cp $ROOT/ckpt_main/model-*.safetensors $OUT/ckpt/ && \
         tar czf $OUT/ckpt_rest.tgz -C $ROOT/ckpt_main --exclude='model-*' --exclude=view_tables.npz .
+      [ -d $ROOT/ckpt_small ] && tar czf $OUT/ckpt_small.tgz -C $ROOT/ckpt_small --exclude=view_tables.npz --exclude=start_states.npz .
       tar czf $OUT/results.tgz -C $ROOT --exclude='*.pt' --exclude='*.safetensors' --exclude='start_states.npz' \
-        results $(cd $ROOT && ls -d *.log main no_rope no_isolation 2>/dev/null)
+        results $(cd $ROOT && ls -d *.log main small no_rope no_isolation 2>/dev/null)
     fi
     ls -la $OUT $OUT/ckpt 2>/dev/null; true ;;
 esac

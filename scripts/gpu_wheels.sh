@@ -27,7 +27,7 @@ DEST=${DEST:-.whl}
 MAX_MIB=${MAX_MIB:-20}
 source scripts/install_meltingpot.sh  # defines seed_meltingpot_assets only
 
-BINARY="dmlab2d lmdb dm-tree wrapt"
+BINARY="dmlab2d lmdb dm-tree wrapt pygame"  # pygame: the play loop's frame rate (benchmarks.play_speed)
 PURE="dm-env ml-collections immutabledict attrs gymnasium farama-notifications pettingzoo stable-baselines3"
 SDIST="dm-meltingpot"
 # What the GPU machine already has (its list, and what torch, tensorboard, matplotlib, pytest need):
@@ -114,7 +114,7 @@ resolve() {  # ARGS...: pip's resolver on Python 3.12 / manylinux x86_64, from t
   "$PYTHON" -c 'import json, sys; print(" ".join("%s==%s" % (i["metadata"]["name"], i["metadata"]["version"]) for i in json.load(open(sys.argv[1]))["install"]))' "$stage/report.json"
 }
 echo "resolver, with dependencies (dm-meltingpot's substrate needs = setup.cfg's meltingpot extra):"
-with_deps=$(resolve dmlab2d dm-env ml-collections immutabledict dm-tree absl-py lmdb pettingzoo gymnasium stable-baselines3)
+with_deps=$(resolve dmlab2d dm-env ml-collections immutabledict dm-tree absl-py lmdb pettingzoo gymnasium stable-baselines3 pygame)
 echo "  $with_deps"
 echo "resolver, dm-meltingpot --no-deps (as install_meltingpot.sh and gpu_lease.sh install it):"
 echo "  $(resolve --no-deps "$SDIST")"
