@@ -27,7 +27,8 @@ import torch
 from actionparty_env.games import GameSpec, get_game
 from actionparty_env.grid import PlayerStates
 from actionparty_env.players import PlayersEnv, check_num_players, check_positive_int
-from actionparty_env.simulator import DECODINGS, START_STATES_FILE, Simulator, StartState, StartStates, StepResult
+from actionparty_env.simulator import (DECODINGS, START_STATES_FILE, Simulator, StartState, StartStates, StepResult,
+                                       reset_simulator)
 from actionparty_env.views import VIEW_TABLES_FILE, ViewTable, egocentric_views
 
 # A simulator, or a factory (num_players, num_worlds, device) -> simulator, e.g.
@@ -277,7 +278,7 @@ class DreamWorlds:
         if reseed is not None and hasattr(sim, "reseed"):
             sim.reseed(int(reseed))
         mask = None if worlds is None else worlds.to(self.device)
-        sim.reset(frames.to(self.device), players.cells, players.facing, players.alive, mask)
+        reset_simulator(sim, frames.to(self.device), players, mask)
         self.last = StepResult(frames.to(self.device), players,
                                torch.zeros(b, self.num_players, dtype=torch.float32, device=self.device))
         return self.views(self.last)

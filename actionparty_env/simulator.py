@@ -9,6 +9,9 @@ reset from Melting Pot.
 """
 from __future__ import annotations
 
+import functools
+import inspect
+import sys
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -45,12 +48,70 @@ class Simulator(Protocol):
     num_players: int
     device: torch.device
 
-    def reset(self, frames: torch.Tensor, cells: torch.Tensor, facing: torch.Tensor, alive: torch.Tensor,
-              worlds: torch.Tensor | None = None) -> None:
-        """Start all worlds (or those where `worlds` [B] bool is set) from the given states."""
+    def reset(self, frames: torch.Tensor, players: PlayerStates, worlds: torch.Tensor | None = None) -> None:
+        """Start all worlds (or those where `worlds` [B] bool is set) from frames [B,H,W,3] uint8 and
+        `players` ([B,N,2], [B,N], [B,N]). The signature before it, `reset(frames, cells, facing,
+        alive, worlds)`, still works for one release with a DeprecationWarning (`reset_simulator`)."""
 
     def step(self, actions: torch.Tensor) -> StepResult:
         """Advance every world one step; actions [B,N] long."""
+
+
+# -- the deprecated reset(frames, cells, facing, alive, worlds) form, for one release ----------------
+def _warn_deprecated(message: str) -> None:
+    """A DeprecationWarning attributed to the first caller outside this package (the user's line, so
+    Python's default filters show it there)."""
+    frame, level = sys._getframe(0), 1
+    while frame is not None and frame.f_globals.get("__name__", "").startswith("actionparty_env."):
+        frame, level = frame.f_back, level + 1
+    warnings.warn(message, DeprecationWarning, stacklevel=level)
+
+
+def _old_form(cells, facing, alive, worlds=None, **rest):
+    return PlayerStates(cells, facing, alive), worlds, rest
+
+
+def accepts_old_reset(method):
+    """Decorates a simulator's `reset(self, frames, players, worlds=None, ...)` (or `reset_codes`): a call
+    in the old form, three arrays `cells, facing, alive` (positional or by name) for `players`, still
+    works for one release, with a DeprecationWarning that says what to call instead."""
+    lead = list(inspect.signature(method).parameters)[1]  # frames (reset) or codes (reset_codes)
+
+    @functools.wraps(method)
+    def reset(self, *args, **kwargs):
+        if "cells" not in kwargs and (len(args) < 2 or isinstance(args[1], PlayerStates)):
+            return method(self, *args, **kwargs)
+        players, worlds, rest = _old_form(*args[1:], **kwargs)
+        name = method.__qualname__  # the class that defines it (a subclass may call it by super())
+        _warn_deprecated(f"{name}({lead}, cells, facing, alive, worlds) is deprecated and goes in the next "
+                         f"release: call {name}({lead}, PlayerStates(cells, facing, alive), worlds) "
+                         f"(actionparty_env.grid.PlayerStates)")
+        return method(self, *args[:1], players=players, worlds=worlds, **rest)
+    return reset
+
+
+def takes_old_reset(sim) -> bool:
+    """Whether `sim.reset` still has the old signature `reset(frames, cells, facing, alive, worlds=None)`:
+    no `players` parameter, and four required positional ones or parameters named cells, facing, alive."""
+    try:
+        params = inspect.signature(sim.reset).parameters
+    except (TypeError, ValueError):  # no signature to read: assume the current one
+        return False
+    kinds = (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)
+    required = [p for p in params.values() if p.kind in kinds and p.default is inspect.Parameter.empty]
+    return "players" not in params and (len(required) >= 4 or {"cells", "facing", "alive"} <= set(params))
+
+
+def reset_simulator(sim: Simulator, frames, players: PlayerStates, worlds=None) -> None:
+    """`sim.reset(frames, players, worlds)`, for any simulator: one of a user's written for the old
+    signature is called that way for one release, with a DeprecationWarning saying how to update it."""
+    if not takes_old_reset(sim):
+        sim.reset(frames, players, worlds)
+        return
+    _warn_deprecated(f"{type(sim).__name__}.reset(frames, cells, facing, alive, worlds) is the deprecated Simulator "
+                     f"signature, called so for one more release: define reset(self, frames, players, worlds=None) "
+                     f"with players an actionparty_env.grid.PlayerStates (players.cells, .facing, .alive)")
+    sim.reset(frames, players.cells, players.facing, players.alive, worlds)
 
 
 class CopyLastFrameSimulator:
@@ -67,10 +128,11 @@ class CopyLastFrameSimulator:
         self.device = torch.device(device)
         self._state: StepResult | None = None
 
-    def reset(self, frames, cells, facing, alive, worlds=None) -> None:
+    @accepts_old_reset
+    def reset(self, frames, players: PlayerStates, worlds=None) -> None:
         b, n = self.num_worlds, self.num_players
         frames = torch.as_tensor(frames, device=self.device)
-        p = PlayerStates(cells, facing, alive).to(self.device)
+        p = players.to(self.device)
         if frames.shape[0] != b or frames.dtype != torch.uint8 or frames.ndim != 4 or \
                 p.cells.shape != (b, n, 2) or p.facing.shape != (b, n) or p.alive.shape != (b, n):
             raise ValueError(f"reset expects frames uint8 [{b},H,W,3], cells [{b},{n},2], facing and alive "

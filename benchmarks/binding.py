@@ -109,7 +109,8 @@ def measure_state(model, state: HeldOutState, movers: int, min_distance: int, sa
     # argmax decoding: the worlds differ only in one player's action, so nothing drawn at random (each
     # world draws its own) may tell them apart.
     sim = DreamSimulator(model, state.substrate, n, b, device, sampling_steps=sampling_steps, decoding="argmax")
-    sim.reset(*(np.repeat(np.asarray(x)[None], b, axis=0) for x in (state.frame, players.cells, players.facing, alive)))
+    start = PlayerStates(players.cells, players.facing, alive)
+    sim.reset(np.repeat(state.frame[None], b, axis=0), PlayerStates.stack([start] * b))
     first = sim.step(actions)
     pose1 = torch.cat([first.cells, first.facing[..., None]], -1).cpu().numpy()  # [B,N,3]
     second = sim.step(torch.full((b, n), noop, dtype=torch.long))

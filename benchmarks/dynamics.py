@@ -61,6 +61,7 @@ from pathlib import Path
 
 import numpy as np
 
+from actionparty_env.grid import PlayerStates
 from actionparty_env.model.codebook import CELL
 
 RATE_METRICS = ("reward_events", "deaths", "respawns")     # per 100 steps of the episode
@@ -304,7 +305,9 @@ def rollout(sim, episodes: list, steps: list[int], progress=None) -> list[dict]:
 
     b, n = len(episodes), episodes[0].actions.shape[1]
     horizon = max(steps)
-    sim.reset(*(np.stack([getattr(e, k)[0] for e in episodes]) for k in ("frames", "cells", "facing", "alive")))
+    frames, cells, facing, alive = (np.stack([getattr(e, k)[0] for e in episodes])
+                                    for k in ("frames", "cells", "facing", "alive"))
+    sim.reset(frames, PlayerStates(cells, facing, alive))
     actions = np.zeros((b, horizon, n), np.int64)
     for i, (e, s) in enumerate(zip(episodes, steps)):
         actions[i, :s] = e.actions[:s]

@@ -33,7 +33,7 @@ import numpy as np
 from tqdm import tqdm
 
 from actionparty_env.games import get_game
-from actionparty_env.grid import CELL, MOVES
+from actionparty_env.grid import CELL, MOVES, PlayerStates
 from actionparty_env.play import inject_start
 from actionparty_env.simulator import StartState
 from benchmarks.provenance import git_commit, machine
@@ -80,8 +80,8 @@ def run(env, start_obs_infos, actions: np.ndarray | None, move_ids: set[int], to
     rows, cols = frame.shape[0] // CELL, frame.shape[1] // CELL
     facing = np.array([infos[a]["facing"] for a in agents])
     for t in range(len(actions) if actions is not None else steps):
-        joint = actions[t] if actions is not None else policy.act(t, State(cells, facing, alive, rows, cols, torus,
-                                                                           env.state()))
+        joint = actions[t] if actions is not None else policy.act(t, State(PlayerStates(cells, facing, alive), rows,
+                                                                           cols, torus, env.state()))
         taken.append(np.asarray(joint, np.int64))
         _, rewards, _, _, infos = env.step({a: int(joint[i]) for i, a in enumerate(agents)})
         facing = np.array([infos[a]["facing"] for a in agents])

@@ -44,7 +44,7 @@ def test_one_dream_step_from_a_start_state(model, starts, substrate):
     start = starts.states[substrate][0]
     n = start.num_players
     sim = DreamSimulator(model, substrate, n, 1, "cpu", sampling_steps=1)
-    sim.reset(start.frame[None], start.cells[None], start.facing[None], start.alive[None])
+    sim.reset(start.frame[None], start.players[None])
     noop = get_game(substrate).action_names.index("NOOP")
     res = sim.step(torch.full((1, n), noop, dtype=torch.long))
 

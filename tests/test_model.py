@@ -3,6 +3,7 @@ import numpy as np
 import pytest
 import torch
 
+from actionparty_env.grid import PlayerStates
 from actionparty_env.model.attention import ACTION, POSE, block_layout, visibility
 from actionparty_env.model.checkpoint import CheckpointError, load_world_model, save_checkpoint
 from actionparty_env.model.codebook import Codebook
@@ -120,7 +121,7 @@ def test_sampler_steps_and_is_deterministic():
     runs = []
     for _ in range(2):
         sim = DreamSimulator(model, "game_a", N, num_worlds=2, sampling_steps=3, temperature=1.0, seed=7)
-        sim.reset(frames, cells, torch.zeros(2, N), torch.ones(2, N, dtype=torch.bool))
+        sim.reset(frames, PlayerStates(cells, torch.zeros(2, N), torch.ones(2, N, dtype=torch.bool)))
         outs = [sim.step(torch.randint(0, 7, (2, N), generator=torch.Generator().manual_seed(s))) for s in range(5)]
         runs.append(torch.stack([o.frames for o in outs]))
         assert outs[-1].frames.shape == (2, R * 8, C * 8, 3) and outs[-1].frames.dtype == torch.uint8
@@ -136,12 +137,13 @@ def test_partial_reset_restarts_only_the_chosen_worlds():
     frames = book.decode(torch.randint(0, V, (2, R, C)))
     cells = torch.tensor([[[0, 0], [1, 1], [2, 2]]] * 2)
     sim = DreamSimulator(model, "game_a", N, num_worlds=2)
-    sim.reset(frames, cells, torch.zeros(2, N), torch.ones(2, N, dtype=torch.bool))
+    sim.reset(frames, PlayerStates(cells, torch.zeros(2, N), torch.ones(2, N, dtype=torch.bool)))
     for _ in range(3):
         sim.step(torch.zeros(2, N, dtype=torch.long))
     before = sim.codes.clone()
     fresh = book.decode(torch.randint(0, V, (2, R, C)))
-    sim.reset(fresh, cells.flip(1), torch.ones(2, N), torch.ones(2, N, dtype=torch.bool), worlds=torch.tensor([True, False]))
+    sim.reset(fresh, PlayerStates(cells.flip(1), torch.ones(2, N), torch.ones(2, N, dtype=torch.bool)),
+              worlds=torch.tensor([True, False]))
     assert torch.equal(sim.codes[1], before[1]) and torch.equal(book.decode(sim.codes[0]), fresh[0])
     assert torch.equal(sim.players.cells[0], cells[0].flip(0)) and torch.equal(sim.players.facing[0], torch.ones(N, dtype=torch.long))
     assert not sim.cache.key_ok[0].any() and sim.cache.key_ok[1].all()  # world 0 forgets its past

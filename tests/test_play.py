@@ -63,8 +63,9 @@ class GridRules:
     def __init__(self, num_players, num_worlds=1, device="cpu"):
         self.game, self.num_players, self.num_worlds, self.device = SUBSTRATE, num_players, num_worlds, torch.device(device)
 
-    def reset(self, frames, cells, facing, alive, worlds=None):
-        self.frames, self.cells, self.facing, self.alive = frames.clone(), cells.clone(), facing.clone(), alive.clone()
+    def reset(self, frames, players, worlds=None):
+        self.frames = frames.clone()
+        self.cells, self.facing, self.alive = players.cells.clone(), players.facing.clone(), players.alive.clone()
         self.walls = walls_of(frames[0].cpu().numpy())
 
     def step(self, actions):

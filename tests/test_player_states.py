@@ -1,16 +1,22 @@
 """`PlayerStates`, the one record of every player's cell, facing and alive flag (actionparty_env/grid.py):
-the same helpers on numpy arrays and torch tensors, and the records that hold one forward to it."""
+the same helpers on numpy arrays and torch tensors, the records that hold one forward to it, and a
+simulator's `reset(frames, players, worlds)` (the old three-array form still works, with a warning)."""
 from __future__ import annotations
 
 import dataclasses
+import warnings
 
 import numpy as np
 import pytest
 import torch
 
+from actionparty_env.env import parallel_env
 from actionparty_env.grid import PlayerStates
+from actionparty_env.model.sampler import DreamSimulator
 from actionparty_env.real import EngineStep
-from actionparty_env.simulator import StartState, StepResult
+from actionparty_env.simulator import CopyLastFrameSimulator, StartState, StepResult, takes_old_reset
+from tests.conftest import TINY_VOCAB, tiny_model
+from training.policies import State
 
 
 def two_worlds(kind):
@@ -60,9 +66,125 @@ def test_records_hold_one_and_forward_to_it():
     result = StepResult(torch.zeros(2, 8, 8, 3, dtype=torch.uint8), p, torch.zeros(2, 3))
     start = StartState(np.zeros((8, 8, 3), np.uint8), two_worlds("numpy")[0])
     step = EngineStep(None, np.zeros((3, 8, 8, 3), np.uint8), two_worlds("numpy")[1], np.zeros(3, np.float32), False)
-    for record, players in ((result, result.players), (start, start.players), (step, step.players)):
+    seen = State(two_worlds("numpy")[0], 4, 6)  # what training/policies.py's closed-loop policies see
+    for record, players in ((result, result.players), (start, start.players), (step, step.players),
+                            (seen, seen.players)):
         assert record.cells is players.cells and record.facing is players.facing and record.alive is players.alive
         assert "cells" not in {f.name for f in dataclasses.fields(record)}  # one type owns the fields
     assert start.first(1).players.cells.tolist() == [[0, 1]] and start.num_players == 3
     with pytest.raises(AttributeError):
         result.cells = p.cells  # read-only: set `players`
+    with pytest.raises(AttributeError):
+        seen.alive = p.alive.numpy()
+
+
+# --------------------------------------------------------------------- a simulator's reset(frames, players)
+def start(seed=0):
+    """Frames and players of 2 worlds of 3 players for tiny_model's game_a, and a partial reset's."""
+    g = torch.Generator().manual_seed(seed)
+    book = tiny_model().codebook()
+    frames = [book.decode(torch.randint(0, TINY_VOCAB, (2, 4, 5), generator=g)) for _ in range(2)]
+    cells = torch.stack([torch.randint(0, 4, (2, 3), generator=g), torch.randint(0, 5, (2, 3), generator=g)], -1)
+    facing = torch.randint(0, 4, (2, 2, 3), generator=g)
+    players = [PlayerStates(cells, facing[0], torch.tensor([[True, True, False]] * 2)),
+               PlayerStates(cells.flip(1), facing[1], torch.ones(2, 3, dtype=torch.bool))]
+    return frames, players
+
+
+def dream(old_form: bool) -> list[StepResult]:
+    """5 steps of a sampled (temperature 1) dream with a partial reset after the second, reset either way."""
+    frames, players = start()
+    sim = DreamSimulator(tiny_model(), "game_a", 3, num_worlds=2, sampling_steps=2, temperature=1.0, seed=7)
+    g, out = torch.Generator().manual_seed(1), []
+    for i, (worlds, steps) in enumerate(((None, 2), (torch.tensor([False, True]), 3))):
+        p = players[i]
+        if old_form:
+            sim.reset(frames[i], p.cells, p.facing, p.alive, worlds)
+        else:
+            sim.reset(frames[i], p, worlds)
+        out += [sim.step(torch.randint(0, 7, (2, 3), generator=g)) for _ in range(steps)]
+    return out
+
+
+def test_reset_with_players_dreams_what_the_old_form_did():
+    with pytest.warns(DeprecationWarning):
+        old = dream(old_form=True)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # the new form warns about nothing
+        new = dream(old_form=False)
+    for a, b in zip(old, new, strict=True):
+        assert torch.equal(a.frames, b.frames) and torch.equal(a.rewards, b.rewards)
+        assert all(torch.equal(x, y) for x, y in zip(dataclasses.astuple(a.players), dataclasses.astuple(b.players)))
+    assert not torch.equal(new[1].frames[1], new[2].frames[1])  # the partial reset reached world 1
+
+
+def test_the_old_reset_form_warns_says_what_to_call_and_still_works():
+    frames, (p, q) = start()
+    sim = CopyLastFrameSimulator("game_a", 3, num_worlds=2)
+    sim.reset(frames[0], p)
+    calls = {"positional": lambda: sim.reset(frames[1], q.cells, q.facing, q.alive, torch.tensor([True, False])),
+             "by name": lambda: sim.reset(frames=frames[1], cells=q.cells, facing=q.facing, alive=q.alive,
+                                          worlds=torch.tensor([True, False]))}
+    for how, call in calls.items():
+        sim.reset(frames[0], p)
+        with pytest.warns(DeprecationWarning, match=r"call CopyLastFrameSimulator.reset\(frames, PlayerStates\(cells, "
+                                                    r"facing, alive\), worlds\)") as seen:
+            call()
+        assert seen[0].filename == __file__, how  # attributed to the caller's line, not to the library
+        out = sim.step(torch.zeros(2, 3, dtype=torch.long))
+        assert torch.equal(out.frames[0], frames[1][0]) and torch.equal(out.frames[1], frames[0][1]), how
+        assert torch.equal(out.players[0].cells, q.cells[0]) and torch.equal(out.players[1].facing, p.facing[1]), how
+    dreamer = DreamSimulator(tiny_model(), "game_a", 3, num_worlds=2)  # reset_codes has the same path
+    with pytest.warns(DeprecationWarning, match=r"call DreamSimulator.reset_codes\(codes, PlayerStates"):
+        dreamer.reset_codes(torch.zeros(2, 4, 5, dtype=torch.long), p.cells, p.facing, p.alive)
+    assert torch.equal(dreamer.players.cells, p.cells) and torch.equal(dreamer.players.alive, p.alive)
+
+
+class OldStyle(CopyLastFrameSimulator):
+    """A user's simulator written for the old signature, calling the baseline's reset the old way."""
+
+    def reset(self, frames, cells, facing, alive, worlds=None):
+        self.got = (cells, facing, alive)
+        super().reset(frames, cells, facing, alive, worlds)
+
+
+class OldProtocol:
+    """A user's simulator of the protocol only (no base class), old signature, names of its own."""
+
+    def __init__(self, num_players, num_worlds, device):
+        self.game, self.num_players, self.num_worlds, self.device = "coins", num_players, num_worlds, device
+        self.inner = CopyLastFrameSimulator("coins", num_players, num_worlds, device)
+
+    def reset(self, frames, where, heading, living, worlds=None):
+        self.inner.reset(frames, PlayerStates(where, heading, living), worlds)
+
+    def step(self, actions):
+        return self.inner.step(actions)
+
+
+def test_a_users_simulator_with_the_old_signature_is_detected_warned_and_still_runs():
+    assert not takes_old_reset(CopyLastFrameSimulator("coins", 2)) and takes_old_reset(OldStyle("coins", 2))
+    assert takes_old_reset(OldProtocol(2, 1, "cpu"))
+
+    def episode(simulator):
+        env = parallel_env("coins", device="cpu", simulator=simulator)  # the bundled start states, no model
+        obs, infos = env.reset(seed=3)
+        obs2, _, _, _, infos2 = env.step({a: 1 for a in env.agents})
+        return [obs, infos, obs2, infos2], env
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        expected, _ = episode(lambda n, b, device: CopyLastFrameSimulator("coins", n, b, device))
+    for simulator in (OldProtocol, lambda n, b, device: OldStyle("coins", n, b, device)):
+        with pytest.warns(DeprecationWarning) as seen:
+            got, env = episode(simulator)
+        told = [w for w in seen if "define reset(self, frames, players, worlds=None)" in str(w.message)]
+        assert told and told[0].filename == __file__  # the user's call to env.reset, not a line of the library
+        # OldStyle's own super().reset(frames, cells, facing, alive, worlds) is told too, at its line
+        assert {w.filename for w in seen} == {__file__} and len(seen) == 2 * len(told) - (simulator is OldProtocol)
+        assert len(got) == len(expected)
+        for a, b in zip(got[::2], expected[::2]):
+            assert all(np.array_equal(a[k], b[k]) for k in a)
+        assert got[1::2] == expected[1::2]
+    cells, facing, alive = env.dream.sim.got  # OldStyle's reset got the three arrays of one world
+    assert tuple(cells.shape) == (1, 2, 2) and tuple(facing.shape) == (1, 2) and alive.dtype == torch.bool

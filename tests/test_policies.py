@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from actionparty_env.games import get_game
+from actionparty_env.grid import PlayerStates
 from training.policies import (POLICIES, CollectorParams, FollowerParams, RLMixParams, SeekerParams, State,
                                make_policy, patch_hashes, rl_mix)
 
@@ -17,7 +18,7 @@ A = {name: i for i, name in enumerate(CLEAN_UP.action_names)}  # NOOP, FORWARD, 
 
 def state(cells, facing, alive=None, rows=10, cols=10, **kw) -> State:
     cells = np.array(cells)
-    return State(cells, np.array(facing), np.ones(len(cells), bool) if alive is None else np.array(alive),
+    return State(PlayerStates(cells, np.array(facing), np.ones(len(cells), bool) if alive is None else np.array(alive)),
                  rows, cols, **kw)
 
 
@@ -200,7 +201,7 @@ def test_rl_mix_records_and_replays_from_the_stored_states(tmp_path):
     p = make_policy("rl_mix", spec.action_set, h["num_players"], h["seed"])
     rewards = np.zeros(h["num_players"], np.float32)
     for t in range(h["length"]):
-        s = State(ep.cells[t], ep.facing[t], ep.alive[t], h["map_rows"], h["map_cols"], False, ep.frames[t],
-                  rewards)
+        s = State(PlayerStates(ep.cells[t], ep.facing[t], ep.alive[t]), h["map_rows"], h["map_cols"], False,
+                  ep.frames[t], rewards)
         assert np.array_equal(p.act(t, s), ep.actions[t]), t
         rewards = ep.rewards[t]

@@ -3,6 +3,7 @@ sampler with a tiny model, and the table built from real recorded episodes (trai
 import numpy as np
 import torch
 
+from actionparty_env.grid import PlayerStates
 from actionparty_env.model.checkpoint import load_world_model, save_checkpoint
 from actionparty_env.model.sampler import DreamSimulator
 from actionparty_env.model.sprites import SpriteTable, constrain_logits, load_sprite_tables, restrict_to_start_appearance
@@ -76,9 +77,9 @@ def test_sampler_draws_players_only_at_their_predicted_cells():
     frames = model.codebook().decode(torch.randint(0, V - 4, (2, 4, 5)))
     cells = torch.tensor([[[0, 0], [1, 1], [2, 2]]] * 2)
     sim = DreamSimulator(model, "game_a", N, num_worlds=2)
-    sim.reset(frames, cells, torch.zeros(2, N), torch.ones(2, N, dtype=torch.bool))
+    sim.reset(frames, PlayerStates(cells, torch.zeros(2, N), torch.ones(2, N, dtype=torch.bool)))
     free = DreamSimulator(model, "game_a", N, num_worlds=2, consistent_sprites=False)
-    free.reset(frames, cells, torch.zeros(2, N), torch.ones(2, N, dtype=torch.bool))
+    free.reset(frames, PlayerStates(cells, torch.zeros(2, N), torch.ones(2, N, dtype=torch.bool)))
     differ = False
     for s in range(6):
         actions = torch.randint(0, 7, (2, N), generator=torch.Generator().manual_seed(s))
@@ -110,7 +111,8 @@ def test_the_sprite_rule_is_a_logits_hook_and_a_rule_of_ones_own_is_applied_afte
 
     sim.logits_hooks.append(no_code_zero)
     frames = model.codebook().decode(torch.randint(0, V - 4, (2, 4, 5)))
-    sim.reset(frames, torch.tensor([[[0, 0], [1, 1], [2, 2]]] * 2), torch.zeros(2, N), torch.ones(2, N, dtype=torch.bool))
+    sim.reset(frames, PlayerStates(torch.tensor([[[0, 0], [1, 1], [2, 2]]] * 2), torch.zeros(2, N),
+                                   torch.ones(2, N, dtype=torch.bool)))
     for s in range(4):
         sim.step(torch.randint(0, 7, (2, N), generator=torch.Generator().manual_seed(s)))
         assert not (sim.codes == 0).any()

@@ -15,6 +15,7 @@ import hashlib
 import pytest
 import torch
 
+from actionparty_env.grid import PlayerStates
 from actionparty_env.model import attention
 from actionparty_env.model.attention import Rope3D
 from actionparty_env.model.sampler import DreamSimulator
@@ -51,27 +52,27 @@ def start(b: int = WORLDS, seed: int = 5):
     codes = torch.randint(0, TINY_VOCAB, (b, R, C), generator=g)
     cells = torch.stack([torch.randint(0, R, (b, N), generator=g), torch.randint(0, C, (b, N), generator=g)], -1)
     facing = torch.randint(0, 4, (b, N), generator=g)
-    return codes, cells, facing, torch.ones(b, N, dtype=torch.bool), g
+    return codes, PlayerStates(cells, facing, torch.ones(b, N, dtype=torch.bool)), g
 
 
 def simulator(case: str) -> tuple[DreamSimulator, torch.Generator]:
     decoding, temperature, sampling_steps, padded, _, switches = CASES[case]
     sim = DreamSimulator(tiny_model(1, **switches), "game_a", N, num_worlds=WORLDS, sampling_steps=sampling_steps,
                          temperature=temperature, seed=3, decoding=decoding)
-    codes, cells, facing, alive, g = start()
+    codes, players, g = start()
     present = torch.tensor([[True, True, False]] * WORLDS) if padded else None
-    sim.reset_codes(codes, cells, facing, alive, present=present)
+    sim.reset_codes(codes, players, present=present)
     return sim, g
 
 
 def dream(case: str, during_step=contextlib.nullcontext) -> tuple[str, float]:
     """(digest of every step's frames and states, sum of the rewards) of STEPS steps of `case`."""
     sim, g = simulator(case)
-    codes, cells, facing, alive, _ = start()
+    codes, players, _ = start()
     digest, rewards = hashlib.sha256(), 0.0
     for s in range(STEPS):
         if CASES[case][4] and s == 5:
-            sim.reset_codes(codes.flip(0), cells, facing, alive, worlds=torch.tensor([True, False, True]))
+            sim.reset_codes(codes.flip(0), players, worlds=torch.tensor([True, False, True]))
         actions = torch.randint(0, 7, (WORLDS, N), generator=g)
         with during_step():
             out = sim.step(actions)
@@ -183,15 +184,15 @@ def recorded_time_positions():
 def test_time_positions_never_pass_the_window_and_restart_with_each_episode(one_thread):
     sim, g = simulator("partial_reset")
     window = sim.model.cfg.window
-    codes, cells, facing, alive, _ = start()
+    codes, players, _ = start()
     with recorded_time_positions() as seen:
         for s in range(5 * window + 3):
             if s == 2 * window:
-                sim.reset_codes(codes, cells, facing, alive, worlds=torch.tensor([True, False, True]))
+                sim.reset_codes(codes, players, worlds=torch.tensor([True, False, True]))
             sim.step(torch.randint(0, 7, (WORLDS, N), generator=g))
         assert max(seen) == window  # the old block counter reached 5 * window + 3
         seen.clear()
-        sim.reset_codes(codes, cells, facing, alive)  # a new episode
+        sim.reset_codes(codes, players)  # a new episode
         sim.step(torch.randint(0, 7, (WORLDS, N), generator=g))
         assert seen[0] == 0  # the first pass of an episode is at time 0, as in training
 
@@ -199,11 +200,11 @@ def test_time_positions_never_pass_the_window_and_restart_with_each_episode(one_
 def test_a_new_episode_computes_exactly_what_a_fresh_simulator_does(one_thread):
     """After a long episode, a reset starts the time positions again: the next episode is bit-identical
     (rewards included) to the same episode on a simulator that never ran before."""
-    codes, cells, facing, alive, _ = start()
+    codes, players, _ = start()
     actions = [torch.randint(0, 7, (WORLDS, N), generator=torch.Generator().manual_seed(s)) for s in range(8)]
 
     def episode(sim):
-        sim.reset_codes(codes, cells, facing, alive)
+        sim.reset_codes(codes, players)
         sim.reseed(11)
         return [sim.step(a) for a in actions]
 

@@ -13,7 +13,8 @@ jittering in place). Two open-loop policies:
 Both are open-loop: they never look at the game. Random players rarely meet, zap, harvest or die,
 and a world model learns little about blocking, chasing, zapping or dying from them (issues 12 and
 13). The closed-loop policy sees each step's real state (`State`: every player's cell, facing and
-alive flag, the map size, the frame and the last rewards, handed over by the recorder) and acts on it:
+alive flag as a `grid.PlayerStates`, the map size, the frame and the last rewards, handed over by
+the recorder) and acts on it:
 
 - `rl_mix`: per player and episode one behaviour is drawn (`RLMixParams.weights`): persistent random
   (35%, so the whole action space stays covered), the explorer (20%), and the closed-loop ones:
@@ -54,6 +55,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
+
+from actionparty_env.grid import HasPlayers, PlayerStates
 
 POLICIES = ("persistent_random", "mix", "rl_mix")
 SB3_PREFIX = "sb3:"  # "sb3:PATH.zip": a trained SB3 policy mixed with rl_mix (SB3MixParams)
@@ -184,11 +187,11 @@ def patch_hashes(frame: np.ndarray) -> np.ndarray:
 
 
 @dataclass(frozen=True)
-class State:
-    """What a closed-loop policy sees each step: the real state before the step's actions."""
-    cells: np.ndarray            # int [N, 2] (row, col); meaningless where not alive
-    facing: np.ndarray           # int [N] 0..3 = N, E, S, W
-    alive: np.ndarray            # bool [N]
+class State(HasPlayers):
+    """What a closed-loop policy sees each step: the real state before the step's actions. `cells`,
+    `facing` and `alive` are read-only properties that forward to `players` (grid.HasPlayers)."""
+    players: PlayerStates        # numpy: cells int [N, 2] (row, col), meaningless where not alive;
+    #                              facing int [N] 0..3 = N, E, S, W; alive bool [N]
     rows: int
     cols: int
     torus: bool = False          # the map wraps (allelopathic_harvest__open, territory__rooms)
@@ -592,8 +595,8 @@ class ClosedLoopPolicy:
         if np.shape(state.cells) != (n, 2) or np.shape(state.facing) != (n,) or np.shape(state.alive) != (n,):
             raise ValueError(f"state must hold cells [{n},2], facing [{n}], alive [{n}], got "
                              f"{np.shape(state.cells)}, {np.shape(state.facing)}, {np.shape(state.alive)}")
-        state = State(np.asarray(state.cells, np.int64), np.asarray(state.facing, np.int64) % 4,
-                      np.asarray(state.alive, bool), int(state.rows), int(state.cols),
+        state = State(PlayerStates(np.asarray(state.cells, np.int64), np.asarray(state.facing, np.int64) % 4,
+                                   np.asarray(state.alive, bool)), int(state.rows), int(state.cols),
                       bool(state.torus), state.frame, state.rewards)
         hashes = None
         if state.frame is not None:

@@ -131,8 +131,7 @@ def run_episode(task: Task) -> dict:
     actions, rewards = [], []
     for step in range(task.steps):
         # closed-loop policies (rl_mix) act on the real state before the step; open-loop ones ignore it
-        act = policy.act(step, State(obs.cells, obs.facing, obs.alive, height // 8, width // 8, torus,
-                                     obs.frame, obs.rewards, obs.views))
+        act = policy.act(step, State(obs.players, height // 8, width // 8, torus, obs.frame, obs.rewards, obs.views))
         obs = engine.step(act)
         actions.append(act)
         rewards.append(obs.rewards)

@@ -9,6 +9,7 @@ import imageio.v3 as iio
 import numpy as np
 import torch
 
+from actionparty_env.grid import PlayerStates
 from actionparty_env.model.network import WorldModel
 from actionparty_env.model.sampler import DreamSimulator
 from training.store import Episode, list_episodes, read_episode
@@ -26,7 +27,7 @@ def closed_loop(model: WorldModel, episodes: list[Episode], steps: int, device="
     sim = DreamSimulator(model, substrate, n, len(episodes), device, sampling_steps=sampling_steps,
                          temperature=temperature, consistent_sprites=consistent_sprites)
     first = {k: np.stack([getattr(e, k)[0] for e in episodes]) for k in ("frames", "cells", "facing", "alive")}
-    sim.reset(first["frames"], first["cells"], first["facing"], first["alive"])
+    sim.reset(first["frames"], PlayerStates(first["cells"], first["facing"], first["alive"]))
     out = {k: [v] for k, v in first.items()}
     out["rewards"] = []
     actions = torch.as_tensor(np.stack([e.actions[:steps] for e in episodes]).astype(np.int64), device=device)

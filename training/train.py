@@ -37,7 +37,7 @@ from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
-from actionparty_env.grid import JUMP, move_class
+from actionparty_env.grid import JUMP, PlayerStates, move_class
 from actionparty_env.model.checkpoint import load_world_model, save_checkpoint
 from actionparty_env.model.network import Blocks, ModelConfig, WorldModel
 from actionparty_env.model.sampler import DreamSimulator
@@ -230,7 +230,8 @@ def rollout_context(model: WorldModel, blocks: Blocks, sampling_steps: int, gene
         sim = DreamSimulator(model, g, blocks.present.shape[1], len(rows), blocks.codes.device,
                              sampling_steps=sampling_steps)
         sim.generator = generator
-        sim.reset_codes(codes[rows, 0], cells[rows, 0], facing[rows, 0], alive[rows, 0], present=blocks.present[rows])
+        sim.reset_codes(codes[rows, 0], PlayerStates(cells[rows, 0], facing[rows, 0], alive[rows, 0]),
+                        present=blocks.present[rows])
         for t in range(1, t_len - 1):
             sim.advance(blocks.actions[rows, t - 1])
             p = sim.players

@@ -40,7 +40,7 @@ from actionparty_env.grid import JUMP, PlayerStates, moved_cells, resolve_moves
 from actionparty_env.model.attention import ORDER, Tokens
 from actionparty_env.model.network import Blocks, KVCache, WorldModel
 from actionparty_env.model.sprites import constrain_logits, restrict_to_start_appearance
-from actionparty_env.simulator import DECODINGS, StepResult
+from actionparty_env.simulator import DECODINGS, StepResult, accepts_old_reset
 
 CATALOG = load_catalog()  # for GameSpec.map_varies
 LogitsHook = Callable[[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]
@@ -237,21 +237,24 @@ class DreamSimulator:
         h, kv = self.model.run(x, layout, rows, cols, key_ok, self.cache)
         return h, (kv, layout, key_ok)
 
+    @accepts_old_reset
     @torch.no_grad()
-    def reset(self, frames, cells, facing, alive, worlds=None) -> None:
-        """Start (some) worlds from real states. frames uint8 [B,H,W,3] (numpy or torch)."""
+    def reset(self, frames, players: PlayerStates, worlds=None) -> None:
+        """Start (some) worlds from real states: frames uint8 [B,H,W,3] and `players` [B,N,...] (numpy or
+        torch; the old form `reset(frames, cells, facing, alive, worlds)` warns, simulator.accepts_old_reset)."""
         frames = torch.as_tensor(frames)
         codes = torch.stack([torch.from_numpy(self.codebook.encode(f.cpu().numpy())) for f in frames])
-        self.reset_codes(codes, cells, facing, alive, worlds)
+        self.reset_codes(codes, players, worlds)
 
+    @accepts_old_reset
     @torch.no_grad()
-    def reset_codes(self, codes, cells, facing, alive, worlds=None, present=None) -> None:
+    def reset_codes(self, codes, players: PlayerStates, worlds=None, present=None) -> None:
         """`reset` for frames already encoded as codes [B,R,C]; `present` [B,N] marks padded player slots."""
         codes = torch.as_tensor(codes, device=self.device).long()
         if present is not None:
             self.present = torch.as_tensor(present, device=self.device).bool()
             self.padded = not bool(self.present.all())  # read back once here, at a reset, not in every step
-        players = PlayerStates(cells, facing, alive).to(self.device)
+        players = players.to(self.device)
         if codes.shape[0] != self.num_worlds or players.cells.shape[:2] != (self.num_worlds, self.num_players):
             raise ValueError(f"reset expects {self.num_worlds} worlds of {self.num_players} players, got "
                              f"{codes.shape[0]} frames and cells of shape {tuple(players.cells.shape)}")
