@@ -6,6 +6,7 @@
 #   bash scripts/gpu_lease.sh poll [SECONDS]         poll; copy finished results to $OUT
 #   rl         the RL benchmark (benchmarks/rl.py) of $RL_GAMES on the bundled checkpoint, and start states.
 #   dyna       PPO in the dream, real episodes recorded with it, the checkpoint trained on, RL again.
+#   small      record, then the small CPU model (training/configs/small.yaml), and the play loop's frame rate.
 # The training jobs first record all 49 substrates on 16 cores and the held-out splits. Then:
 #   train      train the recipe (training/configs/h100.yaml) for $MINUTES, bundle it, evaluate it in
 #              closed loop on the test split, measure its speed and its pixel fidelity.
@@ -34,7 +35,7 @@ stamp() { echo "[$(date +%T)] $*"; }
 record() {
   stamp record; python3 -m training.record --out $ROOT/data --substrates $SUBSTRATES \
     --episodes-per-substrate $EPISODES --steps $EPISODE_STEPS --workers 16 --seed 0 --policy ${POLICY:-mix} > $ROOT/record.log 2>&1
-  stamp split; python3 -m training.heldout $ROOT/data --val 1 --test 2 --workers 16 >> $ROOT/record.log 2>&1
+  stamp split; python3 -m training.heldout $ROOT/data --val 1 --test ${TEST:-2} --workers 16 >> $ROOT/record.log 2>&1
   grep -a "^recorded\|failed" $ROOT/record.log | tail -6
 }
 
@@ -176,6 +177,16 @@ case "$1" in
       --out-dir $ROOT/results --tag h200 > $ROOT/speed.log 2>&1
     SDL_VIDEODRIVER=dummy python3 -m benchmarks.play_speed --device $DEVICE --substrates coins clean_up --steps ${PLAY_STEPS:-40} \
       --out-dir $ROOT/results --tag h200 > $ROOT/play_speed.log 2>&1
+    stamp done ;;
+  job-small)
+    # The small CPU model alone (issue 14): record, train training/configs/small.yaml for $MINUTES, bundle.
+    # Meanwhile the play loop's frame rate on the GPU with the bundled checkpoint (the note says so).
+    record
+    stamp "train small, play loop"
+    SDL_VIDEODRIVER=dummy python3 -m benchmarks.play_speed --device $DEVICE --substrates coins clean_up --steps ${PLAY_STEPS:-40} \
+      --out-dir $ROOT/results --tag h200 --note "${PLAY_NOTE:-}" > $ROOT/play_speed.log 2>&1 &
+    CONFIG=training/configs/small.yaml train small max_minutes=$MINUTES
+    wait
     stamp done ;;
   poll)
     end=$((SECONDS + ${2:-540}))
