@@ -18,7 +18,6 @@ import os
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any, Union
 
 import numpy as np
@@ -36,10 +35,6 @@ from actionparty_env.views import VIEW_TABLES_FILE, ViewTable, egocentric_views
 SimulatorArg = Union[Simulator, Callable[[int, int, torch.device], Simulator], None]
 
 
-def default_checkpoint() -> Path:
-    from actionparty_env.model.checkpoint import DEFAULT_CHECKPOINT
-
-    return DEFAULT_CHECKPOINT
 
 
 def available_devices() -> list[str]:
@@ -109,7 +104,7 @@ class DreamConfig:
     """
 
     substrate: str
-    checkpoint: str | os.PathLike | None = None  # a checkpoint folder; None: the bundled one
+    checkpoint: str | os.PathLike | None = None  # a folder, or a bundled one by name ("default", "small"); None: "default"
     num_players: int | None = None               # a count the substrate takes; None: its default
     device: str | torch.device = "auto"          # "auto": CUDA if present, else the CPU
     sampling_steps: int | None = None            # 1..16 unmasking steps per frame; None: the simulator's default
@@ -125,12 +120,12 @@ class DreamConfig:
         resolved = functools.partial(object.__setattr__, self)
         resolved("game", get_game(self.substrate))  # ValueError naming close matches
         resolved("num_players", check_num_players(self.game, self.num_players))  # the real env's contract
-        if self.checkpoint is None:
-            resolved("checkpoint", default_checkpoint())
-        elif isinstance(self.checkpoint, (str, os.PathLike)):
-            resolved("checkpoint", Path(self.checkpoint))
-        else:
-            raise ValueError(f"checkpoint must be a folder (str or Path) or None, got {self.checkpoint!r}")
+        if self.checkpoint is not None and not isinstance(self.checkpoint, (str, os.PathLike)):
+            raise ValueError(f"checkpoint must be a folder (str or Path), a bundled name ('default', 'small') "
+                             f"or None, got {self.checkpoint!r}")
+        from actionparty_env.model.checkpoint import resolve_checkpoint
+
+        resolved("checkpoint", resolve_checkpoint(self.checkpoint))
         resolved("device", resolve_device(self.device))
         if self.sampling_steps is not None:
             check_positive_int("sampling_steps", self.sampling_steps, 16)

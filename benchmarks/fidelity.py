@@ -183,9 +183,9 @@ def _cached(cache: str | None, key: list, make) -> dict[str, np.ndarray]:
 def checkpoint_id(folder: str | None) -> str:
     """A checkpoint's folder and a digest of its config.json and sprite table (a retrained checkpoint
     in the same folder has another training summary, so its cached rollouts are not reused)."""
-    from actionparty_env.model.checkpoint import DEFAULT_CHECKPOINT
+    from actionparty_env.model.checkpoint import resolve_checkpoint
     from actionparty_env.model.sprites import SPRITES_FILE
-    path = Path(folder or DEFAULT_CHECKPOINT).resolve()
+    path = resolve_checkpoint(folder).resolve()
     digest = hashlib.sha1((path / "config.json").read_bytes())
     if (path / SPRITES_FILE).is_file():
         digest.update((path / SPRITES_FILE).read_bytes())

@@ -1,7 +1,8 @@
 """The frame rate `actionparty play --interactive` reaches: steps/s of the play loop (actionparty_env/play.py)
-with the bundled checkpoint, the dream alone and side by side with the real Melting Pot.
+with a bundled checkpoint (`--checkpoint small`: the small CPU model), the dream alone and side by side
+with the real Melting Pot.
 
-    python -m benchmarks.play_speed --device cpu --substrates coins clean_up --steps 20
+    python -m benchmarks.play_speed --device cpu --substrates coins clean_up --steps 20 [--checkpoint small]
 
 Runs the pygame loop itself, headless (SDL_VIDEODRIVER=dummy), driven by a scripted random key
 sequence with no frame-rate limit (`fps=0`), so `loop steps/s` is the most the loop can do on this
@@ -41,7 +42,7 @@ def _timed(fn, sink: list[float]):
 
 
 def measure(substrate: str, side_by_side: bool, steps: int, warmup: int, device: str, seed: int = 0,
-            fps: float = 0.0, baseline: bool = False) -> dict:
+            fps: float = 0.0, baseline: bool = False, checkpoint: str | None = None) -> dict:
     """One run of the loop; `baseline` puts the copy-last-frame simulator in the model's place (the loop's
     own cost), `fps` > 0 runs at that fixed rate instead of as fast as it goes."""
     from actionparty_env import play
@@ -56,7 +57,8 @@ def measure(substrate: str, side_by_side: bool, steps: int, warmup: int, device:
 
         real = RealParallelEnv(substrate)
     sim = {"simulator": functools.partial(CopyLastFrameSimulator, game)} if baseline else {}
-    make = functools.partial(parallel_env, substrate, device=device, start="real" if side_by_side else "bundled", **sim)
+    make = functools.partial(parallel_env, substrate, checkpoint=checkpoint, device=device,
+                             start="real" if side_by_side else "bundled", **sim)
     t = time.perf_counter()
     session = play.PlaySession(make, real, seed=seed)
     load_s = time.perf_counter() - t
@@ -88,7 +90,8 @@ def measure(substrate: str, side_by_side: bool, steps: int, warmup: int, device:
         "load_1min": round(os.getloadavg()[0], 2)}
 
 
-def write(results: list[dict], info: dict, command: str, out_dir: Path, tag: str, note: str = "") -> tuple[Path, Path]:
+def write(results: list[dict], info: dict, command: str, out_dir: Path, tag: str, note: str = "",
+          model: str = "the bundled checkpoint (actionparty_env/checkpoints/default)") -> tuple[Path, Path]:
     out_dir.mkdir(parents=True, exist_ok=True)
     js = out_dir / f"play_{tag}.json"
     js.write_text(json.dumps({"machine": info, "command": command, "note": note, "rows": results}, indent=1))
@@ -97,7 +100,7 @@ def write(results: list[dict], info: dict, command: str, out_dir: Path, tag: str
              f"Machine: {info['cpu']}; {info['cores']} CPU cores, torch {torch.__version__}, device {info['device']}; "
              f"commit {info['git_commit']}, {info['date']}; 1-minute load average {info['load_average_1min']} at "
              "the end (other jobs share the machine).  ",
-             "Model: the bundled checkpoint (actionparty_env/checkpoints/default).", "",
+             f"Model: {model}.", "",
              "`loop steps/s` = steps of `actionparty play --interactive`'s pygame loop (headless, SDL dummy driver, "
              "a scripted random key sequence, no frame-rate limit), each step = the model's step of every player, "
              "the real env's step side by side, and drawing the window's picture. The default frame rate is 8 "
@@ -130,6 +133,7 @@ def main(argv: list[str] | None = None) -> None:
                    help="torch CPU thread counts to measure, one run each (default: torch's choice)")
     p.add_argument("--out-dir", default=str(RESULTS))
     p.add_argument("--tag", default=None, help="results file suffix: play_<tag>.json/.md (default: the device)")
+    p.add_argument("--checkpoint", default=None, help="a checkpoint folder or bundled name (default: 'default')")
     p.add_argument("--note", default="", help="a paragraph written under the table (e.g. what else ran on the machine)")
     args = p.parse_args(argv)
     os.environ.setdefault("SDL_VIDEODRIVER", "dummy")
@@ -142,7 +146,8 @@ def main(argv: list[str] | None = None) -> None:
         torch.set_num_threads(threads)
         for substrate in args.substrates:
             for side in ((False,) if args.no_side_by_side else (False, True)):
-                r = {**measure(substrate, side, args.steps, args.warmup, str(device)), "threads": threads}
+                r = {**measure(substrate, side, args.steps, args.warmup, str(device), checkpoint=args.checkpoint),
+                     "threads": threads}
                 print(json.dumps(r), flush=True)
                 results.append(r)
         if not args.no_baseline:  # the loop itself at the default 8 steps/s, without the model
@@ -152,7 +157,11 @@ def main(argv: list[str] | None = None) -> None:
             results.append(r)
     info = {**machine(), "device": str(device)}
     command = "python -m benchmarks.play_speed " + " ".join(sys.argv[1:] if argv is None else argv)
-    js, md = write(results, info, command, Path(args.out_dir), args.tag or device.type, args.note)
+    from actionparty_env.model.checkpoint import resolve_checkpoint
+
+    folder = resolve_checkpoint(args.checkpoint).resolve()
+    model = f"the checkpoint {folder.relative_to(ROOT) if folder.is_relative_to(ROOT) else folder}"
+    js, md = write(results, info, command, Path(args.out_dir), args.tag or device.type, args.note, model)
     print(f"wrote {js} and {md}")
 
 

@@ -344,9 +344,9 @@ def main(argv: list[str] | None = None) -> None:
         checkpoint = random_init_checkpoint(args.random_init, args.substrates, args.vocab, Path(tmp.name))
         model_desc = f"random weights, architecture of {args.random_init}"
     else:
-        from actionparty_env.model.checkpoint import DEFAULT_CHECKPOINT
+        from actionparty_env.model.checkpoint import resolve_checkpoint
 
-        checkpoint = Path(args.checkpoint) if args.checkpoint else DEFAULT_CHECKPOINT
+        checkpoint = resolve_checkpoint(args.checkpoint)
         model_desc = str(checkpoint)
     config = read_config(checkpoint)
     model_desc += f" ({', '.join(f'{k}={v}' for k, v in config['model'].items() if k in ('dim', 'depth', 'heads', 'window', 'vocab_size'))})"

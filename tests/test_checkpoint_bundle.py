@@ -1,25 +1,30 @@
-"""The bundled checkpoint (actionparty_env/checkpoints/default) loads on the CPU and dreams one step of
-every one of the 49 substrates from its own start states, and the step looks like the game: every cell
-is one of that game's patches, most cells keep the start frame's patch, and players told NOOP stay put."""
+"""The bundled checkpoints (actionparty_env/checkpoints/default, and the small CPU model beside it) load on
+the CPU and dream one step of every one of the 49 substrates from their start states, and the step looks
+like the game: every cell is one of that game's patches, most cells keep the start frame's patch, and
+players told NOOP stay put. Both fit the size budget together; the small one shares the default's facts
+of the games (start states, view tables) and is reached by name."""
 from __future__ import annotations
 
+import functools
 import json
 
 import pytest
 import torch
 
+from actionparty_env.env import DreamConfig
 from actionparty_env.games import get_game, load_catalog
 from actionparty_env.grid import CELL
-from actionparty_env.model.checkpoint import DEFAULT_CHECKPOINT, load_world_model
+from actionparty_env.model.checkpoint import (BUNDLED, BUNDLED_FOLDER, DEFAULT_CHECKPOINT, CheckpointError,
+                                              load_world_model, resolve_checkpoint)
 from actionparty_env.model.sampler import DreamSimulator
 from actionparty_env.simulator import StartStates
 
 SUBSTRATES = sorted(load_catalog())
 
 
-@pytest.fixture(scope="module")
-def model():
-    return load_world_model(None, "cpu")
+@functools.cache
+def bundled_model(name: str):
+    return load_world_model(name, "cpu")
 
 
 @pytest.fixture(scope="module")
@@ -27,20 +32,44 @@ def starts() -> StartStates:
     return StartStates.load(DEFAULT_CHECKPOINT)
 
 
-def test_bundle_is_complete_and_within_its_size_limits(model, starts):
+@pytest.mark.parametrize("name", sorted(BUNDLED))
+def test_bundle_is_complete_and_within_its_size_limits(name, starts):
+    model, folder = bundled_model(name), BUNDLED[name]
     assert len(SUBSTRATES) == 49 and model.games == SUBSTRATES and starts.substrates() == SUBSTRATES
-    shards = sorted(DEFAULT_CHECKPOINT.glob("model-*.safetensors"))
-    config = json.loads((DEFAULT_CHECKPOINT / "config.json").read_text())
+    shards = sorted(folder.glob("model-*.safetensors"))
+    config = json.loads((folder / "config.json").read_text())
     assert sorted(config["shards"]) == [p.name for p in shards]
     assert max(p.stat().st_size for p in shards) <= 15 * 2**20
-    assert sum(p.stat().st_size for p in shards) <= 48 * 2**20
     assert config["training"]["steps"] > 0 and not model.training
 
 
+def test_the_bundled_checkpoints_fit_48_mib_together_and_share_the_games_facts():
+    files = {p.resolve() for p in BUNDLED_FOLDER.rglob("*") if p.is_file()}  # a shared file counts once
+    assert sum(p.stat().st_size for p in files) <= 48 * 2**20
+    for name in ("start_states.npz", "view_tables.npz"):
+        assert (BUNDLED["small"] / name).resolve() == (DEFAULT_CHECKPOINT / name).resolve()
+
+
+def test_the_small_checkpoint_is_smaller_and_reached_by_name():
+    small, default = bundled_model("small"), bundled_model("default")
+    assert sum(p.numel() for p in small.parameters()) < 0.5 * sum(p.numel() for p in default.parameters())
+    assert DreamConfig("coins", checkpoint="small").checkpoint == BUNDLED["small"]
+    assert DreamConfig("coins", checkpoint="default").checkpoint == DreamConfig("coins").checkpoint == DEFAULT_CHECKPOINT
+
+
+def test_a_named_checkpoint_that_is_not_installed_is_a_checkpoint_error(monkeypatch, tmp_path):
+    monkeypatch.setitem(BUNDLED, "small", tmp_path / "absent")
+    with pytest.raises(CheckpointError, match="'small' is not installed"):
+        resolve_checkpoint("small")
+    assert resolve_checkpoint(str(tmp_path)) == tmp_path  # any other string is a folder path
+
+
 # The fast tier dreams coins; the other 48 substrates (4 to 10 s each on 2 CPU cores) are `slow`.
+@pytest.mark.parametrize("name", sorted(BUNDLED))
 @pytest.mark.parametrize("substrate", [s if s == "coins" else pytest.param(s, marks=pytest.mark.slow)
                                        for s in SUBSTRATES])
-def test_one_dream_step_from_a_start_state(model, starts, substrate):
+def test_one_dream_step_from_a_start_state(name, starts, substrate):
+    model = bundled_model(name)
     start = starts.states[substrate][0]
     n = start.num_players
     sim = DreamSimulator(model, substrate, n, 1, "cpu", sampling_steps=1)

@@ -29,7 +29,11 @@ from actionparty_env.model.transitions import TRANSITIONS_FILE, load_transition_
 from actionparty_env.simulator import START_STATES_FILE
 from actionparty_env.views import VIEW_TABLES_FILE
 
-DEFAULT_CHECKPOINT = Path(__file__).resolve().parent.parent / "checkpoints" / "default"
+BUNDLED_FOLDER = Path(__file__).resolve().parent.parent / "checkpoints"
+DEFAULT_CHECKPOINT = BUNDLED_FOLDER / "default"
+# The bundled checkpoints by name: the model, and a small one for the CPU (docs/TRAINING.md, "The small
+# model"), which shares the default's start states and view tables (facts of the games, not of a model).
+BUNDLED = {"default": DEFAULT_CHECKPOINT, "small": BUNDLED_FOLDER / "small"}
 SHARD_BYTES = 15 * 1024 * 1024
 FORMAT = "actionparty-world-model/1"
 
@@ -170,12 +174,25 @@ def _signature(folder: Path) -> tuple:
     return (str(folder.resolve()), *((p.name, p.stat().st_size, p.stat().st_mtime_ns) for p in files))
 
 
+def resolve_checkpoint(checkpoint: str | Path | None) -> Path:
+    """A checkpoint argument as a folder: None is the bundled default, a bundled name ("default",
+    "small") is that bundled folder, anything else a folder path (a local folder named like a bundled
+    checkpoint is reached as "./small")."""
+    if checkpoint is None:
+        return DEFAULT_CHECKPOINT
+    if isinstance(checkpoint, str) and checkpoint in BUNDLED:
+        if not BUNDLED[checkpoint].is_dir():
+            raise CheckpointError(f"the bundled checkpoint {checkpoint!r} is not installed ({BUNDLED[checkpoint]})")
+        return BUNDLED[checkpoint]
+    return Path(checkpoint)
+
+
 def check_checkpoint(folder: str | Path | None = None) -> dict:
     """Check a checkpoint folder (None: the bundled one) without loading its weights: config.json, the
     SHA-256 of every file it lists, and every shard's tensor names and shapes against the architecture.
     Returns the config; a CheckpointError names the file at fault. Remembered per process until a file
     of the folder changes."""
-    folder = Path(folder) if folder is not None else DEFAULT_CHECKPOINT
+    folder = resolve_checkpoint(folder)
     if not folder.is_dir():
         raise CheckpointError(f"{folder}: no such folder (a checkpoint folder holds config.json and "
                               f"model-*.safetensors)")
@@ -228,7 +245,7 @@ def read_config(folder: str | Path) -> dict:
 def load_world_model(folder: str | Path | None = None, device="cpu") -> WorldModel:
     """Load a checkpoint folder (None: the bundled default) onto `device`, in eval mode, after
     `check_checkpoint` (digests, names, shapes); a non-finite weight is a CheckpointError too."""
-    folder = Path(folder) if folder is not None else DEFAULT_CHECKPOINT
+    folder = resolve_checkpoint(folder)
     config = check_checkpoint(folder)  # digests, tensor names and shapes: all but the values
     model = _build_model(folder, config)
     state = model.state_dict()
