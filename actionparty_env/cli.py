@@ -176,7 +176,8 @@ def play_main(argv: list[str]) -> int:
 
     p = _rollout_parser("actionparty play", "Run the dream of a substrate (the world model, closed loop from a "
                         "real start state) with uniformly random actions.")
-    p.add_argument("--checkpoint", default=None, help="checkpoint folder (default: the bundled one)")
+    p.add_argument("--checkpoint", default=None,
+                   help="checkpoint folder, or a bundled one by name: default (the default) or small (for the CPU)")
     p.add_argument("--device", default="auto", help="cpu, cuda or auto")
     p.add_argument("--sampling-steps", type=int, default=None,
                    help="unmasking passes per frame (default: the sampler's, 1)")
@@ -197,6 +198,8 @@ def play_main(argv: list[str]) -> int:
                        sampling_steps=args.sampling_steps, temperature=args.temperature, max_cycles=args.steps,
                        start=args.start)
     print(f"dream of {args.game} on {env.dream.device} from {env.dream.folder}")
+    if env.dream.device.type == "cpu" and args.checkpoint is None:
+        print("(on a CPU, --checkpoint small dreams about 4x faster: README, \"The dream as a PettingZoo env\")")
     return _random_rollout(env, args)
 
 
