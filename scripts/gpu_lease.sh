@@ -18,8 +18,8 @@
 # max_steps. A CPU dry run of the plumbing: ROOT=/tmp/dry DEVICE=cpu CONFIG=training/configs/tiny.yaml
 # SUBSTRATES=coins EPISODES=2 EPISODE_STEPS=20 BUDGET=4 bash scripts/gpu_lease.sh job-ablations
 # The machine has torch but not Melting Pot, PettingZoo or LMDB: their cp312 wheels travel in .whl/.
-# .whl/ (git-ignored) is made on the development machine: `bash scripts/gpu_wheels.sh` (13 wheels,
-# 4.4 MiB; pinned to .venv's pip freeze; dmlab2d's cp312 wheel needs glibc >= 2.35).
+# .whl/ (git-ignored) is made on the development machine: `bash scripts/gpu_wheels.sh` (14 wheels with pygame,
+# 12 MiB; pinned to .venv's pip freeze; dmlab2d's cp312 wheel needs glibc >= 2.35).
 set -uo pipefail
 ROOT=${ROOT:-/tmp/ap}
 CONFIG=${CONFIG:-training/configs/h100.yaml}

@@ -64,6 +64,22 @@ for name in $BINARY $PURE; do
     echo "gpu_wheels: $spec has no cp312 wheel for glibc <= 2.28; took $(ls "$stage/whl" | grep -i "^$(norm "$name" | tr - _)-")"
   fi
 done
+# pygame's wheel without its docs, examples and tests (13.3 -> 7.3 MiB): the device carries the tree and
+# .whl/ in 64 MiB together, and the tree holds the bundled checkpoints.
+"$PYTHON" - "$stage/whl" <<'EOF'
+import glob, os, sys, zipfile
+drop = ("pygame/docs/", "pygame/examples/", "pygame/tests/", "pygame/pygame_icon.icns")
+for path in glob.glob(os.path.join(sys.argv[1], "pygame-*.whl")):
+    with zipfile.ZipFile(path) as src, zipfile.ZipFile(path + ".slim", "w", zipfile.ZIP_DEFLATED) as dst:
+        for info in src.infolist():
+            if info.filename.startswith(drop):
+                continue
+            data = src.read(info)
+            if info.filename.endswith(".dist-info/RECORD"):
+                data = "".join(l for l in data.decode().splitlines(True) if not l.startswith(drop)).encode()
+            dst.writestr(info, data)
+    os.replace(path + ".slim", path)
+EOF
 seed_meltingpot_assets "$PYTHON"
 "$PYTHON" -m pip wheel -q --no-deps --no-cache-dir --no-binary "$SDIST" "$(pin "$SDIST")" -w "$stage/whl" \
   2> >(grep -v "is ignored: it is neither" >&2)
