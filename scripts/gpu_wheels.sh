@@ -27,7 +27,10 @@ DEST=${DEST:-.whl}
 MAX_MIB=${MAX_MIB:-20}
 source scripts/install_meltingpot.sh  # defines seed_meltingpot_assets only
 
-BINARY="dmlab2d lmdb dm-tree wrapt pygame"  # pygame: the play loop's frame rate (benchmarks.play_speed)
+# PLAY=1 adds pygame (the play loop's frame rate, benchmarks.play_speed: 7.3 MiB more; the device carries the
+# tree, 58 MiB with the bundled checkpoints, and .whl/ in 64 MiB together, so only for a lease that needs it).
+PYGAME=$([ "${PLAY:-0}" = 1 ] && echo pygame || true)
+BINARY="dmlab2d lmdb dm-tree wrapt $PYGAME"
 PURE="dm-env ml-collections immutabledict attrs gymnasium farama-notifications pettingzoo stable-baselines3"
 SDIST="dm-meltingpot"
 # What the GPU machine already has (its list, and what torch, tensorboard, matplotlib, pytest need):
@@ -64,8 +67,7 @@ for name in $BINARY $PURE; do
     echo "gpu_wheels: $spec has no cp312 wheel for glibc <= 2.28; took $(ls "$stage/whl" | grep -i "^$(norm "$name" | tr - _)-")"
   fi
 done
-# pygame's wheel without its docs, examples and tests (13.3 -> 7.3 MiB): the device carries the tree and
-# .whl/ in 64 MiB together, and the tree holds the bundled checkpoints.
+# pygame's wheel (PLAY=1) without its docs, examples and tests: 13.3 -> 7.3 MiB.
 "$PYTHON" - "$stage/whl" <<'EOF'
 import glob, os, sys, zipfile
 drop = ("pygame/docs/", "pygame/examples/", "pygame/tests/", "pygame/pygame_icon.icns")
@@ -130,7 +132,7 @@ resolve() {  # ARGS...: pip's resolver on Python 3.12 / manylinux x86_64, from t
   "$PYTHON" -c 'import json, sys; print(" ".join("%s==%s" % (i["metadata"]["name"], i["metadata"]["version"]) for i in json.load(open(sys.argv[1]))["install"]))' "$stage/report.json"
 }
 echo "resolver, with dependencies (dm-meltingpot's substrate needs = setup.cfg's meltingpot extra):"
-with_deps=$(resolve dmlab2d dm-env ml-collections immutabledict dm-tree absl-py lmdb pettingzoo gymnasium stable-baselines3 pygame)
+with_deps=$(resolve dmlab2d dm-env ml-collections immutabledict dm-tree absl-py lmdb pettingzoo gymnasium stable-baselines3 $PYGAME)
 echo "  $with_deps"
 echo "resolver, dm-meltingpot --no-deps (as install_meltingpot.sh and gpu_lease.sh install it):"
 echo "  $(resolve --no-deps "$SDIST")"
