@@ -47,9 +47,10 @@ class PlayerStates:
     `cells` [..., N, 2] (row, col), `facing` [..., N] 0..3 = N, E, S, W, `alive` [..., N] bool; all three
     numpy arrays or all three torch tensors, with the same leading dims (worlds, time, or none). Every
     record of "a frame plus each player's state" holds one (`simulator.StepResult.players`,
-    `simulator.StartState.players`, `real.EngineStep.players`, `DreamSimulator.players`), so a new field
-    of a player's state is added here: the field, and its line in each helper below (the dtypes of
-    `to`, the `infos` entry and `INFO_KEYS`, the stored dtype in `STORED`).
+    `simulator.StartState.players`, `real.EngineStep.players`, `DreamSimulator.players`, the model's input
+    `network.Blocks.players`), so a new field of a player's state is added here: the field, and its line
+    in each helper below (the dtypes of `to`, the `infos` entry and `INFO_KEYS`, the stored dtype in
+    `STORED`).
     """
 
     cells: Any

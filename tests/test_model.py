@@ -1,4 +1,6 @@
 """The world model on the CPU with a tiny configuration: shapes, subject isolation, sampling, checkpoints."""
+import dataclasses
+
 import numpy as np
 import pytest
 import torch
@@ -19,9 +21,9 @@ def random_blocks(b=2, seed=0) -> Blocks:
     return Blocks(
         game=torch.tensor([0, 1][:b]),
         codes=torch.randint(0, V, (b, T, R, C), generator=g),
-        cells=torch.stack([torch.randint(0, R, (b, T, N), generator=g), torch.randint(0, C, (b, T, N), generator=g)], -1),
-        facing=torch.randint(0, 4, (b, T, N), generator=g),
-        alive=torch.ones(b, T, N, dtype=torch.bool),
+        players=PlayerStates(
+            torch.stack([torch.randint(0, R, (b, T, N), generator=g), torch.randint(0, C, (b, T, N), generator=g)], -1),
+            torch.randint(0, 4, (b, T, N), generator=g), torch.ones(b, T, N, dtype=torch.bool)),
         actions=torch.randint(0, 8, (b, T, N), generator=g),
         present=torch.ones(b, N, dtype=torch.bool),
     )
@@ -84,6 +86,12 @@ def test_without_isolation_subject_tokens_see_each_other_but_stay_causal():
     assert not vis[frame1][:, act1].any()  # a block's frame still never sees that block's actions
 
 
+def players_shifted(blocks: Blocks) -> Blocks:
+    """`blocks` with every player one cell down and right (wrapping), the rest the same."""
+    return dataclasses.replace(blocks, players=dataclasses.replace(blocks.players,
+                                                                   cells=(blocks.cells + 1) % torch.tensor([R, C])))
+
+
 def _outputs(model, blocks):
     with torch.no_grad():
         return torch.cat([v.flatten() for v in model(blocks).values()])
@@ -93,7 +101,7 @@ def _outputs(model, blocks):
 def test_spatial_rope_is_the_only_way_cells_reach_the_subject_tokens(spatial_rope):
     model = tiny_model(spatial_rope=spatial_rope)
     blocks = random_blocks(b=1)
-    moved = Blocks(**{**blocks.__dict__, "cells": (blocks.cells + 1) % torch.tensor([R, C])})
+    moved = players_shifted(blocks)
     changed = not torch.allclose(_outputs(model, blocks), _outputs(model, moved))
     assert changed == spatial_rope
 
@@ -110,7 +118,7 @@ def test_frame_occupancy_marks_each_live_player_cell():
     assert torch.allclose(grid[0, 1], slot0)
     # Without spatial RoPE, cells still reach the frame through the occupancy.
     model = tiny_model(spatial_rope=False, frame_occupancy=True)
-    moved = Blocks(**{**blocks.__dict__, "cells": (blocks.cells + 1) % torch.tensor([R, C])})
+    moved = players_shifted(blocks)
     assert not torch.allclose(_outputs(model, blocks), _outputs(model, moved))
 
 

@@ -1,6 +1,7 @@
 """`PlayerStates`, the one record of every player's cell, facing and alive flag (actionparty_env/grid.py):
 the same helpers on numpy arrays and torch tensors, the records that hold one forward to it, and a
-simulator's `reset(frames, players, worlds)` (the old three-array form still works, with a warning)."""
+simulator's `reset(frames, players, worlds)` (the old three-array form still works, with a warning), and
+the model's input `Blocks`, which holds one per time block."""
 from __future__ import annotations
 
 import dataclasses
@@ -12,6 +13,7 @@ import torch
 
 from actionparty_env.env import parallel_env
 from actionparty_env.grid import PlayerStates
+from actionparty_env.model.network import Blocks
 from actionparty_env.model.sampler import DreamSimulator
 from actionparty_env.real import EngineStep
 from actionparty_env.simulator import CopyLastFrameSimulator, StartState, StepResult, takes_old_reset
@@ -76,6 +78,45 @@ def test_records_hold_one_and_forward_to_it():
         result.cells = p.cells  # read-only: set `players`
     with pytest.raises(AttributeError):
         seen.alive = p.alive.numpy()
+
+
+# The model's outputs on `model_inputs` before Blocks held a PlayerStates (its three tensors then were
+# Blocks fields of their own): per head, the sum and the sum of absolute values.
+BLOCKS_FORWARD = {
+    "alive_logit": (1.114882, 1.187051), "cell_logits": (0.831277, 2.235619), "change_logit": (1.005048, 6.004236),
+    "code_logits": (-49.915012, 126.556167), "facing_logits": (-5.080626, 8.096603),
+    "move_logits": (-3.519631, 15.909749), "reward_logits": (-2.672145, 4.740581)}
+
+
+def model_inputs():
+    """A batch of 2 worlds, 3 time blocks, 3 players (some dead, one slot absent) for tiny_model's games."""
+    g = torch.Generator().manual_seed(5)
+    b, t, n, r, c = 2, 3, 3, 4, 5
+    codes = torch.randint(0, TINY_VOCAB, (b, t, r, c), generator=g)
+    cells = torch.stack([torch.randint(0, r, (b, t, n), generator=g), torch.randint(0, c, (b, t, n), generator=g)], -1)
+    players = PlayerStates(cells, torch.randint(0, 4, (b, t, n), generator=g), torch.rand(b, t, n, generator=g) < 0.7)
+    actions = torch.randint(0, 8, (b, t, n), generator=g)
+    return Blocks(torch.tensor([0, 1]), codes, players, actions, torch.tensor([[True] * 3, [True, True, False]]))
+
+
+def test_blocks_hold_one_and_the_model_reads_it_as_before():
+    blocks = model_inputs()
+    assert isinstance(blocks.players, PlayerStates) and "cells" not in {f.name for f in dataclasses.fields(blocks)}
+    assert blocks.cells is blocks.players.cells and blocks.facing is blocks.players.facing
+    assert blocks.alive is blocks.players.alive and tuple(blocks.cells.shape) == (2, 3, 3, 2)
+    with pytest.raises(AttributeError):
+        blocks.facing = blocks.facing  # read-only: set `players`
+    model = tiny_model(frame_occupancy=True, move_head=True, change_head=True, reward_bins=4)  # reads all three
+    with torch.no_grad():
+        out = model(blocks)
+    got = {k: (float(v.double().sum()), float(v.double().abs().sum())) for k, v in out.items()}
+    assert got.keys() == BLOCKS_FORWARD.keys()
+    for k, expected in BLOCKS_FORWARD.items():
+        assert got[k] == pytest.approx(expected, abs=1e-4), k
+    # A player's state reaches the outputs (so the numbers above pin where the model reads it).
+    moved = dataclasses.replace(blocks, players=dataclasses.replace(blocks.players, facing=(blocks.facing + 1) % 4))
+    with torch.no_grad():
+        assert not torch.allclose(model(moved)["code_logits"], out["code_logits"])
 
 
 # --------------------------------------------------------------------- a simulator's reset(frames, players)

@@ -210,7 +210,8 @@ def test_losses_vanish_for_perfect_predictions_and_weigh_the_right_cells(batch):
     assert losses(wrong, model, target, rewards, unmasked, 4.0)["code"] < 1e-6
     assert losses(wrong, model, target, rewards, masked, 4.0)["code"] > 1e-3
     # Dead or padded players' heads are not scored (their POSITION is meaningless).
-    dead = dataclasses.replace(target, alive=torch.zeros_like(target.alive))
+    nobody = dataclasses.replace(target.players, alive=torch.zeros_like(target.alive))
+    dead = dataclasses.replace(target, players=nobody)
     noisy = {**out, "cell_logits": torch.randn(b, t_len, n, r * c), "move_logits": torch.randn(b, t_len, n, NUM_MOVES)}
     dead_terms = losses(noisy, model, dead, rewards, masked, 4.0)
     assert dead_terms["cell"] == 0 and dead_terms["move"] == 0

@@ -108,14 +108,15 @@ def to_blocks(batch: dict, action_ids: torch.Tensor, game_map: torch.Tensor, dev
     """A collated clip batch -> model inputs (codes unmasked) and the rewards [B,L,N]."""
     game = game_map[batch["game"].to(device)]
     local = batch["actions"].to(device).long().clamp(min=0)
+    # The clip's player states, built once here (the collated batch is a dict of tensors). Dead players
+    # keep a meaningless POSITION (MELTINGPOT.md): keep it inside the map.
+    clip = PlayerStates(batch["cells"], batch["facing"], batch["alive"]).to(device)
+    last = torch.tensor(batch["codes"].shape[-2:], device=device) - 1  # the map's last (row, col)
+    players = PlayerStates(torch.minimum(clip.cells.clamp(min=0), last), clip.facing.clamp(0, 3), clip.alive)
     blocks = Blocks(
         game=game,
         codes=batch["codes"].to(device).long(),
-        # Dead players keep a meaningless POSITION (MELTINGPOT.md): keep it inside the map.
-        cells=torch.minimum(batch["cells"].to(device).long().clamp(min=0),
-                            torch.tensor(batch["codes"].shape[-2:], device=device) - 1),
-        facing=batch["facing"].to(device).long().clamp(0, 3),
-        alive=batch["alive"].to(device).bool(),
+        players=players,
         actions=action_ids[game][:, None, None, :].expand(-1, *local.shape[1:], -1).gather(-1, local[..., None]).squeeze(-1),
         present=batch["present"].to(device).bool(),
     )
@@ -224,19 +225,20 @@ def rollout_context(model: WorldModel, blocks: Blocks, sampling_steps: int, gene
     closed-loop rollout from frame 0 under the recorded actions. The last block (the target frame
     and the poses it is drawn at) stays real."""
     b, t_len = blocks.codes.shape[:2]
-    codes, cells, facing, alive = (x.clone() for x in (blocks.codes, blocks.cells, blocks.facing, blocks.alive))
+    codes = blocks.codes.clone()
+    players = PlayerStates(blocks.cells.clone(), blocks.facing.clone(), blocks.alive.clone())  # written in place
     for g in blocks.game.unique().tolist():
         rows = (blocks.game == g).nonzero().squeeze(1)
         sim = DreamSimulator(model, g, blocks.present.shape[1], len(rows), blocks.codes.device,
                              sampling_steps=sampling_steps)
         sim.generator = generator
-        sim.reset_codes(codes[rows, 0], PlayerStates(cells[rows, 0], facing[rows, 0], alive[rows, 0]),
-                        present=blocks.present[rows])
+        sim.reset_codes(codes[rows, 0], players[rows, 0], present=blocks.present[rows])
         for t in range(1, t_len - 1):
             sim.advance(blocks.actions[rows, t - 1])
             p = sim.players
-            codes[rows, t], cells[rows, t], facing[rows, t], alive[rows, t] = sim.codes, p.cells, p.facing, p.alive
-    return dataclasses.replace(blocks, codes=codes, cells=cells, facing=facing, alive=alive)
+            codes[rows, t] = sim.codes
+            players.cells[rows, t], players.facing[rows, t], players.alive[rows, t] = p.cells, p.facing, p.alive
+    return dataclasses.replace(blocks, codes=codes, players=players)
 
 
 # ---- the loop --------------------------------------------------------------------------------------

@@ -14,7 +14,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from actionparty_env.games import load_catalog
-from actionparty_env.grid import CELL, NUM_MOVES
+from actionparty_env.grid import CELL, NUM_MOVES, HasPlayers, PlayerStates
 from actionparty_env.model.codebook import Codebook
 from actionparty_env.model.attention import (ACTION, FRAME, GAME, ORDER, POSE, Layout, Rope3D, Tokens, apply_rope,
                                              attention_bias, block_layout, layout_of)
@@ -51,14 +51,13 @@ class ModelConfig:
 
 
 @dataclass
-class Blocks:
-    """Inputs of T consecutive time blocks of B worlds (N players, an R x C map)."""
+class Blocks(HasPlayers):
+    """Inputs of T consecutive time blocks of B worlds (N players, an R x C map). `cells`, `facing` and
+    `alive` are read-only views of `players` (grid.HasPlayers)."""
 
     game: torch.Tensor       # [B] long
     codes: torch.Tensor      # [B, T, R, C] long (MASK = vocab_size)
-    cells: torch.Tensor      # [B, T, N, 2] long (row, col)
-    facing: torch.Tensor     # [B, T, N] long
-    alive: torch.Tensor      # [B, T, N] bool
+    players: PlayerStates    # torch, [B, T, N, ...]: cells long (row, col), facing long, alive bool
     actions: torch.Tensor    # [B, T, N] long, action-name ids (ignored where a block has no A part)
     present: torch.Tensor    # [B, N] bool
 

@@ -227,11 +227,10 @@ class DreamSimulator:
     def _new_cache(self) -> KVCache:
         return KVCache(self.model.cfg.depth, self.model.cfg.window, self.model.rope)
 
-    def _pass(self, codes, cells, facing, alive, actions, parts: str):
+    def _pass(self, codes, players: PlayerStates, actions, parts: str):
         """One transformer pass over a block of `parts` at the window's next time position, after the cache.
         Returns the hidden states and what `KVCache.append` takes to commit the block."""
-        blocks = Blocks(self.games, codes[:, None], cells[:, None], facing[:, None], alive[:, None],
-                        actions[:, None], self.present)
+        blocks = Blocks(self.games, codes[:, None], players[:, None], actions[:, None], self.present)
         x, layout, rows, cols, ok = self.model.embed_block(blocks, 0, self.cache.blocks, parts)
         key_ok = ok if self.padded else None
         h, kv = self.model.run(x, layout, rows, cols, key_ok, self.cache)
@@ -312,7 +311,7 @@ class DreamSimulator:
         # (1) Commit the current block; the action tokens give each player's next state.
         tokens = Tokens(self.num_players, rows * cols)
         now = self.players
-        h, commit = self._pass(self.codes, now.cells, now.facing, now.alive, action_ids, ORDER)
+        h, commit = self._pass(self.codes, now, action_ids, ORDER)
         self.cache.append(*commit)
         part = tokens.split(h)
         out = model.player_heads(part["A"][:, 0], part["F"][:, 0])
@@ -331,8 +330,9 @@ class DreamSimulator:
         codes = torch.full_like(self.codes, model.mask_code)
         fixed = torch.zeros(b, rows * cols, dtype=torch.bool, device=self.device)
         done = 0
+        drawn_at = PlayerStates(cells, facing, alive)  # the new poses, the next state
         for target in unmask_schedule(rows * cols, self.sampling_steps):
-            h, _ = self._pass(codes, cells, facing, alive, action_ids, "GPF")
+            h, _ = self._pass(codes, drawn_at, action_ids, "GPF")
             h_frame = tokens.split(h, "GPF")["F"][:, 0]
             logits = F.linear(h_frame, self.head_w, self.head_b)
             for hook in self.logits_hooks:
@@ -356,5 +356,5 @@ class DreamSimulator:
             fixed = fixed | newly
             done = target
             codes = flat.view(b, rows, cols)
-        self.codes, self.players = codes, PlayerStates(cells, facing, alive)
+        self.codes, self.players = codes, drawn_at
         return rewards
