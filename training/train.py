@@ -456,7 +456,10 @@ def main(argv=None) -> None:
                    "data": {"path": cfg.data, "train_clips": len(train_set), "val_clips": len(val_set)}}
         save_checkpoint(ema.module, out / "export", extra={"training": summary})
         print(f"exported {out / 'export'} at step {step}")
-    if world > 1:
+    if dist.is_initialized():  # torchrun, one process or more
+        # Rank 0 exports alone: the others wait for it, so none tears the group down under it (a rank that
+        # left early aborted in CI: "terminate called without an active exception").
+        dist.barrier()
         dist.destroy_process_group()
 
 
