@@ -20,7 +20,7 @@ from actionparty_env.games import get_game
 from actionparty_env.players import MAX_SEED
 from actionparty_env.real import RealParallelEnv
 from actionparty_env.real_vector import RealVecEnv
-from actionparty_env.vector import WorldsVecEnv
+from tests.fake_worlds import FakeWorlds
 
 COINS = get_game("coins")
 TURN_RIGHT = COINS.action_names.index("TURN_RIGHT")
@@ -251,7 +251,7 @@ def test_sb3_ppo_runs_on_it_behind_vecmonitor_and_veccheck_nan():
     assert env.unwrapped.closed
 
 
-class CountingWorlds(WorldsVecEnv):
+class CountingWorlds(FakeWorlds):
     """A fake for the shared bookkeeping: world w's views hold its step count; it ends on its own
     after `ends[w]` steps."""
 
@@ -273,15 +273,6 @@ class CountingWorlds(WorldsVecEnv):
 
     def _views(self):
         return np.broadcast_to(self.steps[:, None, None, None, None], (self.num_worlds, 2, 88, 88, 3)).astype(np.uint8)
-
-    def _infos(self):
-        return [{} for _ in range(self.num_envs)]
-
-    def close(self):
-        pass
-
-    def get_images(self):
-        return []
 
 
 def test_worlds_that_end_on_their_own_or_at_max_cycles_reset_in_the_same_step():

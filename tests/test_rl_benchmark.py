@@ -6,11 +6,11 @@ import numpy as np
 import pytest
 
 from actionparty_env.games import get_game
-from actionparty_env.vector import WorldsVecEnv
 from benchmarks import rl
+from tests.fake_worlds import FakeWorlds
 
 
-class ScriptedWorlds(WorldsVecEnv):
+class ScriptedWorlds(FakeWorlds):
     """K worlds of coins' spaces where player p earns p + 1 every step and world 1 ends after 2 steps
     (the game's own end): known returns for `episode_returns`."""
 
@@ -39,15 +39,6 @@ class ScriptedWorlds(WorldsVecEnv):
         if self.num_worlds > 1:
             terminated[1] = self._t[1] == 2
         return np.zeros((self.num_worlds, 2, 88, 88, 3), np.uint8), rewards, terminated
-
-    def _infos(self):
-        return [{} for _ in range(self.num_envs)]
-
-    def close(self):
-        pass
-
-    def get_images(self):
-        return []
 
 
 def test_episode_returns_count_each_worlds_first_episode_per_player_on_eval_seeds():
