@@ -173,10 +173,11 @@ case "$1" in
     stamp "rl on the new checkpoint: ${first%:*}"
     RL_STEPS=${DYNA_STEPS:-500000} rl_game ${first%:*} ${first#*:} $ROOT/ckpt_main $ROOT/rl1 ${TAG:-h200_dyna}
     stamp "rl done"
-    python3 -m benchmarks.speed --device $DEVICE --batches ${SPEED_BATCHES:-1 16 64 256 1024} --peak-tflops 790 --max-seconds ${SPEED_SECONDS:-8} \
-      --out-dir $ROOT/results --tag h200 > $ROOT/speed.log 2>&1
-    SDL_VIDEODRIVER=dummy python3 -m benchmarks.play_speed --device $DEVICE --substrates coins clean_up --steps ${PLAY_STEPS:-40} \
-      --out-dir $ROOT/results --tag h200 > $ROOT/play_speed.log 2>&1
+    stamp speed; python3 -m benchmarks.speed --device $DEVICE --batches ${SPEED_BATCHES:-1 16 64 256 1024} --peak-tflops 790 \
+      --max-seconds ${SPEED_SECONDS:-8} --substrates ${SPEED_SUBSTRATES:-coins clean_up} --out-dir $ROOT/results --tag h200 > $ROOT/speed.log 2>&1
+    # The play loop's frame rate only where pygame travelled (PLAY=1 bash scripts/gpu_wheels.sh) and PLAY_STEPS > 0.
+    [ "${PLAY_STEPS:-0}" -gt 0 ] && SDL_VIDEODRIVER=dummy python3 -m benchmarks.play_speed --device $DEVICE --substrates coins clean_up \
+      --steps $PLAY_STEPS --out-dir $ROOT/results --tag h200 > $ROOT/play_speed.log 2>&1
     stamp done ;;
   job-small)
     # The small CPU model alone (issue 14): record, train training/configs/small.yaml for $MINUTES, bundle.
