@@ -162,8 +162,10 @@ case "$1" in
     done
     python3 -m training.heldout $ROOT/data --val 1 --test 0 --workers 16 >> $ROOT/record.log 2>&1
     grep -a "^recorded\|failed" $ROOT/record.log | tail -8
-    # The small CPU model (issue 14) trains from scratch on the same data, beside it on the one GPU.
-    stamp "train, and the small model"; (CONFIG=${SMALL_CONFIG:-training/configs/small.yaml} train small max_minutes=$MINUTES) &
+    # The small CPU model (issue 14) trains from scratch on the same data, beside it on the one GPU, for its
+    # own config's max_steps ($SMALL_STEPS sets it; $STEPS is the fine-tune's: the lease of 2026-12-01 (4)
+    # leaked it into the small model, which stopped at 2,000 steps).
+    stamp "train, and the small model"; (CONFIG=${SMALL_CONFIG:-training/configs/small.yaml} STEPS=${SMALL_STEPS:-} train small max_minutes=$MINUTES) &
     INIT=$PWD/actionparty_env/checkpoints/default STEPS=${STEPS:-3000} train main max_minutes=$MINUTES \
       lr=${LR:-3.0e-4} warmup_steps=100
     wait
