@@ -206,3 +206,29 @@ def resolve_moves(cells: torch.Tensor, targets: torch.Tensor, live: torch.Tensor
         holder.scatter_(1, torch.where(go, there, spare)[:, None], torch.where(go, i, -1)[:, None])
         now.scatter_(1, i[:, None], torch.where(go, there, here)[:, None])
     return torch.stack([now // cols, now % cols], -1)
+
+
+def void_cells(enterable: torch.Tensor, cells: torch.Tensor, live: torch.Tensor) -> torch.Tensor:
+    """The canvas beyond the map [B, R, C] bool, for games whose map size varies per build (coins draws
+    a smaller walled map on a fixed canvas, the rest black): cells reachable from the canvas edge through
+    `enterable` cells [B, R, C] that no live player (cells [B, N, 2], live [B, N]) can reach. The engine
+    never changes them; left free the dream spawned coins there. A world with no live player has none.
+    A flood fill of one 4-neighbour step per pass: made once per reset (each pass asks the device whether
+    it grew), never in a step."""
+    b, rows, cols = enterable.shape
+
+    def fill(seed: torch.Tensor) -> torch.Tensor:
+        region = seed & enterable
+        while True:
+            p = torch.nn.functional.pad(region, (1, 1, 1, 1))
+            grown = region | ((p[:, :-2, 1:-1] | p[:, 2:, 1:-1] | p[:, 1:-1, :-2] | p[:, 1:-1, 2:]) & enterable)
+            if torch.equal(grown, region):
+                return region
+            region = grown
+
+    edge = torch.ones_like(enterable)
+    edge[:, 1:-1, 1:-1] = False
+    start = torch.zeros_like(enterable)
+    worlds = torch.arange(b, device=cells.device)[:, None].expand_as(live)
+    start[worlds[live], cells[..., 0][live], cells[..., 1][live]] = True
+    return fill(edge) & ~fill(start) & live.any(-1)[:, None, None]

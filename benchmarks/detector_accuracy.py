@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-from benchmarks.detector import PlayerDetector
+from benchmarks.detector import TOLERANCE, PlayerDetector
 from benchmarks.fidelity import score_episode
 from benchmarks.provenance import git_commit, machine
 from benchmarks.rules import RuleChecker

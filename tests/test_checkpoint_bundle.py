@@ -102,3 +102,30 @@ def test_one_dream_step_from_a_start_state(name, starts, substrate):
     alive = start.alive.astype(bool)
     kept = (res.cells[0].numpy() == start.cells).all(-1)[alive]
     assert kept.mean() >= 0.5, f"{int((~kept).sum())} of {len(kept)} players moved on NOOP"
+
+
+# Two coins builds where, left to the model alone, a player crossed a wall within 3 steps (both) and a
+# coin spawned beyond the map at step 16 (seed 4).
+@pytest.mark.parametrize("seed", [3, 4])
+def test_no_one_walks_through_coins_walls_and_the_void_beyond_stays_void(seed):
+    """Coins' walls (the grey cells of its corner's code) stay where they are and no player stands on
+    one, over 20 steps of mostly FORWARD: a move into a wall fails, as in the engine. The canvas beyond
+    the walled map (coins draws its size per build) never changes."""
+    from actionparty_env import parallel_env
+
+    env = parallel_env("coins", checkpoint="default", device="cpu")
+    env.reset(seed=seed)
+    sim = env.unwrapped.dream.sim
+    start = sim.codes[0].clone()
+    wall = start == start[0, 0]  # the map's corner is always wall
+    assert wall.sum() >= 40
+    inside = torch.zeros_like(wall)  # the walls' bounding box: the map
+    inside[: wall.nonzero()[:, 0].max() + 1, : wall.nonzero()[:, 1].max() + 1] = True
+    gen = torch.Generator().manual_seed(seed)
+    moves = torch.tensor([1, 1, 1, 2, 3, 4, 5, 6])  # FORWARD x3, BACKWARD, STEP_LEFT/RIGHT, TURN_LEFT/RIGHT
+    for _ in range(20):
+        env.step({a: int(moves[torch.randint(len(moves), (1,), generator=gen)]) for a in env.agents})
+        cells = sim.players.cells[0]
+        assert not wall[cells[:, 0], cells[:, 1]].any()
+        assert (sim.codes[0][wall] == start[wall]).all()
+        assert (sim.codes[0][~inside] == start[~inside]).all()

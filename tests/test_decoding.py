@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 import torch
 
-from actionparty_env.grid import JUMP, NUM_MOVES, STAY
-from actionparty_env.model.sampler import decide_alive, decide_cells, decide_codes, decide_rewards
+from actionparty_env.grid import JUMP, NUM_MOVES, STAY, void_cells
+from actionparty_env.model.sampler import decide_alive, decide_cells, decide_codes, decide_rewards, enterable_codes
 from actionparty_env.model.transitions import TransitionTable
 from training.tables import reward_support
 from training.train import two_hot
@@ -165,3 +165,50 @@ def test_joint_decoding_a_player_zapped_this_step_still_blocks_and_respawns_are_
         assert new[0, 1].tolist() == [0, 1]  # blocked by the player zapped this step
         spots.add(tuple(new[0, 0].tolist()))
     assert (0, 1) not in spots and len(spots) >= 6  # never onto the live player; many free cells drawn
+
+
+def test_joint_decoding_a_move_into_a_wall_fails_and_no_one_respawns_on_one():
+    # A 3x3 map whose middle column is wall (cells 1, 4, 7 not enterable). A at (1, 0) facing E steps
+    # FORWARD into the wall and stays, facing kept by the caller; B at (1, 2) facing S steps into (2, 2).
+    cells, facing = torch.tensor([[[1, 0], [1, 2], [0, 0]]]), torch.tensor([[1, 2, 0]])
+    alive, alive_next = torch.tensor([[True, True, False]]), torch.ones(1, 3, dtype=torch.bool)
+    enterable = torch.ones(1, 9, dtype=torch.bool)
+    enterable[0, [1, 4, 7]] = False
+    pointer = torch.zeros(1, 3, 9)
+    pointer[0, 2, 4] = 9.0  # C's respawn favours the wall cell in the middle
+    for seed in range(20):
+        new = decide_cells(player_outputs([1, 1, STAY], pointer), cells, facing, alive, alive_next,
+                           torch.ones(1, 3, dtype=torch.bool), 3, 3, False, "calibrated", gen(seed), enterable)
+        assert new[0, 0].tolist() == [1, 0] and new[0, 1].tolist() == [2, 2]
+        assert new[0, 2, 1] != 1  # never onto the wall column
+    # Without the rule the move head alone decides: A walks into the wall.
+    free = decide_cells(player_outputs([1, 1, STAY], pointer), cells, facing, alive, alive_next,
+                        torch.ones(1, 3, dtype=torch.bool), 3, 3, False, "argmax", gen())
+    assert free[0, 0].tolist() == [1, 1]
+
+
+def test_enterable_codes_are_those_seen_changing_into_a_player_and_the_players_own():
+    # Codes: 0 floor, 1 wall, 2 apple, 3 player sprite. Seen: floor -> player, apple -> player,
+    # player -> floor, floor -> apple. The wall never becomes a player.
+    next_allowed = torch.zeros(4, 4, dtype=torch.bool)
+    next_allowed[0, 3] = next_allowed[2, 3] = next_allowed[3, 0] = next_allowed[0, 2] = True
+    is_player = torch.tensor([False, False, False, True])
+    assert enterable_codes(next_allowed, is_player).tolist() == [True, False, True, True]
+
+
+def test_the_void_is_what_the_edge_reaches_and_no_player_does():
+    # A 6x6 canvas with a walled 4x4 map in its top-left corner (coins' smaller builds) and one player
+    # inside: the void is the L beyond the walls; with the player gone there is none; a map that fills
+    # the canvas has none.
+    enterable = torch.ones(1, 6, 6, dtype=torch.bool)
+    enterable[0, [0, 3], :4] = enterable[0, :4, 0] = enterable[0, :4, 3] = False
+    void = void_cells(enterable, torch.tensor([[[1, 1]]]), torch.tensor([[True]]))[0]
+    want = torch.zeros(6, 6, dtype=torch.bool)
+    want[4:, :] = want[:, 4:] = True
+    assert torch.equal(void, want)
+    assert not void_cells(enterable, torch.tensor([[[1, 1]]]), torch.tensor([[False]])).any()
+    walled = torch.ones(1, 4, 4, dtype=torch.bool)
+    walled[0, [0, 3], :] = walled[0, :, [0, 3]] = False
+    assert not void_cells(walled, torch.tensor([[[1, 1]]]), torch.tensor([[True]])).any()
+    # An open map (floor to the edge) where the player roams: nothing is void.
+    assert not void_cells(torch.ones(1, 4, 4, dtype=torch.bool), torch.tensor([[[0, 0]]]), torch.tensor([[True]])).any()

@@ -24,7 +24,10 @@ Decoding (`decoding=`), the small pure functions below:
   only a changing cell picks a new code, among those the game changes it into (model/transitions.py); deaths and respawns are drawn from the alive head; a reward is
   drawn from the game's own payoffs. Movement and facing stay argmaxes (the game's movement is
   deterministic given the actions), and players move one after another in a random order, so two live
-  players never share a cell (`actionparty_env.grid.resolve_moves`). Seeded: same seed, same dream.
+  players never share a cell (`actionparty_env.grid.resolve_moves`); a move into a cell no player can
+  enter (a wall: its code was never seen changing into a player's sprite, `enterable_codes`) fails, as
+  in the engine; in coins, whose map size varies per build, the canvas beyond the map never changes
+  (`grid.void_cells`). Seeded: same seed, same dream.
 - "argmax": every output at its mode (the first checkpoint's decoding): no random event ever happens.
 """
 from __future__ import annotations
@@ -36,7 +39,7 @@ import torch
 import torch.nn.functional as F
 
 from actionparty_env.games import load_catalog
-from actionparty_env.grid import JUMP, PlayerStates, moved_cells, resolve_moves
+from actionparty_env.grid import JUMP, PlayerStates, moved_cells, resolve_moves, void_cells
 from actionparty_env.model.attention import ORDER, Tokens
 from actionparty_env.model.network import Blocks, KVCache, WorldModel
 from actionparty_env.model.sprites import constrain_logits, restrict_to_start_appearance
@@ -122,15 +125,26 @@ def decide_rewards(out: dict, support: torch.Tensor | None, valid: torch.Tensor 
     return support[pick], expected
 
 
+def enterable_codes(next_allowed: torch.Tensor, is_player: torch.Tensor) -> torch.Tensor:
+    """[V] bool: may a player step onto a cell showing code i. Yes where the game was seen changing i
+    into a player's sprite (floor, an apple, a coin: `next_allowed` [V, V], model/transitions.py) or
+    where i is a player's sprite (`is_player` [V]: its holder may move away first, `resolve_moves`
+    decides). Walls never change into a player, so a move into one fails, as in the engine; left to
+    the move head alone, players walked through coins' walls into the void beyond them."""
+    return (next_allowed & is_player[None, :]).any(-1) | is_player
+
+
 def decide_cells(out: dict, cells: torch.Tensor, facing: torch.Tensor, alive: torch.Tensor, alive_next: torch.Tensor,
                  present: torch.Tensor, rows: int, cols: int, torus: bool, decoding: str,
-                 generator: torch.Generator | None) -> torch.Tensor:
+                 generator: torch.Generator | None, enterable: torch.Tensor | None = None) -> torch.Tensor:
     """Every player's next cell [B, N, 2], in the engine's order of things (actionparty_env/grid.py):
     moves first, jointly: each player alive now holds its cell, and those staying alive step as the
     move head's argmax says (stay, one step relative to the facing, or JUMP), one after another in a
     random order (`resolve_moves`: blocked moves fail); then respawns and teleports take a cell from the
     pointer head among the cells no one holds (a draw for "calibrated", as the engine picks a free spawn
-    point at random; the best one for "argmax"), in the same order. Dead players keep their cell."""
+    point at random; the best one for "argmax"), in the same order. Dead players keep their cell.
+    `enterable` [B, R*C] bool: the cells a player may step or respawn onto (None: every cell); a step
+    into any other cell fails (a wall)."""
     b, n = alive.shape
     worlds = torch.arange(b, device=cells.device)
     move = out["move_logits"].argmax(-1)
@@ -138,13 +152,18 @@ def decide_cells(out: dict, cells: torch.Tensor, facing: torch.Tensor, alive: to
     jump = present & alive_next & (~alive | (move == JUMP))
     walk = holds & alive_next & ~jump
     order = torch.rand(b, n, device=cells.device, generator=generator).argsort(-1)
-    intent = torch.where(walk[..., None], moved_cells(cells, facing, move, rows, cols, torus), cells)
+    step = moved_cells(cells, facing, move, rows, cols, torus)
+    if enterable is not None:
+        step = torch.where(enterable.gather(1, step[..., 0] * cols + step[..., 1])[..., None], step, cells)
+    intent = torch.where(walk[..., None], step, cells)
     new = resolve_moves(cells, intent, holds, order, rows, cols)
     flat = new[..., 0] * cols + new[..., 1]
     # Cells taken, plus a spare column where the others write. scatter_ with a Python value, because an
     # indexed assignment of one (held[...] = True) copies it to the device and waits for the copy.
     held = torch.zeros(b, rows * cols + 1, dtype=torch.bool, device=cells.device)
     held.scatter_(1, torch.where(walk, flat, rows * cols), True)
+    if enterable is not None:
+        held[:, :-1] |= ~enterable
     pointer = out["cell_logits"].float()
     for k in range(n):
         i = order[:, k]
@@ -211,6 +230,13 @@ class DreamSimulator:
             self.owned = owned.expand(num_worlds, -1, -1, -1)     # [B, N, 4, V], per world
             # Games that draw colours per build: a player keeps the appearance of its start frame.
             self.identity_from_start = name in CATALOG and CATALOG[name].map_varies
+        # Which codes a player may step onto (walls: none), where the checkpoint has both tables; and,
+        # where the map size varies per build (coins), the canvas beyond the map, which never changes.
+        self.enterable = None
+        if self.next_allowed is not None and table is not None:
+            self.enterable = enterable_codes(self.next_allowed, self.player_code)
+        self.void: torch.Tensor | None = None  # [B, R*C] bool, set at each reset where the map varies
+        self.has_void = self.enterable is not None and name in CATALOG and CATALOG[name].map_varies
         self.generator = torch.Generator(device=self.device)
         self.reseed(seed)
         self.codes = self.expected_rewards = None
@@ -259,8 +285,9 @@ class DreamSimulator:
                              f"{codes.shape[0]} frames and cells of shape {tuple(players.cells.shape)}")
         if self.identity_from_start:
             self._restrict_owned(codes, players.cells, players.alive, worlds if self.codes is not None else None)
+        void = self._void(codes, players) if self.has_void else None
         if worlds is None or self.codes is None:
-            self.codes, self.players = codes, players
+            self.codes, self.players, self.void = codes, players, void
             self.cache = self._new_cache()
             return
         worlds = torch.as_tensor(worlds, device=self.device).bool()
@@ -269,7 +296,15 @@ class DreamSimulator:
                              f"got {tuple(codes.shape[1:])}")
         self.codes = torch.where(worlds[:, None, None], codes, self.codes)
         self.players = players.where(worlds, self.players)
+        if void is not None:
+            self.void = torch.where(worlds[:, None], void, self.void)
         self.cache.forget(worlds)
+
+    def _void(self, codes: torch.Tensor, players: PlayerStates) -> torch.Tensor:
+        """[B, R*C] the cells beyond the map in frames `codes` [B, R, C] (grid.void_cells)."""
+        index = self.code_index[codes]
+        enterable = self.enterable[index.clamp(min=0)] | (index < 0)
+        return void_cells(enterable, players.cells, players.alive & self.present).flatten(1)
 
     def sprite_rule(self, logits: torch.Tensor, cells: torch.Tensor, facing: torch.Tensor,
                     drawn: torch.Tensor) -> torch.Tensor:
@@ -316,9 +351,11 @@ class DreamSimulator:
         part = tokens.split(h)
         out = model.player_heads(part["A"][:, 0], part["F"][:, 0])
         alive = decide_alive(out["alive_logit"], now.alive, cfg.alive_flip_weight, self.decoding, self.generator)
+        prev = self.code_index[self.codes.view(b, -1)]  # -1: a code this game never draws
         if cfg.move_head:
+            enterable = None if self.enterable is None else self.enterable[prev.clamp(min=0)] | (prev < 0)
             cells = decide_cells(out, now.cells, now.facing, now.alive, alive, self.present, rows, cols,
-                                 self.torus, self.decoding, self.generator)
+                                 self.torus, self.decoding, self.generator, enterable)
         else:  # the first checkpoint's pointer over every cell
             cell_idx = out["cell_logits"].argmax(-1)
             cells = torch.where(alive[..., None], torch.stack([cell_idx // cols, cell_idx % cols], -1), now.cells)
@@ -326,7 +363,6 @@ class DreamSimulator:
         rewards, self.expected_rewards = decide_rewards(out, self.reward_support, self.reward_valid, self.decoding,
                                                         self.generator)
         # (2) Draw the next frame's codes given the new poses, unmasking on a cosine schedule.
-        prev = self.code_index[self.codes.view(b, -1)]
         codes = torch.full_like(self.codes, model.mask_code)
         fixed = torch.zeros(b, rows * cols, dtype=torch.bool, device=self.device)
         done = 0
@@ -348,6 +384,8 @@ class DreamSimulator:
                 pick, conf = decide_codes(logits, prev, change_prob, self.temperature, self.generator,
                                           self.next_allowed)
             pick = self.allowed[pick]
+            if self.void is not None:  # the canvas beyond the map keeps its codes
+                pick = torch.where(self.void, self.codes.view(b, -1), pick)
             flat = codes.view(b, -1)
             conf = conf.masked_fill(fixed, -1.0)
             order = conf.argsort(-1, descending=True)
