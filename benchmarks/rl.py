@@ -30,7 +30,8 @@ the dream. Then, with 95% bootstrap intervals (episodes resampled per arm, 2,000
 Learning curves: the training episodes' returns (each arm in its own env: the dream arm's are what
 the dream pays) and `--curve-points` real-game scores of each policy during training.
 
-Training writes `--work`/GAME/{real,dream}.zip and .json (curve, seeds); `--train` picks the arms to train
+Training writes `--work`/GAME/{real,dream}.zip and .json (curve, seeds) and SB3's per-update log
+{real,dream}_log/progress.csv; `--train` picks the arms to train
 (`--train` alone trains none and scores the policies already in `--work`: the GPU job trains the two arms
 in parallel processes, then scores). Writes rl_<tag>_<game>.json and .png under --out-dir, and
 rl_<tag>.md: the table of every rl_<tag>_*.json there (machine, command, commit).
@@ -49,6 +50,7 @@ import numpy as np
 import torch
 from stable_baselines3 import PPO
 from stable_baselines3.common.callbacks import BaseCallback
+from stable_baselines3.common.logger import configure as configure_logger
 from stable_baselines3.common.vec_env import VecEnv, VecMonitor
 from tqdm import tqdm
 
@@ -192,6 +194,9 @@ def train_arm(arm: str, args: argparse.Namespace, work: Path) -> None:
                         channels_first=True) if args.curve_points else None
     curve_at = [int(args.timesteps * (i + 1) / args.curve_points) for i in range(args.curve_points)]
     model = PPOSettings(rollout=args.rollout).make(VecMonitor(env), args.seed, args.device)
+    # SB3's losses and episode stats per update go to work/<arm>_log/progress.csv (its default logger
+    # would leave an empty folder in the system temp dir on every run).
+    model.set_logger(configure_logger(str(work / f"{arm}_log"), ["csv"]))
     per_update = model.n_steps * env.num_envs  # learn() stops after the update that reaches the budget
     callback = Progress(env, -(-args.timesteps // per_update) * per_update, f"{args.game} {arm}", curve_at,
                         lambda model: episode_returns(scorer, policy_act(model), args.curve_episodes, EVAL_SEED),

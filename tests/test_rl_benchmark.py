@@ -96,6 +96,8 @@ def test_benchmark_rl_end_to_end_on_coins(coins_checkpoint, tmp_path, one_thread
         training = result["training"][arm]
         assert training["timesteps"] >= 16 and training["seeds_shared_with_eval"] == 0
         assert len(training["real_scores"]) == 1  # the curve point
+        # SB3's per-update log lands in the work folder, one row per update
+        assert (tmp_path / "work" / "coins" / f"{arm}_log" / "progress.csv").read_text().count("\n") >= 2
     assert (out / "rl_t_coins.png").stat().st_size > 0
     assert "| coins | 2 |" in (out / "rl_t.md").read_text()
     # scoring again from the saved policies, without training
