@@ -265,3 +265,16 @@ def test_no_player_is_detected_where_the_players_are_erased(episodes):
             assert not det.detect(empty).any(), (substrate, t)
             empty_marked = marked(empty[None], ep.cells[t:t + 1], ep.alive[t:t + 1], range(det.num_players), 1)
             assert not det.detect(empty_marked[0]).any(), (substrate, t)
+
+
+def test_detector_accuracy_script_measures_held_out_episodes_and_writes_its_tables(tiny_dataset, tmp_path):
+    import json
+
+    from benchmarks import detector_accuracy as script
+
+    out = tmp_path / "detector"
+    assert script.main(["--data", str(tiny_dataset), "--substrates", "coins", "--out", str(out)]) == 0
+    result = json.loads(out.with_suffix(".json").read_text())
+    assert set(result["substrates"]) == {"coins"} and result["meta"]["tolerance"] > 0
+    assert result["overall"]["live"] > 0 and result["overall"]["recall"] >= 0.9  # coins' players on real frames
+    assert "coins" in out.with_suffix(".md").read_text()
