@@ -175,7 +175,8 @@ case "$1" in
     stamp "rl on the new checkpoint: ${first%:*}"
     RL_STEPS=${DYNA_STEPS:-500000} rl_game ${first%:*} ${first#*:} $ROOT/ckpt_main $ROOT/rl1 ${TAG:-h200_dyna}
     stamp "rl done"
-    stamp speed; python3 -m benchmarks.speed --device $DEVICE --batches ${SPEED_BATCHES:-1 16 64 256 1024} --peak-tflops 790 \
+    # SPEED_SECONDS=0 leaves the speed benchmark out (speed_h200.md has the step's figures).
+    [ "${SPEED_SECONDS:-8}" != 0 ] && stamp speed && python3 -m benchmarks.speed --device $DEVICE --batches ${SPEED_BATCHES:-1 16 64 256 1024} --peak-tflops 790 \
       --max-seconds ${SPEED_SECONDS:-8} --substrates ${SPEED_SUBSTRATES:-coins clean_up} --out-dir $ROOT/results --tag h200 > $ROOT/speed.log 2>&1
     # The play loop's frame rate only where pygame travelled (PLAY=1 bash scripts/gpu_wheels.sh) and PLAY_STEPS > 0.
     [ "${PLAY_STEPS:-0}" -gt 0 ] && SDL_VIDEODRIVER=dummy python3 -m benchmarks.play_speed --device $DEVICE --substrates coins clean_up \
