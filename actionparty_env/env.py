@@ -35,8 +35,6 @@ from actionparty_env.views import VIEW_TABLES_FILE, ViewTable, egocentric_views
 SimulatorArg = Union[Simulator, Callable[[int, int, torch.device], Simulator], None]
 
 
-
-
 def available_devices() -> list[str]:
     """The devices this torch can run on here: 'cpu', then 'cuda:0'.. and 'mps' where present."""
     out = ["cpu"]

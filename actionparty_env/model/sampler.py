@@ -219,6 +219,7 @@ class DreamSimulator:
         changes = model.transition_tables.get(name)
         self.next_allowed = changes.allowed(self.allowed.cpu(), model.cfg.vocab_size).to(self.device) if changes else None
         table = model.sprite_tables.get(name) if consistent_sprites else None
+        map_varies = name in CATALOG and CATALOG[name].map_varies  # coins: size and colours per build
         self.sprites = table  # None: frames drawn freely; else players drawn consistent with their states
         self.identity_from_start = False
         self.logits_hooks: list[LogitsHook] = []  # rules on the frame's code logits (the module doc)
@@ -229,14 +230,14 @@ class DreamSimulator:
             self.owned_by_slot = owned                            # [N, 4, V]
             self.owned = owned.expand(num_worlds, -1, -1, -1)     # [B, N, 4, V], per world
             # Games that draw colours per build: a player keeps the appearance of its start frame.
-            self.identity_from_start = name in CATALOG and CATALOG[name].map_varies
+            self.identity_from_start = map_varies
         # Which codes a player may step onto (walls: none), where the checkpoint has both tables; and,
         # where the map size varies per build (coins), the canvas beyond the map, which never changes.
         self.enterable = None
         if self.next_allowed is not None and table is not None:
             self.enterable = enterable_codes(self.next_allowed, self.player_code)
         self.void: torch.Tensor | None = None  # [B, R*C] bool, set at each reset where the map varies
-        self.has_void = self.enterable is not None and name in CATALOG and CATALOG[name].map_varies
+        self.has_void = self.enterable is not None and map_varies
         self.generator = torch.Generator(device=self.device)
         self.reseed(seed)
         self.codes = self.expected_rewards = None
@@ -302,9 +303,13 @@ class DreamSimulator:
 
     def _void(self, codes: torch.Tensor, players: PlayerStates) -> torch.Tensor:
         """[B, R*C] the cells beyond the map in frames `codes` [B, R, C] (grid.void_cells)."""
-        index = self.code_index[codes]
-        enterable = self.enterable[index.clamp(min=0)] | (index < 0)
+        enterable = self._enterable_cells(self.code_index[codes])
         return void_cells(enterable, players.cells, players.alive & self.present).flatten(1)
+
+    def _enterable_cells(self, index: torch.Tensor) -> torch.Tensor:
+        """Per cell of a frame given as code indices (-1: a code this game never draws, left to the model):
+        may a player step onto it (`enterable_codes`)."""
+        return self.enterable[index.clamp(min=0)] | (index < 0)
 
     def sprite_rule(self, logits: torch.Tensor, cells: torch.Tensor, facing: torch.Tensor,
                     drawn: torch.Tensor) -> torch.Tensor:
@@ -353,7 +358,7 @@ class DreamSimulator:
         alive = decide_alive(out["alive_logit"], now.alive, cfg.alive_flip_weight, self.decoding, self.generator)
         prev = self.code_index[self.codes.view(b, -1)]  # -1: a code this game never draws
         if cfg.move_head:
-            enterable = None if self.enterable is None else self.enterable[prev.clamp(min=0)] | (prev < 0)
+            enterable = None if self.enterable is None else self._enterable_cells(prev)
             cells = decide_cells(out, now.cells, now.facing, now.alive, alive, self.present, rows, cols,
                                  self.torus, self.decoding, self.generator, enterable)
         else:  # the first checkpoint's pointer over every cell
