@@ -141,8 +141,10 @@ case "$1" in
     # $DYNA_GAMES: PPO trained in the bundled dream; real episodes recorded with it ($DYNA_EPISODES,
     # `--policy sb3:`: half the players follow it, the rest rl_mix) while the other substrates are recorded
     # with rl_mix; the bundled checkpoint trained on further ($STEPS steps at most $MINUTES, a lower peak
-    # rate: it starts trained) on that data and bundled; then the RL benchmark of the first game on it, and
-    # the dream's speed and the play loop's frame rate on the bundled checkpoint.
+    # rate: it starts trained) on that data and bundled; then the RL benchmark of every game of
+    # $DYNA_GAMES on it, all at once ($RL_FIRST=1: the first game only), and, where TEST=1 held one episode
+    # per substrate out, pixel fidelity and dynamics on that test split beside the bundled checkpoint;
+    # last the dream's speed and the play loop's frame rate on the bundled checkpoint.
     games=${DYNA_GAMES:-commons_harvest__open:32 coins:64}
     names=$(for gw in $games; do printf '%s ' ${gw%:*}; done)
     stamp "dream PPO on $names"
@@ -160,21 +162,32 @@ case "$1" in
       python3 -m training.record --out $ROOT/data --substrates $g --episodes-per-substrate ${DYNA_EPISODES:-60} \
         --steps $EPISODE_STEPS --workers 16 --seed 0 --policy sb3:$ROOT/rl0/$g/dream.zip >> $ROOT/record.log 2>&1
     done
-    python3 -m training.heldout $ROOT/data --val 1 --test 0 --workers 16 >> $ROOT/record.log 2>&1
+    python3 -m training.heldout $ROOT/data --val 1 --test ${TEST:-0} --workers 16 >> $ROOT/record.log 2>&1
     grep -a "^recorded\|failed" $ROOT/record.log | tail -8
     # The small CPU model (issue 14) trains from scratch on the same data, beside it on the one GPU, for its
     # own config's max_steps ($SMALL_STEPS sets it; $STEPS is the fine-tune's: the lease of 2026-12-01 (4)
-    # leaked it into the small model, which stopped at 2,000 steps).
-    stamp "train, and the small model"; (CONFIG=${SMALL_CONFIG:-training/configs/small.yaml} STEPS=${SMALL_STEPS:-} train small max_minutes=$MINUTES) &
+    # leaked it into the small model, which stopped at 2,000 steps) or $SMALL_MINUTES: it may go on
+    # through the RL stage, which leaves most of the GPU idle.
+    stamp "train, and the small model"
+    (CONFIG=${SMALL_CONFIG:-training/configs/small.yaml} STEPS=${SMALL_STEPS:-} train small max_minutes=${SMALL_MINUTES:-$MINUTES}) &
+    small=$!
     INIT=$PWD/actionparty_env/checkpoints/default STEPS=${STEPS:-3000} train main max_minutes=$MINUTES \
       lr=${LR:-3.0e-4} warmup_steps=100
-    wait
     cp actionparty_env/checkpoints/default/view_tables.npz actionparty_env/checkpoints/default/start_states.npz $ROOT/ckpt_main/
     python3 -m training.bundle --refresh-digests $ROOT/ckpt_main >> $ROOT/bundle_main.log 2>&1
-    first=${games%% *}
-    stamp "rl on the new checkpoint: ${first%:*}"
-    RL_STEPS=${DYNA_STEPS:-500000} rl_game ${first%:*} ${first#*:} $ROOT/ckpt_main $ROOT/rl1 ${TAG:-h200_dyna}
+    rl_games=$([ -n "${RL_FIRST:-}" ] && echo ${games%% *} || echo $games)
+    stamp "rl on the new checkpoint: $rl_games"
+    for gw in $rl_games; do
+      RL_STEPS=${DYNA_STEPS:-500000} rl_game ${gw%:*} ${gw#*:} $ROOT/ckpt_main $ROOT/rl1 ${TAG:-h200_dyna} &
+    done
+    if [ "${TEST:-0}" -gt 0 ]; then
+      fidelity ${TAG:-h200_dyna} $ROOT/ckpt_main bundled=$PWD/actionparty_env/checkpoints/default &
+      python3 -m benchmarks.dynamics --device $DEVICE --checkpoint $ROOT/ckpt_main --compare bundled=$PWD/actionparty_env/checkpoints/default \
+        --data $ROOT/data --split test --episodes 1 --steps ${DYN_STEPS:-100} --out-dir $ROOT/results --tag ${TAG:-h200_dyna} > $ROOT/dynamics.log 2>&1 &
+    fi
+    wait $(jobs -p | grep -vx $small)
     stamp "rl done"
+    wait $small
     # SPEED_SECONDS=0 leaves the speed benchmark out (speed_h200.md has the step's figures).
     [ "${SPEED_SECONDS:-8}" != 0 ] && stamp speed && python3 -m benchmarks.speed --device $DEVICE --batches ${SPEED_BATCHES:-1 16 64 256 1024} --peak-tflops 790 \
       --max-seconds ${SPEED_SECONDS:-8} --substrates ${SPEED_SUBSTRATES:-coins clean_up} --out-dir $ROOT/results --tag h200 > $ROOT/speed.log 2>&1
