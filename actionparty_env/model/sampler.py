@@ -90,13 +90,16 @@ def decide_codes(logits: torch.Tensor, prev: torch.Tensor, change_prob: torch.Te
     may change into; a drawn change with no such code leaves the cell as it was, a forced one picks
     freely. Returns (code index [B, RC], confidence [B, RC])."""
     known = prev >= 0
-    prev_logit = logits.gather(-1, prev.clamp(min=0)[..., None]).squeeze(-1)
+    index = prev.clamp(min=0)  # 0 stands in for an unknown code
+    prev_logit = logits.gather(-1, index[..., None]).squeeze(-1)
     forced = ~known | (prev_logit == float("-inf"))
-    others = logits.scatter(-1, prev.clamp(min=0)[..., None], float("-inf")).where(known[..., None], logits)
+    # One pass over [B, RC, V] each: an unknown code's stand-in gets its own logit back, and a row's
+    # max says whether any code is left (no [B, RC, V] masks are built for either).
+    others = logits.scatter(-1, index[..., None], torch.where(known, float("-inf"), prev_logit)[..., None])
     possible = torch.ones_like(forced)
     if next_allowed is not None:
-        ruled = others.masked_fill(~next_allowed[prev.clamp(min=0)] & known[..., None], float("-inf"))
-        possible = (ruled > float("-inf")).any(-1)
+        ruled = others.where(next_allowed[index] | ~known[..., None], float("-inf"))
+        possible = ruled.amax(-1) > float("-inf")
         others = torch.where((possible | ~forced)[..., None], ruled, others)
     change = forced | (possible & bernoulli(change_prob, generator))
     pick, conf = sample_codes(others, temperature, generator)

@@ -72,14 +72,14 @@ def constrain_logits(logits: torch.Tensor, is_player: torch.Tensor, owned: torch
     spare = torch.full_like(cell, rc)  # a padding row: where dead players write
     occupied = torch.zeros(b, rc + 1, dtype=torch.bool, device=logits.device)
     occupied.scatter_(1, torch.where(live, cell, spare), True)
-    out = logits.masked_fill(is_player & ~occupied[:, :rc, None], float("-inf"))
+    padded = torch.nn.functional.pad(logits, (0, 0, 0, 1))  # the one copy of the logits, with a spare row
+    out = padded[:, :rc].masked_fill_(is_player & ~occupied[:, :rc, None], float("-inf"))
     worlds, slots = torch.arange(b, device=logits.device)[:, None], torch.arange(n, device=logits.device)[None]
     allowed = owned[worlds, slots, facing]  # [B, N, V]
     restrict = live & allowed.any(-1)
     rows = out.gather(1, cell[..., None].expand(-1, -1, v)).masked_fill(restrict[..., None] & ~allowed, float("-inf"))
-    padded = torch.cat([out, out.new_zeros(b, 1, v)], 1)
     padded.scatter_(1, torch.where(restrict, cell, spare)[..., None].expand(-1, -1, v), rows)
-    return padded[:, :rc]
+    return out
 
 
 def save_sprite_tables(folder: str | Path, tables: dict[str, SpriteTable]) -> Path:
