@@ -153,6 +153,14 @@ def measure_env(substrate: str, checkpoint: Path, device: torch.device, steps: i
     return {"steps": n, "seconds": round(seconds, 3), "env_steps_per_s": n / seconds}
 
 
+def _cpu_attention_flops(query, key, value, *args, out_shape=None, **kwargs) -> int:
+    """FlopCounterMode's formula for the CPU's fused attention kernel, which it does not count itself
+    (torch 2.13: 0 FLOPs, so the CPU tables of 2026-12-01 left attention out of GFLOP/step)."""
+    from torch.utils.flop_counter import sdpa_flop_count
+
+    return sdpa_flop_count(query, key, value)
+
+
 def flops_per_step(substrate: str, checkpoint: Path, device: torch.device, **sim_kwargs) -> float:
     """FLOPs of one world-step (matmuls and attention, counted by torch's FlopCounterMode)."""
     from torch.utils.flop_counter import FlopCounterMode
@@ -164,7 +172,8 @@ def flops_per_step(substrate: str, checkpoint: Path, device: torch.device, **sim
     actions = torch.zeros(1, worlds.num_players, dtype=torch.long, device=device)
     for _ in range(4):  # fill the KV cache's window: later steps attend to the full context
         worlds.step(actions)
-    with FlopCounterMode(display=False) as counter:
+    cpu_attention = {torch.ops.aten._scaled_dot_product_flash_attention_for_cpu: _cpu_attention_flops}
+    with FlopCounterMode(display=False, custom_mapping=cpu_attention) as counter:
         worlds.step(actions)
     return float(counter.get_total_flops())
 
