@@ -34,6 +34,10 @@ class GameSpec:
     def num_actions(self) -> int:
         return len(self.action_names)
 
+    def player_roles(self, num_players: int) -> tuple[str, ...]:
+        """The roles of `num_players` players: the default roles, repeated (as the real env builds them)."""
+        return tuple(self.roles[i % len(self.roles)] for i in range(num_players))
+
     @property
     def view_cells(self) -> tuple[int, int]:
         """(rows, cols) of the egocentric view in cells."""

@@ -247,7 +247,7 @@ class RealParallelEnv(PlayersEnv):
         max_cycles = check_positive_int("max_cycles", max_cycles)
         self._check_render_mode(render_mode)
         self.substrate = substrate
-        self.roles = tuple(game.roles[i % len(game.roles)] for i in range(num_players))
+        self.roles = game.player_roles(num_players)
         self._init_players(game, num_players, max_cycles, render_mode, f"{substrate} (real)")
         self._engine = MeltingPotEngine()
         self._built = False

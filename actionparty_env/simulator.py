@@ -272,6 +272,6 @@ class StartStates:
 
         game = get_game(substrate)
         n = game.num_players if num_players is None else int(num_players)
-        roles = tuple(game.roles[i % len(game.roles)] for i in range(n))
+        roles = game.player_roles(n)
         step = MeltingPotEngine().build(substrate, roles, int(seed))
         return StartState(step.frame, step.players)

@@ -24,10 +24,11 @@ every player at every step: FREE (the movement rules above), FROZEN (moves and t
 run must keep the player's cell and facing) or UNDECIDED (not scored; its share is reported as the
 checker's coverage). A run is then checked against the real situation, so a world model cannot pick
 which steps are scored, and one that never moves anyone fails every FREE move and turn.
-- Stamina (predator_prey; `StaminaRule`): the Lua's `Stamina` component is deterministic given the
-  player's own actions (each costly action lowers stamina, a step without one restores it, and after a
-  costly action the band of the stamina level freezes the player for 0 to 6 steps, by role), so the
-  checker replays it from the real actions and the freezes are FROZEN steps, exactly.
+- Stamina (predator_prey, factory_commons; `actionparty_env.stamina`): the Lua's `Stamina` component is
+  deterministic given the player's own actions (each costly action lowers stamina, a step without one
+  restores it, and after a costly action the band of the stamina level freezes the player for 0 to 6
+  steps, by role), so the checker replays it from the real actions (`stamina_step`, the function the
+  dream counts it with) and the freezes are FROZEN steps, exactly.
 - Timed freezes with a visible cause (`TimedFreeze`): a zap (allelopathic_harvest,
   externality_mushrooms, territory: 25 steps, `GraduatedSanctionsMarking`), an interaction
   (`*_in_the_matrix`: 16 + 2 steps, both players; fruit_market and factory_commons' HOLD: 2 steps,
@@ -53,10 +54,12 @@ from collections import Counter
 from dataclasses import dataclass, field
 
 import numpy as np
+import torch
 
 from actionparty_env import grid
 from actionparty_env.grid import CELL, MOVES, TURNS
 from actionparty_env.model.codebook import frame_to_cells
+from actionparty_env.stamina import STAMINA, Stamina, StaminaState, stamina_step
 
 DIRS = np.array(grid.DIRS)  # N, E, S, W as (drow, dcol); MOVES: offset from the facing; TURNS: its change
 OTHER, MOVE, TURN = 0, 1, 2  # action kinds
@@ -79,19 +82,6 @@ class TimedFreeze:
 
 
 @dataclass(frozen=True)
-class StaminaRule:
-    """The Lua's `Stamina` component (meltingpot/lua/levels/stamina/shared_components.lua): a costly
-    action lowers the stamina (0..`max_value`) by one, a step without one raises it by one; at the
-    next step a costly action freezes the player for its role's (green, yellow, red) steps, by the band
-    the stamina is in (red below `red`, yellow below `red + yellow`, else green)."""
-    freeze_by_role: tuple[tuple[str, tuple[int, int, int]], ...]  # (role name part, freeze steps)
-    costly: tuple[str, ...] = ("move", "turn", "interact")
-    max_value: int = 18
-    red: int = 1
-    yellow: int = 6
-
-
-@dataclass(frozen=True)
 class Shove:
     """SHOVE/PULL (meltingpot/lua/modules/avatar_grappling.lua): a beam of `reach` cells ahead moves
     the player it hits, if the shover holds it (hidden)."""
@@ -108,9 +98,8 @@ MECHANICS: dict[str, tuple] = {
     "territory": (TimedFreeze("beam", 25, ("FIRE_ZAP",), (2, 1)),),
     # GameInteractionZapper: both interactants frozen freezeOnInteraction + 2 = 18 steps.
     "in_the_matrix": (TimedFreeze("beam", 18, ("INTERACT",), (3, 1), firer_too=True),),
-    "predator_prey": (StaminaRule((("predator", (0, 1, 6)), ("prey", (1, 2, 4)))),
-                      TimedFreeze("ate", 5, ("INTERACT",))),  # framesToDisplayBeingEaten
-    "factory_commons": (StaminaRule((("", (0, 2, 6)),), costly=("move",)), _HOLD, Shove()),
+    "predator_prey": (STAMINA["predator_prey"], TimedFreeze("ate", 5, ("INTERACT",))),  # framesToDisplayBeingEaten
+    "factory_commons": (STAMINA["factory_commons"], _HOLD, Shove()),
     "fruit_market": (TimedFreeze("moved", 6), _HOLD, Shove()),  # stamina also spent by hunger, water
 }
 
@@ -255,7 +244,7 @@ class RuleChecker:
         mechanics = mechanics_of(self.substrate)
         outcome = self.outcomes(real) if mechanics else None
         for m in mechanics:
-            if isinstance(m, StaminaRule):
+            if isinstance(m, Stamina):
                 frozen |= self._stamina_frozen(m, real)
             elif isinstance(m, TimedFreeze):
                 frozen |= _revealed_freezes(self._causes(m, real), outcome, m.steps)
@@ -268,37 +257,18 @@ class RuleChecker:
         return rule_outcome(self.action_names, actions, np.zeros(actions.shape + (2,), np.int64),
                             np.zeros(actions.shape, np.int64))[2]
 
-    def _stamina_frozen(self, rule: StaminaRule, real: dict) -> np.ndarray:
+    def _stamina_frozen(self, rule: Stamina, real: dict) -> np.ndarray:
         """Steps at which the replayed stamina freezes each player: bool [T, N]."""
-        actions, alive = np.asarray(real["actions"], np.int64), real["alive"].astype(bool)
-        kind = self._kinds(actions)
-        names = np.asarray(self.action_names)[actions]
-        costly = np.zeros(actions.shape, bool)
-        for name, hit in (("move", kind == MOVE), ("turn", kind == TURN), ("interact", names == "INTERACT")):
-            if name in rule.costly:
-                costly |= hit
-        frozen = np.zeros(actions.shape, bool)
-        for i in range(actions.shape[1]):
-            role = self.roles[i] if i < len(self.roles) else ""
-            times = next((f for part, f in rule.freeze_by_role if part in role), (0, 0, 0))
-            # The Lua's state: stamina, frames its update still skips, last step costly, freeze counter.
-            value, skip, last_costly, counter = rule.max_value, 0, False, 0
-            for t in range(len(actions)):
-                if not alive[t, i]:  # respawning resets the stamina
-                    value, skip, last_costly, counter = rule.max_value, 0, False, 0
-                    continue
-                counter = max(counter - 1, 0)
-                if skip > 0:
-                    skip -= 1
-                else:
-                    band = 2 if value < rule.red else 1 if value < rule.red + rule.yellow else 0
-                    if last_costly and times[band] > 0:  # frozen for times[band] steps from this one
-                        counter = skip = times[band]
-                frozen[t, i] = counter > 0
-                if skip == 0:
-                    last_costly = bool(costly[t, i])
-                    value = max(value - 1, 0) if last_costly else min(value + 1, rule.max_value)
-        return frozen
+        actions = torch.as_tensor(np.asarray(real["actions"], np.int64))
+        alive = torch.as_tensor(real["alive"].astype(bool))
+        costly = rule.costly_actions(list(self.action_names))[actions]
+        roles = tuple(self.roles[i] if i < len(self.roles) else "" for i in range(actions.shape[1]))
+        times = rule.freeze_steps(roles)
+        state = StaminaState.fresh(rule, (actions.shape[1],))
+        frozen = torch.zeros(actions.shape, dtype=torch.bool)
+        for t in range(len(actions)):
+            state, frozen[t] = stamina_step(rule, times, state, costly[t], alive[t])
+        return frozen.numpy()
 
     def _beam_hits(self, fired: tuple[str, ...], reach: tuple[int, int], real: dict) -> np.ndarray:
         """Players within `reach` of another live player firing one of `fired` (0 to reach[0] cells ahead

@@ -102,9 +102,11 @@ def package_version(name: str) -> str:
 TINY_VOCAB = 12  # codes of tiny_model's codebook (V in the model tests)
 
 
-def tiny_model(seed: int = 0, **switches):
-    """A tiny random WorldModel of two games ("game_a", "game_b"), 8 action names and TINY_VOCAB patches;
-    `switches`: the ModelConfig options of the method (spatial_rope, subject_isolation, frame_occupancy)."""
+def tiny_model(seed: int = 0, games: tuple[str, str] = ("game_a", "game_b"), action_vocab: list[str] | None = None,
+               **switches):
+    """A tiny random WorldModel of two games (`games`), 8 action names (`action_vocab`; default A0..A7) and
+    TINY_VOCAB patches; `switches`: the ModelConfig options of the method (spatial_rope, subject_isolation,
+    frame_occupancy)."""
     import numpy as np
     import torch
 
@@ -114,7 +116,7 @@ def tiny_model(seed: int = 0, **switches):
     torch.manual_seed(seed)
     cfg = ModelConfig(vocab_size=TINY_VOCAB, num_games=2, num_action_names=8, max_players=4, dim=32, depth=2, heads=2,
                       window=2, pointer_dim=8, max_actions=8, **switches)
-    model = WorldModel(cfg, ["game_a", "game_b"], [f"A{i}" for i in range(8)])
+    model = WorldModel(cfg, list(games), action_vocab or [f"A{i}" for i in range(8)])
     rng = np.random.default_rng(seed)
     patches = rng.permutation(TINY_VOCAB * 4)[:TINY_VOCAB, None, None, None] * np.ones((1, CELL, CELL, 3), np.int64)
     model.patches.copy_(torch.from_numpy((patches % 256).astype(np.uint8)))

@@ -27,7 +27,9 @@ Decoding (`decoding=`), the small pure functions below:
   players never share a cell (`actionparty_env.grid.resolve_moves`); a move into a cell no player can
   enter (a wall: its code was never seen changing into a player's sprite, `enterable_codes`) fails, as
   in the engine; in coins, whose map size varies per build, the canvas beyond the map never changes
-  (`grid.void_cells`). Seeded: same seed, same dream.
+  (`grid.void_cells`). Where avatars have stamina (predator_prey, factory_commons) the dream counts it
+  as the game does (actionparty_env/stamina.py): a player it freezes keeps its cell and facing, and in
+  predator_prey a player it leaves free moves and turns as its action says. Seeded: same seed, same dream.
 - "argmax": every output at its mode (the first checkpoint's decoding): no random event ever happens.
 """
 from __future__ import annotations
@@ -39,11 +41,12 @@ import torch
 import torch.nn.functional as F
 
 from actionparty_env.games import load_catalog
-from actionparty_env.grid import JUMP, PlayerStates, moved_cells, resolve_moves, void_cells
+from actionparty_env.grid import JUMP, MOVES, STAY, TURNS, PlayerStates, moved_cells, resolve_moves, void_cells
 from actionparty_env.model.attention import ORDER, Tokens
 from actionparty_env.model.network import Blocks, KVCache, WorldModel
 from actionparty_env.model.sprites import constrain_logits, restrict_to_start_appearance
 from actionparty_env.simulator import DECODINGS, StepResult, accepts_old_reset
+from actionparty_env.stamina import StaminaState, stamina_of, stamina_step
 
 CATALOG = load_catalog()  # for GameSpec.map_varies
 LogitsHook = Callable[[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]
@@ -139,7 +142,8 @@ def enterable_codes(next_allowed: torch.Tensor, is_player: torch.Tensor) -> torc
 
 def decide_cells(out: dict, cells: torch.Tensor, facing: torch.Tensor, alive: torch.Tensor, alive_next: torch.Tensor,
                  present: torch.Tensor, rows: int, cols: int, torus: bool, decoding: str,
-                 generator: torch.Generator | None, enterable: torch.Tensor | None = None) -> torch.Tensor:
+                 generator: torch.Generator | None, enterable: torch.Tensor | None = None,
+                 move: torch.Tensor | None = None) -> torch.Tensor:
     """Every player's next cell [B, N, 2], in the engine's order of things (actionparty_env/grid.py):
     moves first, jointly: each player alive now holds its cell, and those staying alive step as the
     move head's argmax says (stay, one step relative to the facing, or JUMP), one after another in a
@@ -147,10 +151,11 @@ def decide_cells(out: dict, cells: torch.Tensor, facing: torch.Tensor, alive: to
     pointer head among the cells no one holds (a draw for "calibrated", as the engine picks a free spawn
     point at random; the best one for "argmax"), in the same order. Dead players keep their cell.
     `enterable` [B, R*C] bool: the cells a player may step or respawn onto (None: every cell); a step
-    into any other cell fails (a wall)."""
+    into any other cell fails (a wall). `move` [B, N]: the moves, where the game decides them (the
+    stamina); None: the move head's argmax."""
     b, n = alive.shape
     worlds = torch.arange(b, device=cells.device)
-    move = out["move_logits"].argmax(-1)
+    move = out["move_logits"].argmax(-1) if move is None else move
     holds = present & alive
     jump = present & alive_next & (~alive | (move == JUMP))
     walk = holds & alive_next & ~jump
@@ -241,6 +246,15 @@ class DreamSimulator:
             self.enterable = enterable_codes(self.next_allowed, self.player_code)
         self.void: torch.Tensor | None = None  # [B, R*C] bool, set at each reset where the map varies
         self.has_void = self.enterable is not None and map_varies
+        # The avatars' stamina, counted as the game counts it (actionparty_env/stamina.py).
+        self.stamina = stamina_of(name) if name in CATALOG else None
+        if self.stamina is not None:
+            vocab = model.action_vocab  # indexed by shared action-name id, as `advance` takes actions
+            self.freeze_steps = self.stamina.freeze_steps(CATALOG[name].player_roles(num_players)).to(self.device)
+            self.costly = self.stamina.costly_actions(vocab).to(self.device)
+            self.action_move = torch.tensor([MOVES[a] + 1 if a in MOVES else STAY for a in vocab], device=self.device)
+            self.action_turn = torch.tensor([TURNS.get(a, 0) for a in vocab], device=self.device)
+        self.stamina_state: StaminaState | None = None
         self.generator = torch.Generator(device=self.device)
         self.reseed(seed)
         self.codes = self.expected_rewards = None
@@ -290,8 +304,9 @@ class DreamSimulator:
         if self.identity_from_start:
             self._restrict_owned(codes, players.cells, players.alive, worlds if self.codes is not None else None)
         void = self._void(codes, players) if self.has_void else None
+        fresh = StaminaState.fresh(self.stamina, tuple(players.alive.shape), self.device) if self.stamina else None
         if worlds is None or self.codes is None:
-            self.codes, self.players, self.void = codes, players, void
+            self.codes, self.players, self.void, self.stamina_state = codes, players, void, fresh
             self.cache = self._new_cache()
             return
         worlds = torch.as_tensor(worlds, device=self.device).bool()
@@ -302,6 +317,8 @@ class DreamSimulator:
         self.players = players.where(worlds, self.players)
         if void is not None:
             self.void = torch.where(worlds[:, None], void, self.void)
+        if fresh is not None:
+            self.stamina_state = fresh.where(worlds, self.stamina_state)
         self.cache.forget(worlds)
 
     def _void(self, codes: torch.Tensor, players: PlayerStates) -> torch.Tensor:
@@ -313,6 +330,22 @@ class DreamSimulator:
         """Per cell of a frame given as code indices (-1: a code this game never draws, left to the model):
         may a player step onto it (`enterable_codes`)."""
         return self.enterable[index.clamp(min=0)] | (index < 0)
+
+    def _stamina_moves(self, move: torch.Tensor, facing: torch.Tensor, action_ids: torch.Tensor,
+                       now: PlayerStates, alive_next: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The moves and facings [B, N] where the stamina decides them, given the heads' (`move`, `facing`):
+        a player it freezes keeps its cell and facing; where it is the game's only refusal (and live
+        players never teleport) a free player steps and turns as its action says. A respawn's cell and
+        facing stay the heads' (decide_cells: a player dead now jumps)."""
+        self.stamina_state, frozen = stamina_step(self.stamina, self.freeze_steps, self.stamina_state,
+                                                  self.costly[action_ids], now.alive)
+        turned = facing
+        if self.stamina.moves_follow_actions:
+            move = self.action_move[action_ids]
+            turned = (now.facing + self.action_turn[action_ids]) % 4
+        move = torch.where(frozen & (move != JUMP), STAY, move)
+        staying = now.alive & alive_next & (move != JUMP)  # a respawned player's facing is the head's
+        return move, torch.where(staying, torch.where(frozen, now.facing, turned), facing)
 
     def sprite_rule(self, logits: torch.Tensor, cells: torch.Tensor, facing: torch.Tensor,
                     drawn: torch.Tensor) -> torch.Tensor:
@@ -360,14 +393,17 @@ class DreamSimulator:
         out = model.player_heads(part["A"][:, 0], part["F"][:, 0])
         alive = decide_alive(out["alive_logit"], now.alive, cfg.alive_flip_weight, self.decoding, self.generator)
         prev = self.code_index[self.codes.view(b, -1)]  # -1: a code this game never draws
+        facing = out["facing_logits"].argmax(-1)
+        move = None
+        if self.stamina is not None and cfg.move_head:
+            move, facing = self._stamina_moves(out["move_logits"].argmax(-1), facing, action_ids, now, alive)
         if cfg.move_head:
             enterable = None if self.enterable is None else self._enterable_cells(prev)
             cells = decide_cells(out, now.cells, now.facing, now.alive, alive, self.present, rows, cols,
-                                 self.torus, self.decoding, self.generator, enterable)
+                                 self.torus, self.decoding, self.generator, enterable, move)
         else:  # the first checkpoint's pointer over every cell
             cell_idx = out["cell_logits"].argmax(-1)
             cells = torch.where(alive[..., None], torch.stack([cell_idx // cols, cell_idx % cols], -1), now.cells)
-        facing = out["facing_logits"].argmax(-1)
         rewards, self.expected_rewards = decide_rewards(out, self.reward_support, self.reward_valid, self.decoding,
                                                         self.generator)
         # (2) Draw the next frame's codes given the new poses, unmasking on a cosine schedule.

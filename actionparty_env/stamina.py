@@ -1,0 +1,108 @@
+"""Melting Pot's stamina, counted as the game counts it (issue 13).
+
+In predator_prey and factory_commons an avatar carries the Lua's `Stamina` component
+(meltingpot/lua/levels/stamina/shared_components.lua, in the installed package): a costly action (a
+move, a turn or an interaction, per game) lowers the stamina (0..18) by one, a step without one raises
+it by one, and at the next step a costly action taken in the yellow or red band (or, for prey, in any
+band) refuses the avatar's moves and turns for a few steps (`disallowMovementUntil`), by role. It
+depends on nothing but the player's own actions and on whether it is alive (a respawn restores it),
+and it builds up over up to 18 steps, longer than the world model's window: so the dream counts it
+(`DreamSimulator`, model/sampler.py) and the pixel benchmark's rule checker replays it from the real
+actions (benchmarks/rules.py), both with `stamina_step`.
+
+Every helper is a tensor op over [..., N] players: no host sync, so it runs inside the dream's step.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from actionparty_env.grid import MOVES, TURNS
+
+
+@dataclass(frozen=True)
+class Stamina:
+    """One game's stamina (the Lua's `Stamina` settings in its substrate config): freeze steps per role
+    for the (green, yellow, red) bands; which action kinds are costly; the band limits. `moves_follow_actions`:
+    nothing but the stamina, walls and other players refuses a move or turn in this game and live
+    players never teleport, so a player the stamina leaves free moves and turns as its action says
+    (predator_prey, but for the 5 steps a predator eats; not factory_commons, whose HOLD and SHOVE also
+    freeze and move players)."""
+    freeze_by_role: tuple[tuple[str, tuple[int, int, int]], ...]  # (role name part, freeze steps)
+    costly: tuple[str, ...] = ("move", "turn", "interact")
+    max_value: int = 18
+    red: int = 1
+    yellow: int = 6
+    moves_follow_actions: bool = False
+
+    def freeze_steps(self, roles: tuple[str, ...]) -> torch.Tensor:
+        """[N, 3] long: each player's freeze steps in the green, yellow and red bands, by its role
+        (a role matching no entry never freezes)."""
+        return torch.tensor([next((f for part, f in self.freeze_by_role if part in role), (0, 0, 0))
+                             for role in roles], dtype=torch.long)
+
+    def costly_actions(self, action_names: list[str]) -> torch.Tensor:
+        """[A] bool: which of these actions cost stamina."""
+        kinds = {"move": set(MOVES), "turn": set(TURNS), "interact": {"INTERACT"}}
+        costly = set().union(*(kinds[k] for k in self.costly))
+        return torch.tensor([name in costly for name in action_names], dtype=torch.bool)
+
+
+# Per substrate family (the name up to "__"), from meltingpot/configs/substrates/*.py.
+STAMINA: dict[str, Stamina] = {
+    "predator_prey": Stamina((("predator", (0, 1, 6)), ("prey", (1, 2, 4))), moves_follow_actions=True),
+    "factory_commons": Stamina((("", (0, 2, 6)),), costly=("move",)),
+}
+
+
+def stamina_of(substrate: str) -> Stamina | None:
+    """The substrate's stamina, None where its avatars have none."""
+    return STAMINA.get(substrate.split("__")[0])
+
+
+@dataclass(frozen=True)
+class StaminaState:
+    """The Lua component's state per player, tensors [..., N]: the stamina, the steps its update still
+    skips (a freeze), whether the last counted step was costly, and the steps of freeze left."""
+    value: torch.Tensor
+    skip: torch.Tensor
+    last_costly: torch.Tensor
+    counter: torch.Tensor
+
+    @classmethod
+    def fresh(cls, rule: Stamina, shape: tuple[int, ...], device: torch.device | str = "cpu") -> StaminaState:
+        """Full stamina, no freeze: a new avatar's (or a respawned one's)."""
+        zeros = torch.zeros(shape, dtype=torch.long, device=device)
+        return cls(zeros + rule.max_value, zeros, zeros.bool(), zeros)
+
+    def where(self, mask: torch.Tensor, other: StaminaState) -> StaminaState:
+        """These states where `mask` (broadcast over the trailing player dim) is set, `other`'s elsewhere."""
+        m = mask[..., None] if mask.ndim < self.value.ndim else mask
+        return StaminaState(*(torch.where(m, a, b) for a, b in zip(self.fields(), other.fields())))
+
+    def fields(self) -> tuple[torch.Tensor, ...]:
+        return self.value, self.skip, self.last_costly, self.counter
+
+
+def stamina_step(rule: Stamina, freeze_steps: torch.Tensor, state: StaminaState, costly: torch.Tensor,
+                 alive: torch.Tensor) -> tuple[StaminaState, torch.Tensor]:
+    """One step of every player's stamina: `freeze_steps` [N, 3] (`Stamina.freeze_steps`), `costly` [..., N]
+    whether this step's action costs stamina, `alive` [..., N] alive before the step. Returns the state
+    after the step and which players' moves and turns this step refuses [..., N]. A freeze starts where
+    the last counted step was costly and the band's freeze is not 0; while it lasts the stamina is not
+    updated (the Lua skips its update), so actions taken frozen cost nothing."""
+    counter = (state.counter - 1).clamp(min=0)
+    skipping = state.skip > 0
+    band = torch.where(state.value < rule.red, 2, torch.where(state.value < rule.red + rule.yellow, 1, 0))
+    steps = freeze_steps.expand(*band.shape, 3).gather(-1, band[..., None]).squeeze(-1)
+    start = ~skipping & state.last_costly & (steps > 0)
+    counter = torch.where(start, steps, counter)
+    skip = torch.where(skipping, state.skip - 1, torch.where(start, steps, state.skip))
+    counted = skip == 0
+    value = torch.where(costly, (state.value - 1).clamp(min=0), (state.value + 1).clamp(max=rule.max_value))
+    after = StaminaState(torch.where(counted, value, state.value), skip,
+                         torch.where(counted, costly, state.last_costly), counter)
+    # A dead avatar's stamina starts again full when it respawns.
+    after = after.where(alive, StaminaState.fresh(rule, tuple(alive.shape), alive.device))
+    return after, (counter > 0) & alive
