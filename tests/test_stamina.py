@@ -93,7 +93,7 @@ def test_the_real_engine_refuses_turns_where_the_count_says():
     env = RealParallelEnv("predator_prey__open", max_cycles=100)
     _, infos = env.reset(seed=3)
     turn = game.action_names.index("TURN_RIGHT")
-    facing, turned = [np.array([infos[a]["facing"] for a in env.agents])], []
+    facing = [np.array([infos[a]["facing"] for a in env.agents])]
     for _ in range(30):
         _, _, _, _, infos = env.step({a: turn for a in env.agents})
         facing.append(np.array([infos[a]["facing"] for a in env.agents]))
