@@ -6,7 +6,7 @@
 #   bash scripts/gpu_lease.sh poll [SECONDS]         poll; copy finished results to $OUT
 #   rl         the RL benchmark (benchmarks/rl.py) of $RL_GAMES on the bundled checkpoint, and start states.
 #   dyna       PPO in the dream, real episodes recorded with it, the checkpoint trained on, RL again.
-#   small      record, then the small CPU model (training/configs/small.yaml), and the play loop's frame rate.
+#   small      record, then the small CPU model (training/configs/small_fast.yaml), and the play loop's frame rate.
 # The training jobs first record all 49 substrates on 16 cores and the held-out splits. Then:
 #   train      train the recipe (training/configs/h100.yaml) for $MINUTES, bundle it, evaluate it in
 #              closed loop on the test split, measure its speed and its pixel fidelity.
@@ -169,7 +169,7 @@ case "$1" in
     # leaked it into the small model, which stopped at 2,000 steps) or $SMALL_MINUTES: it may go on
     # through the RL stage, which leaves most of the GPU idle.
     stamp "train, and the small model"
-    (CONFIG=${SMALL_CONFIG:-training/configs/small.yaml} STEPS=${SMALL_STEPS:-} train small max_minutes=${SMALL_MINUTES:-$MINUTES}) &
+    (CONFIG=${SMALL_CONFIG:-training/configs/small_fast.yaml} STEPS=${SMALL_STEPS:-} train small max_minutes=${SMALL_MINUTES:-$MINUTES}) &
     small=$!
     INIT=$PWD/actionparty_env/checkpoints/default STEPS=${STEPS:-3000} train main max_minutes=$MINUTES \
       lr=${LR:-3.0e-4} warmup_steps=100
@@ -196,13 +196,13 @@ case "$1" in
       --steps $PLAY_STEPS --out-dir $ROOT/results --tag h200 > $ROOT/play_speed.log 2>&1
     stamp done ;;
   job-small)
-    # The small CPU model alone (issue 14): record, train training/configs/small.yaml for $MINUTES, bundle.
+    # The small CPU model alone (issue 14): record, train training/configs/small_fast.yaml for $MINUTES, bundle.
     # Meanwhile the play loop's frame rate on the GPU with the bundled checkpoint (the note says so).
     record
     stamp "train small, play loop"
     SDL_VIDEODRIVER=dummy python3 -m benchmarks.play_speed --device $DEVICE --substrates coins clean_up --steps ${PLAY_STEPS:-40} \
       --out-dir $ROOT/results --tag h200 --note "${PLAY_NOTE:-}" > $ROOT/play_speed.log 2>&1 &
-    CONFIG=training/configs/small.yaml train small max_minutes=$MINUTES
+    CONFIG=training/configs/small_fast.yaml train small max_minutes=$MINUTES
     wait
     stamp done ;;
   poll)
