@@ -10,12 +10,18 @@ and it builds up over up to 18 steps, longer than the world model's window: so t
 (`DreamSimulator`, model/sampler.py) and the pixel benchmark's rule checker replays it from the real
 actions (benchmarks/rules.py), both with `stamina_step`.
 
-Every helper is a tensor op over [..., N] players: no host sync, so it runs inside the dream's step.
+Both games draw each live avatar's stamina as a bar in the map cell north of it (the substrate
+config's `_create_stamina_overlay`): `bar_codes` finds the codebook's codes that show one, which the
+dream draws only there (model/sprites.py, `constrain_attached`).
+
+Every helper of the count is a tensor op over [..., N] players: no host sync, so it runs inside the
+dream's step.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 
 from actionparty_env.grid import MOVES, TURNS
@@ -59,6 +65,26 @@ STAMINA: dict[str, Stamina] = {
 def stamina_of(substrate: str) -> Stamina | None:
     """The substrate's stamina, None where its avatars have none."""
     return STAMINA.get(substrate.split("__")[0])
+
+
+# The bar's palette. Stamina levels 0..12 draw 6 pixels of the cell's bottom row (columns 1..6): green,
+# yellow, then red from the left; levels 13..18 and a dead avatar draw nothing.
+BAR_COLOURS = {"G": (62, 137, 72), "Y": (255, 216, 97), "R": (162, 38, 51)}
+BAR_LEVELS = 13
+
+
+def bar_rows() -> np.ndarray:
+    """uint8 [BAR_LEVELS, 6, 3]: the bar's pixels at each visible level, as the config writes them."""
+    def row(i: int) -> str:
+        return "G" * max(i - 6, 0) + "Y" * (i if i < 7 else 12 - i) + "R" * max(6 - i, 0)
+    return np.array([[BAR_COLOURS[ch] for ch in row(i)] for i in range(BAR_LEVELS)], np.uint8)
+
+
+def bar_codes(patches: np.ndarray) -> torch.Tensor:
+    """[V] bool: which of these 8x8 patches (uint8 [V, 8, 8, 3]) show a stamina bar (on whatever the
+    cell holds: floor, wall, tree or another avatar; the bar is drawn over them all)."""
+    bottom = np.asarray(patches)[:, 7, 1:7]  # [V, 6, 3]
+    return torch.from_numpy((bottom[:, None] == bar_rows()[None]).all((-1, -2)).any(-1))
 
 
 @dataclass(frozen=True)

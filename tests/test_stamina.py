@@ -8,8 +8,10 @@ import torch
 
 from actionparty_env.games import get_game
 from actionparty_env.grid import PlayerStates
-from actionparty_env.model.sampler import DreamSimulator
-from actionparty_env.stamina import STAMINA, Stamina, StaminaState, stamina_of, stamina_step
+from actionparty_env.model.sampler import DreamSimulator, decide_codes
+from actionparty_env.model.sprites import constrain_attached
+from actionparty_env.stamina import (BAR_COLOURS, STAMINA, Stamina, StaminaState, bar_codes, bar_rows, stamina_of,
+                                    stamina_step)
 from tests.conftest import tiny_model
 
 PREDATOR_PREY = STAMINA["predator_prey"]
@@ -136,3 +138,84 @@ def test_the_dream_refuses_what_the_stamina_refuses_and_follows_the_rest():
             assert (turned == ~frozen[t]).all() and not moved.any(), t
         before = now
     assert frozen[:, 3].any()  # the prey was refused in the plan
+
+
+# ------------------------------------------------------------------------------- the stamina bar
+
+def bar_patch(floor: int, level: int) -> np.ndarray:
+    """An 8x8 patch of one grey `floor` with the config's bar of `level` (0..12) on its bottom row."""
+    patch = np.full((8, 8, 3), floor, np.uint8)
+    patch[7, 1:7] = bar_rows()[level]
+    return patch
+
+
+def test_bar_codes_are_the_configs_levels_over_anything():
+    plain = np.full((8, 8, 3), 200, np.uint8)
+    shifted = np.roll(bar_patch(200, 0), 1, axis=1)  # the red run one pixel off: not the bar
+    patches = np.stack([plain, bar_patch(200, 0), bar_patch(90, 6), bar_patch(200, 12), shifted])
+    assert bar_codes(patches).tolist() == [False, True, True, True, False]
+    assert [tuple(c) for c in bar_rows()[0]] == [BAR_COLOURS["R"]] * 6
+    assert [tuple(c) for c in bar_rows()[12]] == [BAR_COLOURS["G"]] * 6
+
+
+def test_a_bar_left_behind_must_change_and_one_north_of_a_live_player_may_stay():
+    """3 x 3 map, codes 0 = floor, 1 = floor with a bar. Player 0 moved from (1, 0) to (1, 1); player 1,
+    at (2, 2), died; player 2 stands at (2, 0). The model wants the bar on the whole top two rows and
+    no cell changes by chance (change_prob 0)."""
+    rows, cols = 3, 3
+    logits = torch.zeros(1, rows * cols, 2)
+    logits[0, :6, 1] = 5.0
+    cells = torch.tensor([[[1, 1], [2, 2], [2, 0]]])
+    live = torch.tensor([[True, False, True]])
+    ruled = constrain_attached(logits, torch.tensor([False, True]), cells, live, rows, cols, torus=False)
+    prev = torch.tensor([[1, 1, 0, 0, 0, 1, 0, 0, 0]])  # bars at the old cell's north, the new one's, the dead's
+    codes, _ = decide_codes(ruled, prev, torch.zeros(1, rows * cols), 0.0, None)
+    # The bars left behind (north of the old cell and of the dead player) change; the live one stays.
+    assert codes.view(rows, cols).tolist() == [[0, 1, 0], [0, 0, 0], [0, 0, 0]]
+    bar_allowed = ruled[0, :, 1] > float("-inf")
+    assert bar_allowed.nonzero().flatten().tolist() == [1, 3]  # north of player 0 and of player 2
+    on_top = constrain_attached(logits, torch.tensor([False, True]), torch.tensor([[[0, 1]]]), live[:, :1],
+                                rows, cols, torus=False)
+    assert (on_top[0, :, 1] == float("-inf")).all()  # a player on the top row of a flat map has no bar cell
+    wraps = constrain_attached(logits, torch.tensor([False, True]), torch.tensor([[[0, 1]]]), live[:, :1],
+                               rows, cols, torus=True)
+    assert (wraps[0, :, 1] > float("-inf")).tolist() == [i == 7 for i in range(rows * cols)]
+
+
+def ghost_bars(sim: DreamSimulator, steps: int = 6) -> list[int]:
+    """Per step of a dream from 4 players with their bars (code 1) north of them: the bar cells with no
+    live player right south of them."""
+    rows, cols = 8, 8
+    cells = torch.tensor([[[3, 1], [3, 4], [6, 6], [1, 2]]] * 2)
+    codes = torch.zeros(2, rows, cols, dtype=torch.long)
+    codes[:, 2, 1] = codes[:, 2, 4] = codes[:, 5, 6] = codes[:, 0, 2] = 1
+    sim.reset_codes(codes, PlayerStates(cells, torch.zeros(2, 4, dtype=torch.long), torch.ones(2, 4, dtype=torch.bool)))
+    ghosts = []
+    for s in range(steps):
+        sim.step(torch.randint(0, 8, (2, 4), generator=torch.Generator().manual_seed(s)))
+        south = torch.zeros(2, rows, cols, dtype=torch.bool)
+        for w in range(2):
+            for (r, c), live in zip(sim.players.cells[w].tolist(), sim.players.alive[w].tolist()):
+                if live and r > 0:
+                    south[w, r - 1, c] = True
+        ghosts.append(int(((sim.codes == 1) & ~south).sum()))
+    return ghosts
+
+
+def test_the_dream_draws_a_bar_only_north_of_a_live_player():
+    """A random model of predator_prey whose code 1 is a bar and whose cells never change by chance (its
+    change head pinned to "no"): with the bar rule (it follows the sprite switch) no bar is ever left
+    where no live player stands right south of it; without, the moving players leave theirs behind."""
+    game = get_game("predator_prey__open")
+    model = tiny_model(games=("predator_prey__open", "game_b"), action_vocab=list(game.action_names), move_head=True,
+                       change_head=True)
+    model.patches[1] = torch.from_numpy(bar_patch(200, 3))
+    with torch.no_grad():
+        model.change_head.weight.zero_()
+        model.change_head.bias.fill_(-50.0)
+    sim = DreamSimulator(model, "predator_prey__open", num_players=4, num_worlds=2, seed=0)
+    assert sim.logits_hooks[-1] == sim.bar_rule and sim.bars.nonzero().flatten().tolist() == [int(sim.code_index[1])]
+    assert DreamSimulator(model, "game_b", 4).logits_hooks == []
+    free = DreamSimulator(model, "predator_prey__open", num_players=4, num_worlds=2, seed=0, consistent_sprites=False)
+    assert free.logits_hooks == []
+    assert sum(ghost_bars(sim)) == 0 and sum(ghost_bars(free)) > 0

@@ -16,7 +16,8 @@ Rules on the frame: `DreamSimulator.logits_hooks` is a list of functions `hook(l
 drawn) -> logits` applied, in order, to every sampling pass's code logits [B, R*C, V] given the
 players' new cells [B, N, 2], facing [B, N] and which players are drawn [B, N] (alive and present).
 The sprite rule (model/sprites.py: each live player drawn once, at its cell and facing) is the first
-one; a rule of your own is appended the same way.
+one; where avatars have stamina, the bar rule (a stamina bar only north of a live player) follows; a
+rule of your own is appended the same way.
 
 Decoding (`decoding=`), the small pure functions below:
 - "calibrated" (the default): what the game leaves to chance happens at the model's calibrated rate.
@@ -44,9 +45,9 @@ from actionparty_env.games import load_catalog
 from actionparty_env.grid import JUMP, MOVES, STAY, TURNS, PlayerStates, moved_cells, resolve_moves, void_cells
 from actionparty_env.model.attention import ORDER, Tokens
 from actionparty_env.model.network import Blocks, KVCache, WorldModel
-from actionparty_env.model.sprites import constrain_logits, restrict_to_start_appearance
+from actionparty_env.model.sprites import constrain_attached, constrain_logits, restrict_to_start_appearance
 from actionparty_env.simulator import DECODINGS, StepResult, accepts_old_reset
-from actionparty_env.stamina import StaminaState, stamina_of, stamina_step
+from actionparty_env.stamina import StaminaState, bar_codes, stamina_of, stamina_step
 
 CATALOG = load_catalog()  # for GameSpec.map_varies
 LogitsHook = Callable[[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]
@@ -254,6 +255,9 @@ class DreamSimulator:
             self.costly = self.stamina.costly_actions(vocab).to(self.device)
             self.action_move = torch.tensor([MOVES[a] + 1 if a in MOVES else STAY for a in vocab], device=self.device)
             self.action_turn = torch.tensor([TURNS.get(a, 0) for a in vocab], device=self.device)
+            if consistent_sprites:  # its bar is drawn with the player, so it follows the sprite switch
+                self.bars = bar_codes(self.codebook.patches[self.allowed.cpu().numpy()]).to(self.device)
+                self.logits_hooks.append(self.bar_rule)
         self.stamina_state: StaminaState | None = None
         self.generator = torch.Generator(device=self.device)
         self.reseed(seed)
@@ -352,6 +356,12 @@ class DreamSimulator:
         """The sprite rule as a logits hook: player sprites only where a drawn player stands, there only
         its own sprites for its facing (model/sprites.py)."""
         return constrain_logits(logits, self.player_code, self.owned, cells, facing, drawn, self.codes.shape[2])
+
+    def bar_rule(self, logits: torch.Tensor, cells: torch.Tensor, facing: torch.Tensor,
+                 drawn: torch.Tensor) -> torch.Tensor:
+        """The bar rule as a logits hook: stamina bars only in the cell north of a drawn player
+        (model/sprites.py, `constrain_attached`)."""
+        return constrain_attached(logits, self.bars, cells, drawn, *self.codes.shape[1:], self.torus)
 
     def _restrict_owned(self, codes, cells, alive, worlds) -> None:
         """Per world, each player's allowed sprites narrowed to its start code's appearance group."""

@@ -12,6 +12,10 @@ logits are constrained (the model still picks the code, among the allowed ones):
 Where a game draws its players' colours per build (coins: `GameSpec.map_varies`), a slot's sprites
 differ between episodes; there the start frame decides: a player may only be drawn with codes of the
 appearance group (codes one slot showed within one training episode, joined) its start code is in.
+Where avatars carry a stamina bar in the cell north of them (actionparty_env/stamina.py), the codes
+showing one are "attached": `constrain_attached` rules them out everywhere but north of a live player,
+so a bar moves with its player instead of staying behind on the floor. They come from the codebook
+and the game's own bar pattern, not from this table.
 The table comes from real training episodes (never the test split), per game; it is built by
 `training/artefacts.py` (`python -m training.artefacts sprites --checkpoint DIR --data LMDB [LMDB...]`
 writes DIR/sprites.npz). This module only loads, saves and applies it.
@@ -80,6 +84,22 @@ def constrain_logits(logits: torch.Tensor, is_player: torch.Tensor, owned: torch
     rows = out.gather(1, cell[..., None].expand(-1, -1, v)).masked_fill(restrict[..., None] & ~allowed, float("-inf"))
     padded.scatter_(1, torch.where(restrict, cell, spare)[..., None].expand(-1, -1, v), rows)
     return out
+
+
+def constrain_attached(logits: torch.Tensor, attached: torch.Tensor, cells: torch.Tensor, live: torch.Tensor,
+                       rows: int, cols: int, torus: bool) -> torch.Tensor:
+    """logits [B, R*C, V] of the next frame with the `attached` codes [V] (drawn only in the cell north
+    of a live player: the stamina bar, actionparty_env/stamina.py) ruled out everywhere but there, given
+    the predicted cells [B, N, 2] and live [B, N]. A cell still showing the bar of a player that moved
+    away or died is so forced to change (decide_codes), as one showing a player sprite is."""
+    b, rc, _ = logits.shape
+    north = cells[..., 0] - 1
+    has_north = live if torus else live & (north >= 0)  # off a non-wrapping map's top edge: no bar
+    cell = (north % rows) * cols + cells[..., 1]
+    spare = torch.full_like(cell, rc)  # a padding column: where the others write
+    carries = torch.zeros(b, rc + 1, dtype=torch.bool, device=logits.device)
+    carries.scatter_(1, torch.where(has_north, cell, spare), True)
+    return logits.masked_fill(attached & ~carries[:, :rc, None], float("-inf"))
 
 
 def save_sprite_tables(folder: str | Path, tables: dict[str, SpriteTable]) -> Path:
