@@ -90,8 +90,8 @@ def constrain_attached(logits: torch.Tensor, attached: torch.Tensor, cells: torc
                        rows: int, cols: int, torus: bool) -> torch.Tensor:
     """logits [B, R*C, V] of the next frame with the `attached` codes [V] (drawn only in the cell north
     of a live player: the stamina bar, actionparty_env/stamina.py) ruled out everywhere but there, given
-    the predicted cells [B, N, 2] and live [B, N]. A cell still showing the bar of a player that moved
-    away or died is so forced to change (decide_codes), as one showing a player sprite is."""
+    the predicted cells [B, N, 2] and live [B, N]. So a cell still showing the bar of a player that
+    moved away or died must change (decide_codes forces it), as one showing a stray player sprite does."""
     b, rc, _ = logits.shape
     north = cells[..., 0] - 1
     has_north = live if torus else live & (north >= 0)  # off a non-wrapping map's top edge: no bar
