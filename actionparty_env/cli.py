@@ -199,7 +199,7 @@ def play_main(argv: list[str]) -> int:
                        start=args.start)
     print(f"dream of {args.game} on {env.dream.device} from {env.dream.folder}")
     if env.dream.device.type == "cpu" and args.checkpoint is None:
-        print("(on a CPU, --checkpoint small dreams about 4x faster: README, \"The dream as a PettingZoo env\")")
+        print("(on a CPU, --checkpoint small dreams about 9x faster: README, \"The dream as a PettingZoo env\")")
     return _random_rollout(env, args)
 
 
