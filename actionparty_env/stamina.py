@@ -33,8 +33,8 @@ class Stamina:
     for the (green, yellow, red) bands; which action kinds are costly; the band limits. `moves_follow_actions`:
     nothing but the stamina, walls and other players refuses a move or turn in this game and live
     players never teleport, so a player the stamina leaves free moves and turns as its action says
-    (predator_prey, but for the 5 steps a predator eats; not factory_commons, whose HOLD and SHOVE also
-    freeze and move players)."""
+    (predator_prey, but for the 5 steps a predator eats a prey and a prey's acorn meal, not counted yet;
+    not factory_commons, whose HOLD and SHOVE also freeze and move players)."""
     freeze_by_role: tuple[tuple[str, tuple[int, int, int]], ...]  # (role name part, freeze steps)
     costly: tuple[str, ...] = ("move", "turn", "interact")
     max_value: int = 18
