@@ -253,8 +253,9 @@ class DreamSimulator:
             vocab = model.action_vocab  # indexed by shared action-name id, as `advance` takes actions
             self.freeze_steps = self.stamina.freeze_steps(CATALOG[name].player_roles(num_players)).to(self.device)
             self.costly = self.stamina.costly_actions(vocab).to(self.device)
-            self.action_move = torch.tensor([MOVES[a] + 1 if a in MOVES else STAY for a in vocab], device=self.device)
-            self.action_turn = torch.tensor([TURNS.get(a, 0) for a in vocab], device=self.device)
+            if self.stamina.moves_follow_actions:  # each action's move class and turn (_stamina_moves)
+                self.action_move = torch.tensor([MOVES[a] + 1 if a in MOVES else STAY for a in vocab], device=self.device)
+                self.action_turn = torch.tensor([TURNS.get(a, 0) for a in vocab], device=self.device)
             if consistent_sprites:  # its bar is drawn with the player, so it follows the sprite switch
                 self.bars = bar_codes(self.codebook.patches[self.allowed.cpu().numpy()]).to(self.device)
                 self.logits_hooks.append(self.bar_rule)
