@@ -111,6 +111,7 @@ class DreamConfig:
     simulator: SimulatorArg = None               # None: the checkpoint's world model
     consistent_sprites: bool = True              # draw with the sprite constraint where the checkpoint has one
     decoding: str | None = None                  # one of DECODINGS; None: the checkpoint's default
+    cuda_graph: bool = True                      # on a GPU, replay the step as one CUDA graph (model/step_graph.py)
     game: GameSpec = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -138,6 +139,9 @@ class DreamConfig:
         if not isinstance(self.consistent_sprites, (bool, np.bool_)):
             raise ValueError(f"consistent_sprites must be True or False, got {self.consistent_sprites!r}")
         resolved("consistent_sprites", bool(self.consistent_sprites))
+        if not isinstance(self.cuda_graph, (bool, np.bool_)):
+            raise ValueError(f"cuda_graph must be True or False, got {self.cuda_graph!r}")
+        resolved("cuda_graph", bool(self.cuda_graph))
         if self.decoding is not None and self.decoding not in DECODINGS:
             raise ValueError(f"decoding must be one of {', '.join(DECODINGS)} (or None: the checkpoint's default), "
                              f"got {self.decoding!r}")
@@ -145,7 +149,8 @@ class DreamConfig:
     def simulator_kwargs(self) -> dict[str, Any]:
         """The keyword arguments of `DreamSimulator` this config sets (the ones left None keep its defaults)."""
         given = {"sampling_steps": self.sampling_steps, "temperature": self.temperature, "decoding": self.decoding}
-        return {**{k: v for k, v in given.items() if v is not None}, "consistent_sprites": self.consistent_sprites}
+        return {**{k: v for k, v in given.items() if v is not None}, "consistent_sprites": self.consistent_sprites,
+                "cuda_graph": self.cuda_graph}
 
 
 class DreamWorlds:

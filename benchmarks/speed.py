@@ -76,7 +76,10 @@ def _peak_mib(device: torch.device) -> float:
 
 def _timed(step, device: torch.device, steps: int, max_seconds: float) -> tuple[int, float]:
     """Run `step` at least twice and until `steps` steps or `max_seconds`; return (steps, seconds)."""
-    step(), step()  # warm-up (allocations, kernels, the KV cache filling its window)
+    # Warm-up: allocations, kernels, the KV cache filling its window, and on a GPU the step's CUDA
+    # graph, recorded at the window's second full step (model/step_graph.py).
+    for _ in range(8 if device.type == "cuda" else 2):
+        step()
     _sync(device)
     done, start = 0, time.perf_counter()
     while done < steps and (done < 2 or time.perf_counter() - start < max_seconds):
@@ -103,10 +106,13 @@ def measure_batched(substrate: str, checkpoint: Path, device: torch.device, num_
         np.ascontiguousarray(worlds.step(actions[next(t) % 64]).cpu().numpy())
 
     n, seconds = _timed(step, device, steps, max_seconds)
-    in_model, total = time_in_model(worlds.sim.model, step, device, calls=min(n, 5))
-    return {"num_worlds": num_worlds, "steps": n, "seconds": round(seconds, 3),
-            "env_steps_per_s": num_worlds * n / seconds, "ms_per_call": 1000 * seconds / n,
-            "peak_mib": round(_peak_mib(device), 1), "outside_model": 1 - in_model / total}
+    row = {"num_worlds": num_worlds, "steps": n, "seconds": round(seconds, 3),
+           "env_steps_per_s": num_worlds * n / seconds, "ms_per_call": 1000 * seconds / n,
+           "peak_mib": round(_peak_mib(device), 1)}
+    if getattr(worlds.sim, "step_graph", None) is None:  # a replayed graph never calls the model's passes
+        in_model, total = time_in_model(worlds.sim.model, step, device, calls=min(n, 5))
+        row["outside_model"] = 1 - in_model / total
+    return row
 
 
 def time_in_model(model, step, device: torch.device, calls: int) -> tuple[float, float]:
@@ -167,7 +173,9 @@ def flops_per_step(substrate: str, checkpoint: Path, device: torch.device, **sim
 
     from actionparty_env.env import DreamWorlds
 
-    worlds = DreamWorlds(substrate, checkpoint=checkpoint, num_worlds=1, device=device, **sim_kwargs)
+    # Counted on the eager step: a replayed graph's kernels never pass through torch's dispatcher.
+    worlds = DreamWorlds(substrate, checkpoint=checkpoint, num_worlds=1, device=device,
+                         **{**sim_kwargs, "cuda_graph": False})
     worlds.reset([0], reseed=0)
     actions = torch.zeros(1, worlds.num_players, dtype=torch.long, device=device)
     for _ in range(4):  # fill the KV cache's window: later steps attend to the full context
@@ -272,7 +280,9 @@ def _markdown(doc: dict[str, Any]) -> str:
              + (f"MFU = TFLOP/s / {peak:g} TFLOP/s (the stated peak); floor = the call's FLOPs at that peak, the "
                 "fastest the call could be; " if peak else "no peak given (--peak-tflops), so no MFU or floor; ")
              + "outside = the share of a call's time outside the transformer passes (WorldModel.run), timed "
-             "with the device synchronised around each pass.", "",
+             "with the device synchronised around each pass (not with a CUDA graph, which replays the step whole). "
+             + ("The step is recorded as one CUDA graph and replayed (model/step_graph.py)." if doc.get("cuda_graph")
+                else "No CUDA graph: the step's kernels are launched one by one.") , "",
              "| substrate | players | map | run | env-steps/s | ms per call | peak MiB | GFLOP/step | TFLOP/s | MFU "
              "| floor ms | outside |",
              "|---|---|---|---|---|---|---|---|---|---|---|---|"]
@@ -326,6 +336,8 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--sampling-steps", type=int, default=None, help="unmasking passes (default: the sampler's)")
     p.add_argument("--vocab", type=int, default=4096, help="codebook size for --random-init")
     p.add_argument("--free-sprites", action="store_true", help="draw without the sprite constraint (model/sprites.py)")
+    p.add_argument("--no-cuda-graph", action="store_true", help="on a GPU, launch the step's kernels one by one "
+                                                                   "instead of replaying it as a CUDA graph")
     p.add_argument("--real-steps", type=int, default=300, help="real env steps for the `real` row (default: 300)")
     p.add_argument("--peak-tflops", type=float, default=None,
                    help="the peak TFLOP/s the MFU and the floor are counted against (default on CUDA: 790, an "
@@ -361,6 +373,7 @@ def main(argv: list[str] | None = None) -> None:
     model_desc += f" ({', '.join(f'{k}={v}' for k, v in config['model'].items() if k in ('dim', 'depth', 'heads', 'window', 'vocab_size'))})"
     sim_kwargs = {"sampling_steps": args.sampling_steps} if args.sampling_steps else {}
     sim_kwargs["consistent_sprites"] = not args.free_sprites
+    sim_kwargs["cuda_graph"] = not args.no_cuda_graph
     results = []
     bar = tqdm(total=len(args.substrates) * (len(args.batches) + 3), desc="dream speed")
     for substrate in args.substrates:
@@ -382,6 +395,7 @@ def main(argv: list[str] | None = None) -> None:
     command = "python -m benchmarks.speed " + " ".join(argv if argv is not None else sys.argv[1:])
     doc = {"command": command.strip(), "device": device.type, "model": model_desc,
            "sampling_steps": args.sampling_steps or "sampler default", "consistent_sprites": not args.free_sprites,
+           "cuda_graph": device.type == "cuda" and not args.no_cuda_graph,
            "peak_tflops": peak,
            "machine": machine,
            "results": results}

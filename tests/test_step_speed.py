@@ -18,6 +18,7 @@ import torch
 from actionparty_env.grid import PlayerStates
 from actionparty_env.model import attention
 from actionparty_env.model.attention import Rope3D
+from actionparty_env.model.network import KVCache
 from actionparty_env.model.sampler import DreamSimulator
 from tests.conftest import TINY_VOCAB, tiny_model
 
@@ -55,29 +56,39 @@ def start(b: int = WORLDS, seed: int = 5):
     return codes, PlayerStates(cells, facing, torch.ones(b, N, dtype=torch.bool)), g
 
 
-def simulator(case: str) -> tuple[DreamSimulator, torch.Generator]:
+def simulator(case: str, static_cache: bool = False, device: str = "cpu",
+              cuda_graph: bool = False) -> tuple[DreamSimulator, torch.Generator]:
+    """`static_cache`: the KV cache a recorded step (cuda_graph) uses, without recording."""
     decoding, temperature, sampling_steps, padded, _, switches = CASES[case]
-    sim = DreamSimulator(tiny_model(1, **switches), "game_a", N, num_worlds=WORLDS, sampling_steps=sampling_steps,
-                         temperature=temperature, seed=3, decoding=decoding)
+    sim = DreamSimulator(tiny_model(1, **switches).to(device), "game_a", N, num_worlds=WORLDS, device=device,
+                         sampling_steps=sampling_steps, temperature=temperature, seed=3, decoding=decoding,
+                         cuda_graph=cuda_graph)
+    if static_cache:
+        cfg = sim.model.cfg
+        sim._new_cache = lambda: KVCache(cfg.depth, cfg.window, sim.model.rope, static=True)
     codes, players, g = start()
     present = torch.tensor([[True, True, False]] * WORLDS) if padded else None
     sim.reset_codes(codes, players, present=present)
     return sim, g
 
 
-def dream(case: str, during_step=contextlib.nullcontext) -> tuple[str, float]:
-    """(digest of every step's frames and states, sum of the rewards) of STEPS steps of `case`."""
-    sim, g = simulator(case)
+def dream(case: str, during_step=contextlib.nullcontext, static_cache: bool = False, device: str = "cpu",
+          cuda_graph: bool = False, new_episode_at: int | None = None) -> tuple[str, float]:
+    """(digest of every step's frames and states, sum of the rewards) of STEPS steps of `case`
+    (`new_episode_at`: a full reset before that step)."""
+    sim, g = simulator(case, static_cache, device, cuda_graph)
     codes, players, _ = start()
     digest, rewards = hashlib.sha256(), 0.0
     for s in range(STEPS):
         if CASES[case][4] and s == 5:
             sim.reset_codes(codes.flip(0), players, worlds=torch.tensor([True, False, True]))
+        if s == new_episode_at:
+            sim.reset_codes(codes.roll(1, 0), players)
         actions = torch.randint(0, 7, (WORLDS, N), generator=g)
         with during_step():
             out = sim.step(actions)
         for t in (out.frames, out.cells, out.facing, out.alive):
-            digest.update(t.contiguous().numpy().tobytes())
+            digest.update(t.cpu().contiguous().numpy().tobytes())
         rewards += float(out.rewards.double().sum())
     return digest.hexdigest()[:16], rewards
 
@@ -90,6 +101,77 @@ def test_the_step_gives_the_frames_and_states_it_gave_before(case, one_thread):
     # slid, its keys sit at other (window-relative) time positions, which RoPE makes the same scores up
     # to float rounding (the sums moved by at most 2e-7).
     assert rewards == pytest.approx(PINNED[case][1], rel=1e-5, abs=1e-5)
+
+
+@pytest.mark.parametrize("case", ["calibrated", "padded", "partial_reset", "padded_partial_reset"])
+def test_the_static_cache_of_a_recorded_step_gives_the_same_frames(case, one_thread):
+    # It keeps a visibility row per world where the plain one drops it (every key visible): the same
+    # attention, so the same pinned frames and states.
+    digest, rewards = dream(case, static_cache=True)
+    assert digest == PINNED[case][0]
+    assert rewards == pytest.approx(PINNED[case][1], rel=1e-5, abs=1e-5)
+
+
+def test_the_static_cache_is_steady_once_the_window_is_full(one_thread):
+    sim, g = simulator("partial_reset", static_cache=True)
+    codes, players, _ = start()
+    window, seen = sim.model.cfg.window, []
+    for s in range(3 * window):
+        if s == window + 1:
+            sim.reset_codes(codes, players, worlds=torch.tensor([True, False, False]))  # a partial reset stays steady
+        seen.append(sim.cache.steady())
+        shapes = [None if t is None else tuple(t.shape) for t in sim.cache.tensors()]
+        sim.step(torch.randint(0, 7, (WORLDS, N), generator=g))
+        if seen[-1]:  # a steady commit changes no shape
+            assert [tuple(t.shape) for t in sim.cache.tensors()] == shapes
+    assert seen == [False] * window + [True] * (2 * window)
+    sim.reset_codes(codes, players)  # a new episode starts a new cache
+    assert not sim.cache.steady()
+
+
+def test_the_step_state_holds_everything_a_step_changes(one_thread):
+    """What a recorded step carries from one replay to the next (`_step_state`): loading a copy of it,
+    with the generator's state, replays the same steps (a tensor missing from it would stay changed)."""
+    for case in ("calibrated", "padded_partial_reset"):
+        sim, g = simulator(case, static_cache=True)
+        actions = [torch.randint(0, 7, (WORLDS, N), generator=g) for _ in range(6)]
+        for a in actions[:3]:  # the window (2) full: the state a graph is recorded in
+            sim.step(a)
+        saved, rng = [t.clone() for t in sim._step_state()], sim.generator.get_state()
+        first = [sim.step(a) for a in actions[3:]]
+        sim._load_step_state([t.clone() for t in saved])
+        sim.generator.set_state(rng)
+        again = [sim.step(a) for a in actions[3:]]
+        for one, two in zip(first, again):
+            for field in ("frames", "cells", "facing", "alive", "rewards"):
+                assert torch.equal(getattr(one, field), getattr(two, field)), (case, field)
+
+
+# ------------------------------------------------------------------------------- the recorded step (GPU)
+cuda_only = pytest.mark.skipif(not torch.cuda.is_available(), reason="CUDA graphs need a GPU: the lease runs "
+                               "`python -m pytest tests/test_step_speed.py -k recorded` (docs/TRAINING.md)")
+
+
+@cuda_only
+@pytest.mark.parametrize("case", ["calibrated", "sampled_3_passes", "padded", "padded_partial_reset", "ablations"])
+@pytest.mark.parametrize("new_episode_at", [None, 7])
+def test_a_recorded_step_dreams_what_the_eager_step_dreams(case, new_episode_at):
+    # The eager step with the recorded step's cache: the same kernels, so the same bits; the graph
+    # is recorded at step 4 (the window of 2 full, one warm-up step) and replayed after each reset.
+    eager = dream(case, static_cache=True, device="cuda", new_episode_at=new_episode_at)
+    assert dream(case, device="cuda", cuda_graph=True, new_episode_at=new_episode_at) == eager
+
+
+@cuda_only
+def test_a_recorded_step_is_replayed_not_run_again():
+    sim, g = simulator("calibrated", device="cuda", cuda_graph=True)
+    for _ in range(4):
+        sim.step(torch.randint(0, 7, (WORLDS, N), generator=g))
+    assert sim.step_graph.graph is not None
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(DreamSimulator, "_advance", lambda *a: pytest.fail("the step ran eagerly"))
+        for _ in range(3):
+            sim.step(torch.randint(0, 7, (WORLDS, N), generator=g))
 
 
 # ---------------------------------------------------------------------------------------------- no host sync

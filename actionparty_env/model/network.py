@@ -73,11 +73,16 @@ class KVCache:
     others turn with the cell, which never changes), and those are kept as they were before RoPE
     (`k_time`). Everything about the cache's shape is host-side Python (how many blocks it holds), so
     committing and sliding never read a tensor back from the device.
+
+    `static=True` keeps a visibility row per world (`key_ok`) once there is one, even when every key is
+    visible, so that once the window is full a commit's shapes and branches never change: what a CUDA
+    graph of the step needs (model/step_graph.py). The attention is the same either way.
     """
 
-    def __init__(self, depth: int, window: int, rope: Rope3D):
+    def __init__(self, depth: int, window: int, rope: Rope3D, static: bool = False):
         self.window = window
         self.rope = rope
+        self.static = static
         self.blocks = 0  # whole blocks held
         self.k: list[torch.Tensor | None] = [None] * depth       # [B, H, Lc, Dh], what attention reads
         self.k_time: list[torch.Tensor | None] = [None] * depth  # [B, H, Lc, dims[0]], before RoPE
@@ -105,6 +110,8 @@ class KVCache:
             self.k[i] = grown(self.k[i], rotated)  # its time dims are turned below, with the others'
             self.k_time[i] = grown(self.k_time[i], raw[..., :turns])
             self.v[i] = grown(self.v[i], v)
+        if self.static and key_ok is None:
+            key_ok = torch.ones(v.shape[0], len(layout), dtype=torch.bool, device=v.device)
         if key_ok is not None or self.key_ok is not None:
             every = functools.partial(torch.ones, v.shape[0], dtype=torch.bool, device=v.device)
             kept = len(self.layout) - drop if self.blocks else 0
@@ -113,7 +120,7 @@ class KVCache:
         self._hiding.append(key_ok is not None)
         if drop:
             self._hiding.pop(0)
-            if not any(self._hiding):
+            if not any(self._hiding) and not self.static:
                 self.key_ok = None
         else:
             self.blocks += 1
@@ -122,6 +129,20 @@ class KVCache:
         cos, sin = (a[:, :turns] for a in self.rope.angles(time, torch.zeros_like(time), torch.zeros_like(time)))
         for k, k_time in zip(self.k, self.k_time):
             k[..., :turns] = apply_rope(k_time, cos, sin)
+
+    def steady(self) -> bool:
+        """Whether a commit keeps every shape as it is: the window is full and, for a static cache,
+        the visibility row exists (what a CUDA graph of the step was captured in)."""
+        return self.blocks == self.window and (not self.static or self.key_ok is not None)
+
+    def tensors(self) -> list[torch.Tensor]:
+        """Every tensor the cache holds, in a fixed order (`load` takes them back)."""
+        return [*self.k, *self.k_time, *self.v, self.key_ok]
+
+    def load(self, tensors: list[torch.Tensor]) -> None:
+        d = len(self.k)
+        self.k, self.k_time, self.v = list(tensors[:d]), list(tensors[d:2 * d]), list(tensors[2 * d:3 * d])
+        self.key_ok = tensors[3 * d]
 
     def forget(self, worlds: torch.Tensor) -> None:
         """Hide all cached keys of the given worlds ([B] bool), e.g. after a reset."""

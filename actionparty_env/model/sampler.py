@@ -46,6 +46,7 @@ from actionparty_env.grid import JUMP, MOVES, STAY, TURNS, PlayerStates, moved_c
 from actionparty_env.model.attention import ORDER, Tokens
 from actionparty_env.model.network import Blocks, KVCache, WorldModel
 from actionparty_env.model.sprites import constrain_attached, constrain_logits, restrict_to_start_appearance
+from actionparty_env.model.step_graph import StepGraph
 from actionparty_env.simulator import DECODINGS, StepResult, accepts_old_reset
 from actionparty_env.stamina import StaminaState, bar_codes, stamina_of, stamina_step
 
@@ -189,11 +190,14 @@ class DreamSimulator:
 
     def __init__(self, model: WorldModel, game, num_players: int, num_worlds: int = 1, device="cpu",
                  sampling_steps: int = 1, temperature: float = 0.0, seed: int = 0, consistent_sprites: bool = True,
-                 decoding: str | None = None):
+                 decoding: str | None = None, cuda_graph: bool = False):
         """`game`: a substrate name, a GameSpec, or the model's game index. `consistent_sprites`: draw
         each live player once, at its predicted cell and facing (model/sprites.py), where the checkpoint
         has a sprite table for the game. `decoding`: "calibrated" or "argmax" (the module doc); None picks
-        "calibrated" for a model with a change head, else "argmax" (the first checkpoint's decoding)."""
+        "calibrated" for a model with a change head, else "argmax" (the first checkpoint's decoding).
+        `cuda_graph`: on a CUDA device, record the step once the window is full and replay it
+        (model/step_graph.py; the same frames, one launch instead of hundreds); the settings and
+        `logits_hooks` are those at the recording. Ignored on the CPU."""
         if isinstance(game, int):
             self.game_id = game
         else:
@@ -262,6 +266,9 @@ class DreamSimulator:
         self.stamina_state: StaminaState | None = None
         self.generator = torch.Generator(device=self.device)
         self.reseed(seed)
+        self.step_graph = None  # the recorded step (model/step_graph.py), on a GPU where asked for
+        if cuda_graph and self.device.type == "cuda":
+            self.step_graph = StepGraph(self._step_state, self._load_step_state, self._graph_step, self.generator)
         self.codes = self.expected_rewards = None
         self.players: PlayerStates | None = None  # every world's player states [B, N, ...], after a reset
         self.cache = self._new_cache()
@@ -274,7 +281,32 @@ class DreamSimulator:
         self.generator.manual_seed(int(seed))
 
     def _new_cache(self) -> KVCache:
-        return KVCache(self.model.cfg.depth, self.model.cfg.window, self.model.rope)
+        return KVCache(self.model.cfg.depth, self.model.cfg.window, self.model.rope,
+                       static=self.step_graph is not None)
+
+    def _step_state(self) -> list[torch.Tensor]:
+        """Every tensor a step reads that a step or a reset replaces (StepGraph's `state`)."""
+        stamina = self.stamina_state.fields() if self.stamina_state is not None else ()
+        held = [t for t in (self.void, self.owned if self.sprites is not None else None) if t is not None]
+        players = self.players
+        return [self.codes, players.cells, players.facing, players.alive, *stamina, *held, self.present, *self.cache.tensors()]
+
+    def _load_step_state(self, tensors: list[torch.Tensor]) -> None:
+        it = iter(tensors)
+        self.codes = next(it)
+        self.players = PlayerStates(next(it), next(it), next(it))
+        if self.stamina_state is not None:
+            self.stamina_state = StaminaState(*(next(it) for _ in self.stamina_state.fields()))
+        if self.void is not None:
+            self.void = next(it)
+        if self.sprites is not None:
+            self.owned = next(it)
+        self.present = next(it)
+        self.cache.load(list(it))
+
+    def _graph_step(self, action_ids: torch.Tensor) -> list[torch.Tensor]:
+        rewards = self._advance(action_ids)
+        return [rewards, self.expected_rewards]
 
     def _pass(self, codes, players: PlayerStates, actions, parts: str):
         """One transformer pass over a block of `parts` at the window's next time position, after the cache.
@@ -301,7 +333,10 @@ class DreamSimulator:
         codes = torch.as_tensor(codes, device=self.device).long()
         if present is not None:
             self.present = torch.as_tensor(present, device=self.device).bool()
-            self.padded = not bool(self.present.all())  # read back once here, at a reset, not in every step
+            padded = not bool(self.present.all())  # read back once here, at a reset, not in every step
+            if padded != self.padded and self.step_graph is not None:  # a step of another shape: record anew
+                self.step_graph = StepGraph(self._step_state, self._load_step_state, self._graph_step, self.generator)
+            self.padded = padded
         players = players.to(self.device)
         if codes.shape[0] != self.num_worlds or players.cells.shape[:2] != (self.num_worlds, self.num_players):
             raise ValueError(f"reset expects {self.num_worlds} worlds of {self.num_players} players, got "
@@ -380,7 +415,9 @@ class DreamSimulator:
         """actions: [B,N] game-local action indices."""
         actions = torch.as_tensor(actions, device=self.device).long()
         rewards = self.advance(self.action_ids[actions])
-        return StepResult(frames=self.codebook.decode(self.codes), players=self.players, rewards=rewards,
+        # The states are the caller's to keep: a recorded step (cuda_graph) overwrites its own in place.
+        players = PlayerStates(*(t.clone() for t in (self.players.cells, self.players.facing, self.players.alive)))
+        return StepResult(frames=self.codebook.decode(self.codes), players=players, rewards=rewards,
                           expected_rewards=self.expected_rewards)
 
     @torch.no_grad()
@@ -389,8 +426,14 @@ class DreamSimulator:
         if self.codes is None:
             raise RuntimeError("call reset() before step()")
         # bf16 on the GPU, as in training (tensor cores; the picks are argmaxes over codes and cells).
-        with torch.autocast("cuda", dtype=torch.bfloat16, enabled=self.device.type == "cuda"):
-            return self._advance(action_ids)
+        # Autocast's cache of bf16 weights must be off while a graph records (torch.cuda.graph's rule):
+        # the casts are recorded with the step.
+        graphed = self.step_graph is not None
+        with torch.autocast("cuda", dtype=torch.bfloat16, enabled=self.device.type == "cuda", cache_enabled=not graphed):
+            if not (graphed and self.cache.steady()):
+                return self._advance(action_ids)
+            rewards, self.expected_rewards = self.step_graph(action_ids)
+            return rewards
 
     def _advance(self, action_ids: torch.Tensor) -> torch.Tensor:
         model, cfg = self.model, self.model.cfg
