@@ -186,7 +186,7 @@ def train_arm(arm: str, args: argparse.Namespace, work: Path) -> None:
     n = get_game(args.game).num_players
     if arm == "dream":
         env = DreamVecEnv(args.game, num_worlds=args.dream_worlds, checkpoint=args.checkpoint, device=args.device,
-                          max_cycles=args.episode, channels_first=True, seed=args.seed)
+                          max_cycles=args.episode, channels_first=True, seed=args.seed, cuda_graph=not args.no_cuda_graph)
     else:
         env = RealVecEnv(args.game, num_worlds=args.real_worlds, max_cycles=args.episode, channels_first=True,
                          seed=args.seed)
@@ -231,7 +231,7 @@ def score_arms(args: argparse.Namespace, work: Path) -> dict:
     envs = {"real": RealVecEnv(args.game, num_worlds=worlds, max_cycles=args.episode, channels_first=True),
             "dream": DreamVecEnv(args.game, num_worlds=min(args.dream_worlds, args.eval_episodes),
                                  checkpoint=args.checkpoint, device=args.device, max_cycles=args.episode,
-                                 channels_first=True)}
+                                 channels_first=True, cuda_graph=not args.no_cuda_graph)}
     returns = {arm: {} for arm in ARMS}
     for where, env in envs.items():
         for arm, act in tqdm(acts.items(), desc=f"score in the {where} game", file=sys.stdout):
@@ -339,6 +339,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--curve-episodes", type=int, default=8, help="episodes per curve point")
     p.add_argument("--checkpoint", default=None, help="the dream's checkpoint folder (default: the bundled one)")
     p.add_argument("--device", default="auto", help="auto, cpu or cuda: the dream and the PPO networks")
+    p.add_argument("--no-cuda-graph", action="store_true", help="on a GPU, step the dream eagerly, not as a "
+                                                                   "recorded CUDA graph (model/step_graph.py)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--train", nargs="*", default=list(TRAINED), choices=TRAINED,
                    help="arms to train (default both; none: score the policies in --work)")

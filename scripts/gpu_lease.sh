@@ -51,7 +51,7 @@ rl_game() {  # GAME DREAM_WORLDS CHECKPOINT WORK TAG: the RL benchmark's two arm
   local g=$1 w=$2 ck=$3 work=$4 tag=$5
   local rl="--game $g --dream-worlds $w --checkpoint $ck --timesteps ${RL_STEPS:-1000000} --episode ${RL_EPISODE:-200} ${RL_ROLLOUT:+--rollout $RL_ROLLOUT}
     --real-worlds ${REAL_WORLDS:-8} --eval-episodes ${EVAL_EPISODES:-32} --device $DEVICE --work $work
-    --out-dir $ROOT/results --tag $tag"
+    --out-dir $ROOT/results --tag $tag ${NO_GRAPH:+--no-cuda-graph}"
   for arm in dream real; do
     python3 -m benchmarks.rl $rl --train $arm --no-score --max-minutes ${RL_MINUTES:-12} > $ROOT/rl_${tag}_${g}_$arm.log 2>&1 &
   done
@@ -135,6 +135,30 @@ case "$1" in
     wait
     stamp speed; python3 -m benchmarks.speed --device $DEVICE --batches 1 16 64 256 --out-dir $ROOT/results \
       --tag ${TAG:-h200} > $ROOT/speed.log 2>&1
+    stamp done ;;
+  job-eval)
+    # The recorded step checked on the GPU first (NO_GRAPH=1 steps the dream eagerly where it fails); then
+    # the RL benchmark of $RL_GAMES alone on the bundled checkpoint, beside it one fresh test episode per
+    # substrate recorded on 4 cores (the test split's own seeds); then the bundled checkpoint's pixel
+    # fidelity and world dynamics on them; last the dream's speed with and without the CUDA graph.
+    stamp "recorded step on the GPU"
+    python3 -m pytest -q -p no:cacheprovider tests/test_step_speed.py -k recorded > $ROOT/graph_test.log 2>&1 || export NO_GRAPH=1
+    tail -n 3 $ROOT/graph_test.log
+    (python3 -m training.record --out $ROOT/data --substrates all --episodes-per-substrate 1 --steps $EPISODE_STEPS \
+      --split test --workers 4 --seed 0 --policy rl_mix > $ROOT/record.log 2>&1; stamp "test split recorded") &
+    stamp "rl: $RL_GAMES${NO_GRAPH:+ (no CUDA graph)}"
+    for gw in $RL_GAMES; do rl_game ${gw%:*} ${gw#*:} $PWD/actionparty_env/checkpoints/default $ROOT/rl ${TAG:-h200_eval} & done
+    wait
+    stamp "fidelity and dynamics of the bundled checkpoint"
+    fidelity ${TAG:-h200_eval} $PWD/actionparty_env/checkpoints/default &
+    python3 -m benchmarks.dynamics --device $DEVICE --data $ROOT/data --split test --episodes 1 --steps ${DYN_STEPS:-100} \
+      --out-dir $ROOT/results --tag ${TAG:-h200_eval} > $ROOT/dynamics.log 2>&1 &
+    wait
+    for graph in "" --no-cuda-graph; do
+      stamp "speed $graph"; python3 -m benchmarks.speed --device $DEVICE --batches ${SPEED_BATCHES:-1 16 64 256 1024} --peak-tflops 790 \
+        --max-seconds ${SPEED_SECONDS:-4} --substrates ${SPEED_SUBSTRATES:-coins clean_up} --out-dir $ROOT/results \
+        --tag h200_graph${graph:+_off} $graph >> $ROOT/speed.log 2>&1
+    done
     stamp done ;;
   job-dyna)
     # The Dyna / DreamerV3 loop against what PPO exploits in the dream (issue 12). For each GAME:WORLDS of
