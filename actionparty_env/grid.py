@@ -187,7 +187,6 @@ def resolve_moves(cells: torch.Tensor, targets: torch.Tensor, live: torch.Tensor
     a player whose target is held by another live player when its turn comes stays. Returns the new
     cells [B, N, 2]: two live players never share a cell."""
     b, n = live.shape
-    worlds = torch.arange(b, device=cells.device)
     flat = cells[..., 0] * cols + cells[..., 1]
     want = targets[..., 0] * cols + targets[..., 1]
     spare = rows * cols  # dead players park here
@@ -196,15 +195,18 @@ def resolve_moves(cells: torch.Tensor, targets: torch.Tensor, live: torch.Tensor
     holder = torch.full((b, rows * cols + 1), -1, dtype=torch.long, device=cells.device)
     holder.scatter_(1, torch.where(live, flat, spare), torch.arange(n, device=cells.device).expand(b, n))
     holder[:, spare] = -1
-    now = flat.clone()
+    # In turn order (column k: the player whose turn is k-th), gathered once. A player moves only at
+    # its own turn, so there it still stands on its first cell; a target held by anyone (itself
+    # included: a move onto its own cell is a stay) refuses the move.
+    here, there = flat.gather(1, order), want.gather(1, order)
+    wants = live.gather(1, order) & (there != here)
+    went = []
     for k in range(n):
-        i = order[:, k]
-        here, there, ok = now[worlds, i], want[worlds, i], live[worlds, i]
-        free = (holder[worlds, there] < 0) | (holder[worlds, there] == i)
-        go = ok & free & (there != here)
-        holder.scatter_(1, torch.where(go, here, spare)[:, None], -1)
-        holder.scatter_(1, torch.where(go, there, spare)[:, None], torch.where(go, i, -1)[:, None])
-        now.scatter_(1, i[:, None], torch.where(go, there, here)[:, None])
+        go = wants[:, k] & (holder.gather(1, there[:, k, None]).squeeze(1) < 0)
+        holder.scatter_(1, torch.where(go, here[:, k], spare)[:, None], -1)
+        holder.scatter_(1, torch.where(go, there[:, k], spare)[:, None], torch.where(go, order[:, k], -1)[:, None])
+        went.append(go)
+    now = flat.scatter(1, order, torch.where(torch.stack(went, 1), there, here))
     return torch.stack([now // cols, now % cols], -1)
 
 

@@ -127,8 +127,8 @@ class KVCache:
         self.layout = layout_of(*layout.shape, tuple((j, ORDER) for j in range(self.blocks)), layout.kind.device)
         time = self.layout.block
         cos, sin = (a[:, :turns] for a in self.rope.angles(time, torch.zeros_like(time), torch.zeros_like(time)))
-        for k, k_time in zip(self.k, self.k_time):
-            k[..., :turns] = apply_rope(k_time, cos, sin)
+        for k, turned in zip(self.k, apply_rope(torch.stack(self.k_time), cos, sin)):  # every layer's at once
+            k[..., :turns] = turned
 
     def steady(self) -> bool:
         """Whether a commit keeps every shape as it is: the window is full and, for a static cache,
@@ -166,11 +166,12 @@ class Layer(nn.Module):
 
     def forward(self, x, cos, sin, mask, past_k=None, past_v=None):
         b, l, d = x.shape
-        q, k, v = self.qkv(self.norm1(x)).view(b, l, 3, self.heads, d // self.heads).permute(2, 0, 3, 1, 4)
-        rotated = apply_rope(k, cos, sin)
+        qkv = self.qkv(self.norm1(x)).view(b, l, 3, self.heads, d // self.heads).permute(2, 0, 3, 1, 4)
+        k, v = qkv[1], qkv[2]
+        q_rotated, rotated = apply_rope(qkv[:2], cos, sin)  # queries and keys in one pass of RoPE's kernels
         k_all = rotated if past_k is None else torch.cat([past_k, rotated], dim=2)
         v_all = v if past_v is None else torch.cat([past_v, v], dim=2)
-        y = F.scaled_dot_product_attention(apply_rope(q, cos, sin), k_all, v_all, attn_mask=mask)
+        y = F.scaled_dot_product_attention(q_rotated, k_all, v_all, attn_mask=mask)
         x = x + self.proj(y.transpose(1, 2).reshape(b, l, d))
         x = x + self.mlp(self.norm2(x))
         return x, (k, rotated, v)  # both keys: the cache turns them to their place in its window

@@ -156,7 +156,6 @@ def decide_cells(out: dict, cells: torch.Tensor, facing: torch.Tensor, alive: to
     into any other cell fails (a wall). `move` [B, N]: the moves, where the game decides them (the
     stamina); None: the move head's argmax."""
     b, n = alive.shape
-    worlds = torch.arange(b, device=cells.device)
     move = out["move_logits"].argmax(-1) if move is None else move
     holds = present & alive
     jump = present & alive_next & (~alive | (move == JUMP))
@@ -174,14 +173,19 @@ def decide_cells(out: dict, cells: torch.Tensor, facing: torch.Tensor, alive: to
     held.scatter_(1, torch.where(walk, flat, rows * cols), True)
     if enterable is not None:
         held[:, :-1] |= ~enterable
-    pointer = out["cell_logits"].float()
+    # In turn order (row k: the player whose turn is k-th), gathered once, so a turn reads views.
+    pointer = out["cell_logits"].float().gather(1, order[..., None].expand(-1, -1, rows * cols))
+    if decoding != "argmax":  # every turn's Gumbel noise in one draw, turn after turn (gumbel_argmax's)
+        u = torch.rand(n, b, rows * cols, device=cells.device, generator=generator).clamp_(1e-10, 1.0)
+        pointer = pointer - torch.log(-torch.log(u)).transpose(0, 1)
+    jumping, stays = jump.gather(1, order), flat.gather(1, order)
+    taken = []
     for k in range(n):
-        i = order[:, k]
-        logits = pointer[worlds, i].masked_fill(held[:, :-1], float("-inf"))
-        pick = logits.argmax(-1) if decoding == "argmax" else gumbel_argmax(logits, generator)
-        go = jump[worlds, i]
-        flat[worlds, i] = torch.where(go, pick, flat[worlds, i])
+        pick = pointer[:, k].masked_fill(held[:, :-1], float("-inf")).argmax(-1)
+        go = jumping[:, k]
         held.scatter_(1, torch.where(go, pick, rows * cols)[:, None], True)
+        taken.append(torch.where(go, pick, stays[:, k]))
+    flat = flat.scatter(1, order, torch.stack(taken, 1))
     return torch.stack([flat // cols, flat % cols], -1)
 
 
