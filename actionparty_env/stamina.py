@@ -5,10 +5,30 @@ In predator_prey and factory_commons an avatar carries the Lua's `Stamina` compo
 move, a turn or an interaction, per game) lowers the stamina (0..18) by one, a step without one raises
 it by one, and at the next step a costly action taken in the yellow or red band (or, for prey, in any
 band) refuses the avatar's moves and turns for a few steps (`disallowMovementUntil`), by role. It
-depends on nothing but the player's own actions and on whether it is alive (a respawn restores it),
-and it builds up over up to 18 steps, longer than the world model's window: so the dream counts it
-(`DreamSimulator`, model/sampler.py) and the pixel benchmark's rule checker replays it from the real
-actions (benchmarks/rules.py), both with `stamina_step`.
+depends on nothing but the player's own actions, on whether it is alive (a respawn restores it) and
+on its meals (below), and it builds up over up to 18 steps, longer than the world model's window: so
+the dream counts it (`DreamSimulator`, model/sampler.py) and the pixel benchmark's rule checker
+replays it from the real episode (benchmarks/rules.py), both with `stamina_step` and `meals`.
+
+A predator's meal (predator_prey; meltingpot/lua/levels/predator_prey/components.lua) sets the same
+freeze counter (the Avatar's `_freezeCounter`, which `StaminaState.counter` is), so `stamina_step`
+counts it too, from who ate whom (`meals`):
+- A predator's INTERACT fires a beam at the one cell in front of it (`PredatorInteractBeam`, priority
+  140: after the step's moves, so it hits whoever stands there after them; its cooldown is never
+  read). A prey hit there is eaten (it dies) unless more prey than predators stand within 3 cells of
+  it (`AvatarEdible:onHit`; prey eating an acorn and players in the red band do not count).
+- The eater gets `disallowMovementUntil(5)` after its move of that step: its moves and turns are
+  refused for the next 4 steps, unless the stamina's own freeze starting at the next step (the
+  INTERACT was costly) overwrites the counter: then 1 step in the yellow band, 6 in the red. Its beam
+  stays on for those 4 steps (`showForDuration(5)`) and fires with no INTERACT: a prey stepping in
+  front is eaten too, and every meal starts the freeze and the beam again.
+- A predator hit by a predator's beam is always eaten; its eater loses 4 stamina and is not frozen.
+- A prey eating an acorn is not frozen, whatever the game's description says. An INTERACT while it
+  holds one (picked up by stepping on it) with its bar invisible (stamina >= 13), arms down and no
+  INTERACT in the 5 steps before starts a 26-step meal, whose `AvatarEatingAnimation` calls
+  `disallowMovementUntil(0)`: a no-op (avatar_library.lua freezes only for a count above 0). Only
+  the INTERACT's stamina cost remains, as for any INTERACT.
+All four checked in the real engine (Melting Pot 2.4.1; tests/test_stamina.py).
 
 Both games draw each live avatar's stamina as a bar in the map cell north of it (the substrate
 config's `_create_stamina_overlay`): `bar_codes` finds the codebook's codes that show one, which the
@@ -24,22 +44,24 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from actionparty_env.grid import MOVES, TURNS
+from actionparty_env.grid import MOVES, TURNS, moved_cells
 
 
 @dataclass(frozen=True)
 class Stamina:
     """One game's stamina (the Lua's `Stamina` settings in its substrate config): freeze steps per role
-    for the (green, yellow, red) bands; which action kinds are costly; the band limits. `moves_follow_actions`:
-    nothing but the stamina, walls and other players refuses a move or turn in this game and live
-    players never teleport, so a player the stamina leaves free moves and turns as its action says
-    (predator_prey, but for the 5 steps a predator eats a prey and a prey's acorn meal, not counted yet;
+    for the (green, yellow, red) bands; which action kinds are costly; the band limits. `meal_freeze`,
+    `meal_cost`: a predator's meal (the module doc; 0: nobody eats). `moves_follow_actions`: nothing but
+    the stamina, a meal, walls and other players refuses a move or turn in this game and live players
+    never teleport, so a player the count leaves free moves and turns as its action says (predator_prey;
     not factory_commons, whose HOLD and SHOVE also freeze and move players)."""
     freeze_by_role: tuple[tuple[str, tuple[int, int, int]], ...]  # (role name part, freeze steps)
     costly: tuple[str, ...] = ("move", "turn", "interact")
     max_value: int = 18
     red: int = 1
     yellow: int = 6
+    meal_freeze: int = 0  # AvatarEdible's framesToDisplayBeingEaten: the counter a prey's eater gets
+    meal_cost: int = 0    # the stamina a predator's eater loses
     moves_follow_actions: bool = False
 
     def freeze_steps(self, roles: tuple[str, ...]) -> torch.Tensor:
@@ -54,10 +76,16 @@ class Stamina:
         costly = set().union(*(kinds[k] for k in self.costly))
         return torch.tensor([name in costly for name in action_names], dtype=torch.bool)
 
+    @staticmethod
+    def predators(roles: tuple[str, ...]) -> torch.Tensor:
+        """[N] bool: which players are predators (whose beam eats; every other player is prey)."""
+        return torch.tensor(["predator" in role for role in roles], dtype=torch.bool)
+
 
 # Per substrate family (the name up to "__"), from meltingpot/configs/substrates/*.py.
 STAMINA: dict[str, Stamina] = {
-    "predator_prey": Stamina((("predator", (0, 1, 6)), ("prey", (1, 2, 4))), moves_follow_actions=True),
+    "predator_prey": Stamina((("predator", (0, 1, 6)), ("prey", (1, 2, 4))), meal_freeze=5, meal_cost=4,
+                             moves_follow_actions=True),
     "factory_commons": Stamina((("", (0, 2, 6)),), costly=("move",)),
 }
 
@@ -89,18 +117,21 @@ def bar_codes(patches: np.ndarray) -> torch.Tensor:
 
 @dataclass(frozen=True)
 class StaminaState:
-    """The Lua component's state per player, tensors [..., N]: the stamina, the steps its update still
-    skips (a freeze), whether the last counted step was costly, and the steps of freeze left."""
+    """What refuses each player's moves and turns, tensors [..., N]: the Lua `Stamina`'s stamina, the
+    steps its update still skips (a freeze), whether the last counted step was costly; the avatar's
+    freeze counter (steps of freeze left, set by the stamina and by a meal); and the steps a predator's
+    beam stays on after a meal."""
     value: torch.Tensor
     skip: torch.Tensor
     last_costly: torch.Tensor
     counter: torch.Tensor
+    beam: torch.Tensor
 
     @classmethod
     def fresh(cls, rule: Stamina, shape: tuple[int, ...], device: torch.device | str = "cpu") -> StaminaState:
-        """Full stamina, no freeze: a new avatar's (or a respawned one's)."""
+        """Full stamina, no freeze, no beam: a new avatar's (or a respawned one's)."""
         zeros = torch.zeros(shape, dtype=torch.long, device=device)
-        return cls(zeros + rule.max_value, zeros, zeros.bool(), zeros)
+        return cls(zeros + rule.max_value, zeros, zeros.bool(), zeros, zeros)
 
     def where(self, mask: torch.Tensor, other: StaminaState) -> StaminaState:
         """These states where `mask` (broadcast over the trailing player dim) is set, `other`'s elsewhere."""
@@ -108,27 +139,55 @@ class StaminaState:
         return StaminaState(*(torch.where(m, a, b) for a, b in zip(self.fields(), other.fields())))
 
     def fields(self) -> tuple[torch.Tensor, ...]:
-        return self.value, self.skip, self.last_costly, self.counter
+        return self.value, self.skip, self.last_costly, self.counter, self.beam
+
+
+def meals(state: StaminaState, predators: torch.Tensor, interact: torch.Tensor, cells: torch.Tensor,
+          facing: torch.Tensor, alive: torch.Tensor, alive_next: torch.Tensor, rows: int, cols: int,
+          torus: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+    """Who ate this step: (ate a prey, ate a predator) [..., N]. `predators` [N] (`Stamina.predators`),
+    `interact` [..., N] whether the action is INTERACT, `cells` [..., N, 2] and `facing` [..., N] after
+    the step's moves, `alive` [..., N] before the step and `alive_next` after. A live predator's beam
+    fires on INTERACT or while it stays on after a meal, at the cell in front of it; a player that dies
+    on that cell was eaten. Two beams on one cell in one step are both credited (the engine's random
+    order picks the one that eats; rare)."""
+    fires = predators & alive & (interact | (state.beam > 0))
+    forward = torch.full_like(facing, MOVES["FORWARD"] + 1)  # moved_cells' class of FORWARD
+    front = moved_cells(cells, facing, forward, rows, cols, torus)
+    died = alive & ~alive_next
+    n = predators.shape[-1]
+    # [..., eater, eaten]; not oneself (moved_cells keeps the cell of a step off the map)
+    hit = ((front[..., :, None, :] == cells[..., None, :, :]).all(-1) & fires[..., :, None] & died[..., None, :]
+           & ~torch.eye(n, dtype=torch.bool, device=cells.device))
+    return (hit & ~predators).any(-1), (hit & predators).any(-1)
 
 
 def stamina_step(rule: Stamina, freeze_steps: torch.Tensor, state: StaminaState, costly: torch.Tensor,
-                 alive: torch.Tensor) -> tuple[StaminaState, torch.Tensor]:
+                 alive: torch.Tensor, ate: tuple[torch.Tensor, torch.Tensor] | None = None
+                 ) -> tuple[StaminaState, torch.Tensor]:
     """One step of every player's stamina: `freeze_steps` [N, 3] (`Stamina.freeze_steps`), `costly` [..., N]
-    whether this step's action costs stamina, `alive` [..., N] alive before the step. Returns the state
-    after the step and which players' moves and turns this step refuses [..., N]. A freeze starts where
-    the last counted step was costly and the band's freeze is not 0; while it lasts the stamina is not
-    updated (the Lua skips its update), so actions taken frozen cost nothing."""
+    whether this step's action costs stamina, `alive` [..., N] alive before the step, `ate` this step's
+    `meals` (None: nobody ate). Returns the state after the step and which players' moves and turns this
+    step refuses [..., N]. A freeze starts where the last counted step was costly and the band's freeze
+    is not 0; while it lasts the stamina is not updated (the Lua skips its update), so actions taken
+    frozen cost nothing. A meal comes after the step's moves (the module doc): it refuses the next ones."""
     counter = (state.counter - 1).clamp(min=0)
     skipping = state.skip > 0
     band = torch.where(state.value < rule.red, 2, torch.where(state.value < rule.red + rule.yellow, 1, 0))
     steps = freeze_steps.expand(*band.shape, 3).gather(-1, band[..., None]).squeeze(-1)
     start = ~skipping & state.last_costly & (steps > 0)
     counter = torch.where(start, steps, counter)
+    frozen = (counter > 0) & alive
+    ate_prey, ate_predator = ate if ate is not None else (torch.zeros_like(alive), torch.zeros_like(alive))
+    counter = torch.where(ate_prey, rule.meal_freeze, counter)
+    beam = torch.where(ate_prey, rule.meal_freeze - 1, (state.beam - 1).clamp(min=0))
+    # A predator's meal costs at the beam (priority 140), before the stamina's own update (priority 4).
+    before = torch.where(ate_predator, (state.value - rule.meal_cost).clamp(min=0), state.value)
     skip = torch.where(skipping, state.skip - 1, torch.where(start, steps, state.skip))
     counted = skip == 0
-    value = torch.where(costly, (state.value - 1).clamp(min=0), (state.value + 1).clamp(max=rule.max_value))
-    after = StaminaState(torch.where(counted, value, state.value), skip,
-                         torch.where(counted, costly, state.last_costly), counter)
+    value = torch.where(costly, (before - 1).clamp(min=0), (before + 1).clamp(max=rule.max_value))
+    after = StaminaState(torch.where(counted, value, before), skip, torch.where(counted, costly, state.last_costly),
+                         counter, beam)
     # A dead avatar's stamina starts again full when it respawns.
     after = after.where(alive, StaminaState.fresh(rule, tuple(alive.shape), alive.device))
-    return after, (counter > 0) & alive
+    return after, frozen

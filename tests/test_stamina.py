@@ -1,5 +1,5 @@
-"""Melting Pot's stamina (actionparty_env/stamina.py): counted as the Lua counts it, refused where the real
-engine refuses, and obeyed by the dream."""
+"""Melting Pot's stamina (actionparty_env/stamina.py): counted as the Lua counts it, with predator_prey's
+meals, refused where the real engine refuses, and obeyed by the dream."""
 from __future__ import annotations
 
 import numpy as np
@@ -10,17 +10,20 @@ from actionparty_env.games import get_game
 from actionparty_env.grid import PlayerStates
 from actionparty_env.model.sampler import DreamSimulator, decide_codes
 from actionparty_env.model.sprites import constrain_attached
-from actionparty_env.stamina import (BAR_COLOURS, STAMINA, Stamina, StaminaState, bar_codes, bar_rows, stamina_of,
-                                    stamina_step)
+from actionparty_env.stamina import (BAR_COLOURS, STAMINA, Stamina, StaminaState, bar_codes, bar_rows, meals,
+                                    stamina_of, stamina_step)
 from tests.conftest import tiny_model
 
 PREDATOR_PREY = STAMINA["predator_prey"]
 
 
-def lua_stamina(rule: Stamina, times: tuple[int, int, int], costly: list[bool], alive: list[bool]) -> list[bool]:
-    """One player's freezes, transcribed line by line from the Lua's `Stamina:update` (one plain loop)."""
+def lua_stamina(rule: Stamina, times: tuple[int, int, int], costly: list[bool], alive: list[bool],
+                ate: list[int] | None = None) -> list[bool]:
+    """One player's freezes, transcribed line by line from the Lua (one plain loop): `Avatar:update`'s
+    counter, `Stamina`'s applyStamina (priority 200), the move (150), the beam's meal (140: `ate` 1 a
+    prey, 2 a predator; `AvatarEdible:onHit`) and updateStamina (4)."""
     value, skip, last_costly, counter, frozen = rule.max_value, 0, False, 0, []
-    for cost, live in zip(costly, alive):
+    for cost, live, meal in zip(costly, alive, ate or [0] * len(costly)):
         if not live:
             value, skip, last_costly, counter = rule.max_value, 0, False, 0
             frozen.append(False)
@@ -33,19 +36,26 @@ def lua_stamina(rule: Stamina, times: tuple[int, int, int], costly: list[bool], 
             if last_costly and times[band] > 0:
                 counter = skip = times[band]
         frozen.append(counter > 0)
+        if meal == 1:
+            counter = rule.meal_freeze
+        if meal == 2:
+            value = max(value - rule.meal_cost, 0)
         if skip == 0:
             last_costly = cost
             value = max(value - 1, 0) if cost else min(value + 1, rule.max_value)
     return frozen
 
 
-def counted(rule: Stamina, roles: tuple[str, ...], costly: np.ndarray, alive: np.ndarray) -> np.ndarray:
-    """stamina_step over time for [T, N] arrays."""
+def counted(rule: Stamina, roles: tuple[str, ...], costly: np.ndarray, alive: np.ndarray,
+            ate: np.ndarray | None = None) -> np.ndarray:
+    """stamina_step over time for [T, N] arrays (`ate`: 1 ate a prey, 2 a predator, 0 neither)."""
     state = StaminaState.fresh(rule, (costly.shape[1],))
+    ate = np.zeros(costly.shape, int) if ate is None else ate
     out = []
     for t in range(len(costly)):
+        meal = (torch.as_tensor(ate[t] == 1), torch.as_tensor(ate[t] == 2))
         state, frozen = stamina_step(rule, rule.freeze_steps(roles), state, torch.as_tensor(costly[t]),
-                                     torch.as_tensor(alive[t]))
+                                     torch.as_tensor(alive[t]), meal)
         out.append(frozen.numpy())
     return np.stack(out)
 
@@ -68,15 +78,89 @@ def test_a_respawn_restores_the_stamina():
     assert not frozen[12:].any()
 
 
+# ------------------------------------------------------------------------------- a predator's meal
+
+def eater_frozen(value: int, costly: list[bool], alive: list[bool] | None = None) -> list[bool]:
+    """A predator at stamina `value` that eats a prey at step 0 (no freeze under way): its refusals."""
+    rule, n = PREDATOR_PREY, len(costly)
+    zeros = torch.zeros(1, dtype=torch.long)
+    state = StaminaState(zeros + value, zeros, zeros.bool(), zeros, zeros)
+    out = []
+    for t in range(n):
+        ate = torch.tensor([t == 0])
+        live = torch.tensor([True if alive is None else alive[t]])
+        state, frozen = stamina_step(rule, rule.freeze_steps(("predator",)), state, torch.tensor([costly[t]]), live,
+                                     (ate, torch.zeros(1, dtype=torch.bool)))
+        out.append(bool(frozen))
+    return out
+
+
+def test_a_predator_that_eats_a_prey_is_refused_the_next_four_steps():
+    # INTERACT, then a turn every step: green band, whose freeze is 0, leaves the meal's counter alone
+    assert eater_frozen(18, [True] * 8) == [False] + [True] * 4 + [False] * 3
+
+
+def test_the_stamina_freeze_after_the_meal_overwrites_its_counter():
+    # The INTERACT was costly: the next step starts the band's freeze, which sets the same counter.
+    assert eater_frozen(6, [True] + [False] * 5) == [False, True, False, False, False, False]  # yellow: 1
+    assert eater_frozen(0, [True] + [False] * 8) == [False] + [True] * 6 + [False] * 2  # red: 6
+
+
+def test_a_respawn_clears_the_meals_freeze():
+    assert eater_frozen(18, [True] * 6, alive=[True, True, False, True, True, True]) == [False, True] + [False] * 4
+
+
+def test_the_beam_stays_on_four_steps_after_a_meal_and_a_predators_meal_costs_four():
+    rule, zeros = PREDATOR_PREY, torch.zeros(1, dtype=torch.bool)
+    state, beams = StaminaState.fresh(rule, (1,)), []
+    for t in range(6):
+        state, _ = stamina_step(rule, rule.freeze_steps(("predator",)), state, torch.tensor([t == 0]),
+                                torch.tensor([True]), (torch.tensor([t == 0]), zeros))
+        beams.append(int(state.beam))
+    assert beams == [4, 3, 2, 1, 0, 0]
+    state, _ = stamina_step(rule, rule.freeze_steps(("predator",)), StaminaState.fresh(rule, (1,)),
+                            torch.tensor([True]), torch.tensor([True]), (zeros, torch.tensor([True])))
+    assert int(state.value) == 18 - 4 - 1 and int(state.counter) == 0 and int(state.beam) == 0  # and no freeze
+
+
+def test_meals_credit_the_predator_whose_beam_covers_the_dying_player():
+    """A 6 x 6 map: predator 0 at (2, 2) faces east, at prey 2 on (2, 3), which faces it; predator 1 at
+    (4, 4) faces west, at predator 3 on (4, 3)."""
+    predators = torch.tensor([True, True, False, True])
+    cells = torch.tensor([[2, 2], [4, 4], [2, 3], [4, 3]])
+    facing = torch.tensor([1, 3, 3, 0])
+    alive = torch.ones(4, dtype=torch.bool)
+    fresh = StaminaState.fresh(PREDATOR_PREY, (4,))
+
+    def ate(interact: list[bool], dies: list[bool], state: StaminaState = fresh) -> tuple[list[bool], list[bool]]:
+        prey, predator = meals(state, predators, torch.tensor(interact), cells, facing, alive, ~torch.tensor(dies),
+                               6, 6)
+        return prey.tolist(), predator.tolist()
+
+    both = [True, True, False, False]
+    assert ate(both, [False, False, True, True]) == ([True, False, False, False], [False, True, False, False])
+    assert ate(both, [False] * 4) == ([False] * 4, [False] * 4)  # nobody died: a defended prey
+    assert ate([False] * 4, [False, False, True, False]) == ([False] * 4, [False] * 4)  # no beam
+    assert ate([False, False, True, False], [True, False, False, False]) == ([False] * 4, [False] * 4)  # prey: no beam
+    beam = StaminaState(*fresh.fields()[:4], torch.tensor([2, 0, 0, 0]))  # on after a meal, with no INTERACT
+    assert ate([False] * 4, [False, False, True, False], beam)[0] == [True, False, False, False]
+    away = facing.clone()
+    away[0] = 3
+    prey, _ = meals(fresh, predators, torch.tensor(both), cells, away, alive, torch.tensor([1, 1, 0, 1]).bool(), 6, 6)
+    assert not prey.any()  # its beam points elsewhere
+
+
 @pytest.mark.parametrize("family", sorted(STAMINA))
 def test_the_count_is_the_luas_on_random_sequences(family):
     rule, rng = STAMINA[family], np.random.default_rng(0)
     roles = ("predator", "prey", "default")
     costly, alive = rng.random((300, 3)) < 0.7, rng.random((300, 3)) > 0.03
-    got = counted(rule, roles, costly, alive)
+    ate = rng.choice(3, (300, 3), p=[0.9, 0.05, 0.05]) * (rule.meal_freeze > 0)  # only predator_prey's eat
+    got = counted(rule, roles, costly, alive, ate)
     for i, role in enumerate(roles):
         times = next((f for part, f in rule.freeze_by_role if part in role), (0, 0, 0))
-        assert got[:, i].tolist() == lua_stamina(rule, times, costly[:, i].tolist(), alive[:, i].tolist())
+        assert got[:, i].tolist() == lua_stamina(rule, times, costly[:, i].tolist(), alive[:, i].tolist(),
+                                                 ate[:, i].tolist())
     assert got.any()  # the sequences do freeze someone
 
 
