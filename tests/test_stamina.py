@@ -15,6 +15,9 @@ from actionparty_env.stamina import (BAR_COLOURS, STAMINA, Stamina, StaminaState
 from tests.conftest import tiny_model
 
 PREDATOR_PREY = STAMINA["predator_prey"]
+NAMES = get_game("predator_prey__open").action_names
+ACT = {name: i for i, name in enumerate(NAMES)}
+TURN, EAST = ACT["TURN_RIGHT"], 1
 
 
 def lua_stamina(rule: Stamina, times: tuple[int, int, int], costly: list[bool], alive: list[bool],
@@ -222,6 +225,32 @@ def test_the_dream_refuses_what_the_stamina_refuses_and_follows_the_rest():
             assert (turned == ~frozen[t]).all() and not moved.any(), t
         before = now
     assert frozen[:, 3].any()  # the prey was refused in the plan
+
+
+def test_the_dream_freezes_a_predator_whose_prey_dies_in_front_of_it(monkeypatch):
+    """A random model whose alive head is replaced: the prey (player 3) dies at the first step, in front
+    of predator 0, which INTERACTs and then turns every step. The dream counts the meal: the predator's
+    next 4 turns are refused, later ones go through. With the prey dying elsewhere, nothing is eaten."""
+    import actionparty_env.model.sampler as sampler
+
+    game = get_game("predator_prey__open")
+    model = tiny_model(games=("predator_prey__open", "game_b"), action_vocab=list(game.action_names), move_head=True)
+    monkeypatch.setattr(sampler, "decide_alive", lambda *args: torch.tensor([[True, True, True, False]]))
+
+    def turned(prey_cell: list[int]) -> list[bool]:
+        sim = DreamSimulator(model, "predator_prey__open", num_players=4, num_worlds=1, seed=0)
+        cells = torch.tensor([[[5, 5], [10, 1], [10, 10], prey_cell]])
+        sim.reset_codes(torch.zeros(1, 12, 12, dtype=torch.long),
+                        PlayerStates(cells, torch.tensor([[EAST, 0, 0, 0]]), torch.ones(1, 4, dtype=torch.bool)))
+        out = []
+        for action in [ACT["INTERACT"]] + [TURN] * 7:
+            before = sim.players.facing[0, 0].clone()
+            sim.step(torch.tensor([[action, 0, 0, 0]]))
+            out.append(bool(sim.players.facing[0, 0] != before))
+        return out
+
+    assert turned([5, 6]) == [False] * 5 + [True] * 3
+    assert turned([6, 5]) == [False] + [True] * 7
 
 
 # ------------------------------------------------------------------------------- the stamina bar

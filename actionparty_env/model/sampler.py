@@ -29,8 +29,9 @@ Decoding (`decoding=`), the small pure functions below:
   enter (a wall: its code was never seen changing into a player's sprite, `enterable_codes`) fails, as
   in the engine; in coins, whose map size varies per build, the canvas beyond the map never changes
   (`grid.void_cells`). Where avatars have stamina (predator_prey, factory_commons) the dream counts it
-  as the game does (actionparty_env/stamina.py): a player it freezes keeps its cell and facing, and in
-  predator_prey a player it leaves free moves and turns as its action says. Seeded: same seed, same dream.
+  as the game does, with predator_prey's meals (actionparty_env/stamina.py): a player it freezes keeps
+  its cell and facing, and in predator_prey a player it leaves free moves and turns as its action says.
+  Seeded: same seed, same dream.
 - "argmax": every output at its mode (the first checkpoint's decoding): no random event ever happens.
 """
 from __future__ import annotations
@@ -48,7 +49,7 @@ from actionparty_env.model.network import Blocks, KVCache, WorldModel
 from actionparty_env.model.sprites import constrain_attached, constrain_logits, restrict_to_start_appearance
 from actionparty_env.model.step_graph import StepGraph
 from actionparty_env.simulator import DECODINGS, StepResult, accepts_old_reset
-from actionparty_env.stamina import StaminaState, bar_codes, stamina_of, stamina_step
+from actionparty_env.stamina import Stamina, StaminaState, bar_codes, meals, stamina_of, stamina_step
 
 CATALOG = load_catalog()  # for GameSpec.map_varies
 LogitsHook = Callable[[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]
@@ -259,8 +260,11 @@ class DreamSimulator:
         self.stamina = stamina_of(name) if name in CATALOG else None
         if self.stamina is not None:
             vocab = model.action_vocab  # indexed by shared action-name id, as `advance` takes actions
-            self.freeze_steps = self.stamina.freeze_steps(CATALOG[name].player_roles(num_players)).to(self.device)
+            roles = CATALOG[name].player_roles(num_players)
+            self.freeze_steps = self.stamina.freeze_steps(roles).to(self.device)
             self.costly = self.stamina.costly_actions(vocab).to(self.device)
+            self.predators = Stamina.predators(roles).to(self.device)  # whose beams eat (stamina.meals)
+            self.interact = torch.tensor([a == "INTERACT" for a in vocab], device=self.device)
             if self.stamina.moves_follow_actions:  # each action's move class and turn (_stamina_moves)
                 self.action_move = torch.tensor([MOVES[a] + 1 if a in MOVES else STAY for a in vocab], device=self.device)
                 self.action_turn = torch.tensor([TURNS.get(a, 0) for a in vocab], device=self.device)
@@ -380,9 +384,15 @@ class DreamSimulator:
         """The moves and facings [B, N] where the stamina decides them, given the heads' (`move`, `facing`):
         a player it freezes keeps its cell and facing; where it is the game's only refusal (and live
         players never teleport) a free player steps and turns as its action says. A respawn's cell and
-        facing stay the heads' (decide_cells: a player dead now jumps)."""
+        facing stay the heads' (decide_cells: a player dead now jumps). Meals are read from the cells
+        before the step: a player dying keeps its cell (decide_cells) and an eater does not move (it
+        INTERACTs, or its meal froze it; but where the yellow band cut that freeze to 1 step)."""
+        ate = None
+        if self.stamina.meal_freeze:
+            ate = meals(self.stamina_state, self.predators, self.interact[action_ids], now.cells, now.facing,
+                        now.alive & self.present, alive_next, *self.codes.shape[1:], self.torus)
         self.stamina_state, frozen = stamina_step(self.stamina, self.freeze_steps, self.stamina_state,
-                                                  self.costly[action_ids], now.alive)
+                                                  self.costly[action_ids], now.alive, ate)
         turned = facing
         if self.stamina.moves_follow_actions:
             move = self.action_move[action_ids]
