@@ -27,12 +27,14 @@ which steps are scored, and one that never moves anyone fails every FREE move an
 - Stamina (predator_prey, factory_commons; `actionparty_env.stamina`): the Lua's `Stamina` component is
   deterministic given the player's own actions (each costly action lowers stamina, a step without one
   restores it, and after a costly action the band of the stamina level freezes the player for 0 to 6
-  steps, by role), so the checker replays it from the real actions (`stamina_step`, the function the
-  dream counts it with) and the freezes are FROZEN steps, exactly.
+  steps, by role), and so are predator_prey's meals given who died in front of whose beam (a predator
+  that eats a prey is frozen for the next 4 steps, or as its stamina overwrites that), so the checker
+  replays both from the real episode (`meals` and `stamina_step`, the functions the dream counts them
+  with) and the freezes are FROZEN steps, exactly.
 - Timed freezes with a visible cause (`TimedFreeze`): a zap (allelopathic_harvest,
   externality_mushrooms, territory: 25 steps, `GraduatedSanctionsMarking`), an interaction
   (`*_in_the_matrix`: 16 + 2 steps, both players; fruit_market and factory_commons' HOLD: 2 steps,
-  both players), eating a prey (predator_prey: 5 steps), eating a mushroom (externality_mushrooms:
+  both players), eating a mushroom (externality_mushrooms:
   up to 15 steps; the freezing patches are learned in `fit`), a move under fruit_market's stamina
   (up to 6 steps; its stamina also depends on hunger and water, hidden here). The cause is taken from
   the real actions and states: a zap or interaction beam fired by a player whose reach (cells ahead
@@ -59,7 +61,7 @@ import torch
 from actionparty_env import grid
 from actionparty_env.grid import CELL, MOVES, TURNS
 from actionparty_env.model.codebook import frame_to_cells
-from actionparty_env.stamina import STAMINA, Stamina, StaminaState, stamina_step
+from actionparty_env.stamina import STAMINA, Stamina, StaminaState, meals, stamina_step
 
 DIRS = np.array(grid.DIRS)  # N, E, S, W as (drow, dcol); MOVES: offset from the facing; TURNS: its change
 OTHER, MOVE, TURN = 0, 1, 2  # action kinds
@@ -71,9 +73,8 @@ REFUSED, WENT, NEUTRAL = 0, 1, 2  # what a real move or turn did (NEUTRAL: no mo
 class TimedFreeze:
     """A freeze of at most `steps` steps (the Lua's `disallowMovementUntil`) that `cause` starts:
     "beam": a player fired one of `actions` and the player is within `reach` (cells ahead, cells aside)
-    of it (`firer_too`: the firer freezes as well); "ate": the player fired one of `actions` as another
-    player died; "entered": the player moved onto a patch learned to freeze (`RuleChecker.fit`);
-    "moved": the player moved (a stamina freeze whose band is hidden)."""
+    of it (`firer_too`: the firer freezes as well); "entered": the player moved onto a patch learned to
+    freeze (`RuleChecker.fit`); "moved": the player moved (a stamina freeze whose band is hidden)."""
     cause: str
     steps: int
     actions: tuple[str, ...] = ()
@@ -98,7 +99,7 @@ MECHANICS: dict[str, tuple] = {
     "territory": (TimedFreeze("beam", 25, ("FIRE_ZAP",), (2, 1)),),
     # GameInteractionZapper: both interactants frozen freezeOnInteraction + 2 = 18 steps.
     "in_the_matrix": (TimedFreeze("beam", 18, ("INTERACT",), (3, 1), firer_too=True),),
-    "predator_prey": (STAMINA["predator_prey"], TimedFreeze("ate", 5, ("INTERACT",))),  # framesToDisplayBeingEaten
+    "predator_prey": (STAMINA["predator_prey"],),  # with the predators' meals
     "factory_commons": (STAMINA["factory_commons"], _HOLD, Shove()),
     "fruit_market": (TimedFreeze("moved", 6), _HOLD, Shove()),  # stamina also spent by hunger, water
 }
@@ -258,16 +259,23 @@ class RuleChecker:
                             np.zeros(actions.shape, np.int64))[2]
 
     def _stamina_frozen(self, rule: Stamina, real: dict) -> np.ndarray:
-        """Steps at which the replayed stamina freezes each player: bool [T, N]."""
+        """Steps at which the replayed stamina (and the meals) freezes each player: bool [T, N]."""
         actions = torch.as_tensor(np.asarray(real["actions"], np.int64))
         alive = torch.as_tensor(real["alive"].astype(bool))
+        cells = torch.as_tensor(np.asarray(real["cells"], np.int64))
+        facing = torch.as_tensor(np.asarray(real["facing"], np.int64))
+        rows, cols = real["frames"].shape[1] // CELL, real["frames"].shape[2] // CELL
         costly = rule.costly_actions(list(self.action_names))[actions]
+        interact = torch.as_tensor(np.asarray(self.action_names) == "INTERACT")[actions]
         roles = tuple(self.roles[i] if i < len(self.roles) else "" for i in range(actions.shape[1]))
-        times = rule.freeze_steps(roles)
+        times, predators = rule.freeze_steps(roles), rule.predators(roles)
         state = StaminaState.fresh(rule, (actions.shape[1],))
         frozen = torch.zeros(actions.shape, dtype=torch.bool)
         for t in range(len(actions)):
-            state, frozen[t] = stamina_step(rule, times, state, costly[t], alive[t])
+            # After the step's moves: the eaten player's recorded cell is where it was eaten.
+            ate = meals(state, predators, interact[t], cells[t + 1], facing[t + 1], alive[t], alive[t + 1], rows, cols,
+                        self.torus) if rule.meal_freeze else None
+            state, frozen[t] = stamina_step(rule, times, state, costly[t], alive[t], ate)
         return frozen.numpy()
 
     def _beam_hits(self, fired: tuple[str, ...], reach: tuple[int, int], real: dict) -> np.ndarray:
@@ -301,9 +309,6 @@ class RuleChecker:
             if freeze.firer_too:
                 hit |= np.isin(names, freeze.actions) & hit.any(1, keepdims=True)
             return hit
-        if freeze.cause == "ate":
-            died = (alive[:-1] & ~alive[1:]).any(1, keepdims=True)
-            return np.isin(names, freeze.actions) & died
         if freeze.cause == "moved":
             return self._kinds(actions) == MOVE
         if freeze.cause == "entered":
