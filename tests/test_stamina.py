@@ -2,16 +2,19 @@
 meals, refused where the real engine refuses, and obeyed by the dream."""
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
 import torch
 
 from actionparty_env.games import get_game
-from actionparty_env.grid import PlayerStates
+from actionparty_env.grid import CELL, DIRS, PlayerStates
 from actionparty_env.model.sampler import DreamSimulator, decide_codes
 from actionparty_env.model.sprites import constrain_attached
 from actionparty_env.stamina import (BAR_COLOURS, STAMINA, Stamina, StaminaState, bar_codes, bar_rows, meals,
                                     stamina_of, stamina_step)
+from benchmarks.rules import FROZEN, RuleChecker
 from tests.conftest import tiny_model
 
 PREDATOR_PREY = STAMINA["predator_prey"]
@@ -193,6 +196,233 @@ def test_the_real_engine_refuses_turns_where_the_count_says():
     count = counted(PREDATOR_PREY, roles, np.ones(real_refused.shape, bool), np.ones(real_refused.shape, bool))
     assert (real_refused == count).all()
     assert real_refused.any() and not real_refused.all()  # the case tests both outcomes
+
+
+# ------------------------------------------------------------------ meals in the real engine, on maps of our own
+
+def engine_on(monkeypatch, ascii_map: str, roles: tuple[str, ...]):
+    """The real predator_prey__open on `ascii_map` (its characters; `P`: a prey's spawn point on the
+    floor). With one spawn point per player, only who stands where and the facings are drawn."""
+    from actionparty_env import meltingpot_import
+    from actionparty_env.real import MeltingPotEngine
+
+    config = meltingpot_import.get_config
+
+    def on_map(name: str):
+        cfg = config(name).unlock()
+        cfg.layout.ascii_map = ascii_map
+        cfg.layout.char_prefab_map = dict(cfg.layout.char_prefab_map,
+                                          P={"type": "all", "list": ["tiled_floor", "spawn_point_prey"]})
+        return cfg.lock()
+
+    monkeypatch.setattr(meltingpot_import, "get_config", on_map)
+    engine = MeltingPotEngine()
+    return engine, engine.build("predator_prey__open", roles, seed=0)
+
+
+def play(engine, start, policy, steps: int) -> dict[str, np.ndarray]:
+    """`steps` steps of `policy(t, state) -> actions [N]`: actions and rewards [T, N], cells [T+1, N, 2],
+    facing and alive [T+1, N]."""
+    out = {"actions": [], "rewards": [], "cells": [start.players.cells], "facing": [start.players.facing],
+           "alive": [start.players.alive]}
+    state = start
+    for t in range(steps):
+        actions = np.asarray(policy(t, state), np.int64)
+        state = engine.step(actions, frame=False)
+        out["actions"].append(actions)
+        out["rewards"].append(state.rewards)
+        for key in ("cells", "facing", "alive"):
+            out[key].append(getattr(state.players, key))
+    engine.close()
+    return {key: np.stack(v) for key, v in out.items()}
+
+
+def replayed(ep: dict[str, np.ndarray], roles: tuple[str, ...], rule: Stamina = PREDATOR_PREY) -> np.ndarray:
+    """[T, N] the refusals the count gives for a played episode, meals read as the rule checker reads
+    them (benchmarks/rules.py: after the step's moves)."""
+    actions = torch.as_tensor(ep["actions"])
+    cells, facing, alive = (torch.as_tensor(ep[key]) for key in ("cells", "facing", "alive"))
+    costly, interact = rule.costly_actions(list(NAMES))[actions], actions == ACT["INTERACT"]
+    state, frozen = StaminaState.fresh(rule, (actions.shape[1],)), []
+    for t in range(len(actions)):
+        ate = meals(state, rule.predators(roles), interact[t], cells[t + 1], facing[t + 1], alive[t], alive[t + 1],
+                    16, 16)
+        state, f = stamina_step(rule, rule.freeze_steps(roles), state, costly[t], alive[t], ate)
+        frozen.append(f.numpy())
+    return np.stack(frozen)
+
+
+def refused(ep: dict[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+    """([T, N] a move or turn did nothing, [T, N] the action is a move or a turn). The maps leave no
+    wall or player in the way of the moves the policies take."""
+    names = np.asarray(NAMES)[ep["actions"]]
+    turns, moves = np.isin(names, ["TURN_LEFT", "TURN_RIGHT"]), np.isin(names, ["FORWARD", "BACKWARD"])
+    kept_facing = ep["facing"][1:] == ep["facing"][:-1]
+    kept_cell = (ep["cells"][1:] == ep["cells"][:-1]).all(-1)
+    return (turns & kept_facing) | (moves & kept_cell), turns | moves
+
+
+def died(ep: dict[str, np.ndarray]) -> list[tuple[int, int]]:
+    """(step, player) of every death."""
+    return [(int(t), int(i)) for t, i in zip(*np.nonzero(ep["alive"][:-1] & ~ep["alive"][1:]))]
+
+
+PAIR = """
+;_____,
+!'''''|
+!'XP''|
+!'''''|
+L~~~~~J
+"""
+
+
+@pytest.mark.parametrize("tiring", [0, 13, 30])
+def test_the_real_engine_freezes_a_predator_that_eats_where_the_count_says(monkeypatch, tiring):
+    """A predator next to a prey turns `tiring` times (then in the green, yellow or red band), turns to
+    face it, INTERACTs, then turns every step; the prey never acts. The count (with the meal) gives
+    exactly the real refusals; without the meal it does not, where the prey was eaten. A predator in the
+    red band does not count as a predator near the prey, so a lone prey defends itself: no meal."""
+    roles = ("predator", "prey")
+    engine, start = engine_on(monkeypatch, PAIR, roles)
+    ate_at: list[int] = []
+
+    def policy(t: int, state) -> list[int]:
+        if t >= tiring and not ate_at and state.players.facing[0] == EAST:
+            ate_at.append(t)
+            return [ACT["INTERACT"], 0]
+        return [TURN, 0]
+
+    ep = play(engine, start, policy, tiring + 24)
+    real, acted = refused(ep)
+    assert ate_at and (real[acted] == replayed(ep, roles)[acted]).all()
+    no_meal = replayed(ep, roles, dataclasses.replace(PREDATOR_PREY, meal_freeze=0, meal_cost=0))
+    if tiring < 30:
+        assert died(ep) == [(ate_at[0], 1)] and (real[acted] != no_meal[acted]).any()
+    else:
+        assert died(ep) == []
+    if tiring == 0:
+        assert real[ate_at[0] + 1:ate_at[0] + 7, 0].tolist() == [True] * 4 + [False] * 2
+
+
+COLUMN = """
+;_______,
+!'''''''|
+!''XP'''|
+!''XP'''|
+!''XP'''|
+!'''''''|
+L~~~~~~~J
+"""
+
+
+def test_the_real_engine_keeps_an_eaters_beam_on_and_each_meal_freezes_again(monkeypatch):
+    """Three predators (only the middle one acts: three prey near it need three predators to be eaten)
+    and three prey in two columns: the middle predator eats the prey in front of it, then turns every
+    step; the prey north of that one steps in at the next step, the one south of it 4 steps later. Both
+    are eaten by the beam left on, with no INTERACT, and each meal freezes the eater again: refused for
+    9 steps, as the count says."""
+    roles = ("predator",) * 3 + ("prey",) * 3
+    engine, start = engine_on(monkeypatch, COLUMN, roles)
+    at = {tuple(c): i for i, c in enumerate(start.players.cells.tolist())}
+    eater, north, south = at[(3, 3)], at[(2, 4)], at[(4, 4)]
+    facing = {eater: EAST, north: 2, south: 0}
+    begin: list[int] = []
+
+    def policy(t: int, state) -> np.ndarray:
+        actions = np.zeros(6, np.int64)
+        if not begin:  # face as planned, then rest to full stamina
+            turning = [i for i, f in facing.items() if state.players.facing[i] != f]
+            actions[turning] = TURN
+            if not turning:
+                begin.append(t + 12)
+            return actions
+        k = t - begin[0]
+        if k >= 0:
+            actions[eater] = ACT["INTERACT"] if k == 0 else TURN
+            actions[north] = ACT["FORWARD"] if k == 1 else 0
+            actions[south] = ACT["FORWARD"] if k == 5 else 0
+        return actions
+
+    ep = play(engine, start, policy, 45)
+    b = begin[0]
+    assert died(ep) == sorted([(b, at[(3, 4)]), (b + 1, north), (b + 5, south)])
+    assert ep["rewards"][b:b + 6, eater].tolist() == [1, 1, 0, 0, 0, 1]  # each prey eaten by it
+    real, acted = refused(ep)
+    assert real[b + 1:b + 11, eater].tolist() == [True] * 9 + [False]
+    assert (real[acted] == replayed(ep, roles)[acted]).all()
+    # The pixel benchmark's rule checker replays the same count from the episode.
+    rules = RuleChecker(NAMES, substrate="predator_prey__open", roles=roles)
+    frames = np.zeros((len(ep["cells"]), 7 * CELL, 9 * CELL, 3), np.uint8)
+    assert ((rules.situation(dict(ep, frames=frames)) == FROZEN) == replayed(ep, roles)).all()
+
+
+BESIDE = """
+;_____,
+!'''''|
+!'XX''|
+!'''''|
+L~~~~~J
+"""
+
+
+def test_the_real_engine_costs_a_predator_that_eats_a_predator_four_stamina(monkeypatch):
+    """Predator 0 eats predator 1 beside it, then turns every step: it tires 4 steps sooner than an
+    INTERACT alone would have made it, and the meal itself does not freeze it."""
+    roles = ("predator", "predator")
+    engine, start = engine_on(monkeypatch, BESIDE, roles)
+    toward = DIRS.index(tuple(int(d) for d in start.players.cells[1] - start.players.cells[0]))
+    ate_at: list[int] = []
+
+    def policy(t: int, state) -> list[int]:
+        if not ate_at and state.players.facing[0] == toward:
+            ate_at.append(t)
+            return [ACT["INTERACT"], 0]
+        return [TURN, 0]
+
+    ep = play(engine, start, policy, 30)
+    assert died(ep) == [(ate_at[0], 1)]
+    real, acted = refused(ep)
+    assert (real[acted] == replayed(ep, roles)[acted]).all()
+    free = replayed(ep, roles, dataclasses.replace(PREDATOR_PREY, meal_cost=0))
+    assert (real[acted] != free[acted]).any()
+    assert not real[ate_at[0] + 1:ate_at[0] + 5, 0].any()  # no meal freeze
+
+
+ACORN = """
+;______,
+!''''''|
+!''P'A'|
+!''''''|
+L~~~~~~J
+"""
+
+
+def test_the_real_engine_lets_a_prey_eating_an_acorn_move(monkeypatch):
+    """A prey steps onto an acorn (picks it up), rests so that its bar is invisible, INTERACTs (its meal:
+    a third of 18 at 11, 16 and 21 steps after), then moves back and forth with a NOOP between moves:
+    every move of the meal goes through, and the count (the stamina alone) gives every refusal."""
+    roles = ("prey",)
+    engine, start = engine_on(monkeypatch, ACORN, roles)
+    begin: list[int] = []
+
+    def policy(t: int, state) -> list[int]:
+        if not begin:
+            if state.players.facing[0] != EAST:
+                return [TURN]
+            if state.players.cells[0][1] < 5:
+                return [ACT["FORWARD"]]
+            begin.append(t + 8)
+        k = t - begin[0]
+        if k < 0:
+            return [0]
+        return [ACT["INTERACT"] if k == 0 else [ACT["FORWARD"], 0, ACT["BACKWARD"], 0][k % 4]]
+
+    ep = play(engine, start, policy, 50)
+    b = begin[0]
+    assert (np.flatnonzero(ep["rewards"][:, 0]) - b).tolist() == [11, 16, 21]
+    real, acted = refused(ep)
+    assert acted[b + 1:b + 22, 0].sum() == 10 and not real[b + 1:b + 22, 0].any()
+    assert (real[acted] == replayed(ep, roles)[acted]).all()
 
 
 def test_the_dream_refuses_what_the_stamina_refuses_and_follows_the_rest():
