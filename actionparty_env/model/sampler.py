@@ -49,7 +49,7 @@ from actionparty_env.model.network import Blocks, KVCache, WorldModel
 from actionparty_env.model.sprites import constrain_attached, constrain_logits, restrict_to_start_appearance
 from actionparty_env.model.step_graph import StepGraph
 from actionparty_env.simulator import DECODINGS, StepResult, accepts_old_reset
-from actionparty_env.stamina import Stamina, StaminaState, bar_codes, meals, stamina_of, stamina_step
+from actionparty_env.stamina import StaminaState, bar_codes, meals, stamina_of, stamina_step
 
 CATALOG = load_catalog()  # for GameSpec.map_varies
 LogitsHook = Callable[[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]
@@ -263,7 +263,7 @@ class DreamSimulator:
             roles = CATALOG[name].player_roles(num_players)
             self.freeze_steps = self.stamina.freeze_steps(roles).to(self.device)
             self.costly = self.stamina.costly_actions(vocab).to(self.device)
-            self.predators = Stamina.predators(roles).to(self.device)  # whose beams eat (stamina.meals)
+            self.predators = self.stamina.predators(roles).to(self.device)  # whose beams eat (stamina.meals)
             self.interact = torch.tensor([a == "INTERACT" for a in vocab], device=self.device)
             if self.stamina.moves_follow_actions:  # each action's move class and turn (_stamina_moves)
                 self.action_move = torch.tensor([MOVES[a] + 1 if a in MOVES else STAY for a in vocab], device=self.device)
@@ -385,8 +385,9 @@ class DreamSimulator:
         a player it freezes keeps its cell and facing; where it is the game's only refusal (and live
         players never teleport) a free player steps and turns as its action says. A respawn's cell and
         facing stay the heads' (decide_cells: a player dead now jumps). Meals are read from the cells
-        before the step: a player dying keeps its cell (decide_cells) and an eater does not move (it
-        INTERACTs, or its meal froze it; but where the yellow band cut that freeze to 1 step)."""
+        before the step, the same as after it on both sides here: a dying player keeps its cell
+        (decide_cells), and an eater INTERACTs or its meal froze it (but for a beam left on where the
+        yellow band cut that freeze to 1 step)."""
         ate = None
         if self.stamina.meal_freeze:
             ate = meals(self.stamina_state, self.predators, self.interact[action_ids], now.cells, now.facing,
