@@ -37,6 +37,7 @@ Decoding (`decoding=`), the small pure functions below:
 from __future__ import annotations
 
 import math
+import warnings
 from collections.abc import Callable
 
 import torch
@@ -447,7 +448,15 @@ class DreamSimulator:
         with torch.autocast("cuda", dtype=torch.bfloat16, enabled=self.device.type == "cuda", cache_enabled=not graphed):
             if not (graphed and self.cache.steady()):
                 return self._advance(action_ids)
-            rewards, self.expected_rewards = self.step_graph(action_ids)
+            try:
+                rewards, self.expected_rewards = self.step_graph(action_ids)
+            except RuntimeError as e:  # not recordable (a host read in a rule, say): go on eagerly
+                if self.step_graph.graph is not None:
+                    raise  # a replay's error is the step's own
+                warnings.warn(f"the dream's step could not be recorded as a CUDA graph, so it runs eagerly "
+                              f"(slower, the same frames): {e}", RuntimeWarning, stacklevel=3)
+                self.step_graph = None
+                return self._advance(action_ids)
             return rewards
 
     def _advance(self, action_ids: torch.Tensor) -> torch.Tensor:

@@ -15,7 +15,9 @@ The first call records the step (on its own stream, after one eager warm-up step
 due at the second steady step) into buffers it owns; each later call copies the inputs (and, after a
 reset replaced some state tensor, the state) into those buffers and replays. The random draws come from
 the owner's `torch.Generator`, registered with the graph, so a replay draws what the eager step would
-have drawn: same seed, same dream, with or without the graph.
+have drawn: same seed, same dream, with or without the graph. A step that cannot be recorded (one
+that reads a tensor back to the host, say, from a rule of the user's) raises at the recording and
+leaves the owner's state as it was, so the owner can go on eagerly.
 """
 from __future__ import annotations
 
@@ -67,10 +69,12 @@ class StepGraph:
         self.load(self.buffers)
         graph = torch.cuda.CUDAGraph()
         graph.register_generator_state(self.generator)
-        with torch.cuda.graph(graph, stream=self.stream):
-            self.outputs = list(self.step(*self.inputs))
-            for held, new in zip(self.buffers, self.state()):  # the step's new state, back into the buffers
-                if new is not held:  # (what it only reads stays where it is)
-                    held.copy_(new)
-        self.load(self.buffers)  # the capture ran nothing: the state is as it was
+        try:
+            with torch.cuda.graph(graph, stream=self.stream):
+                self.outputs = list(self.step(*self.inputs))
+                for held, new in zip(self.buffers, self.state()):  # the step's new state, back into the buffers
+                    if new is not held:  # (what it only reads stays where it is)
+                        held.copy_(new)
+        finally:
+            self.load(self.buffers)  # the capture ran nothing: the state is as it was
         self.graph = graph
