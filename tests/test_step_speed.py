@@ -163,6 +163,35 @@ def test_a_recorded_step_dreams_what_the_eager_step_dreams(case, new_episode_at)
 
 
 @cuda_only
+@pytest.mark.parametrize("substrate", ["predator_prey__alley_hunt", "clean_up", "coins"])
+def test_the_bundled_dream_recorded_is_the_bundled_dream_eager(substrate):
+    # The bundled checkpoint with every rule of the game (stamina, meals, bars in predator_prey; the
+    # void in coins), through the PettingZoo env: 24 steps, a new episode, 12 more.
+    import numpy as np
+
+    import actionparty_env
+
+    def run(cuda_graph: bool) -> tuple[str, bool]:
+        env = actionparty_env.parallel_env(substrate, device="cuda", cuda_graph=cuda_graph)
+        sim = env.dream.sim
+        if not cuda_graph:  # the recorded step's cache, stepped eagerly
+            cfg = sim.model.cfg
+            sim._new_cache = lambda: KVCache(cfg.depth, cfg.window, sim.model.rope, static=True)
+        rng, digest = np.random.default_rng(0), hashlib.sha256()
+        for seed, steps in ((3, 24), (4, 12)):
+            env.reset(seed=seed)
+            for _ in range(steps):
+                _, rewards, _, _, infos = env.step({a: int(rng.integers(env.action_space(a).n)) for a in env.agents})
+                digest.update(env.state().tobytes())
+                digest.update(repr((rewards, [infos[a]["cell"] for a in env.possible_agents])).encode())
+        return digest.hexdigest(), sim.step_graph is not None and sim.step_graph.graph is not None
+
+    recorded, eager = run(True), run(False)
+    assert recorded[1], "the step was never recorded"
+    assert recorded[0] == eager[0]
+
+
+@cuda_only
 def test_a_recorded_step_is_replayed_not_run_again():
     sim, g = simulator("calibrated", device="cuda", cuda_graph=True)
     for _ in range(4):
