@@ -63,6 +63,7 @@ class Stamina:
     meal_freeze: int = 0  # AvatarEdible's framesToDisplayBeingEaten: the counter a prey's eater gets
     meal_cost: int = 0    # the stamina a predator's eater loses
     moves_follow_actions: bool = False
+    deaths_are_meals: bool = False  # being eaten is the game's only death (the dream's `in_beams_reach`)
 
     def freeze_steps(self, roles: tuple[str, ...]) -> torch.Tensor:
         """[N, 3] long: each player's freeze steps in the green, yellow and red bands, by its role
@@ -85,7 +86,7 @@ class Stamina:
 # Per substrate family (the name up to "__"), from meltingpot/configs/substrates/*.py.
 STAMINA: dict[str, Stamina] = {
     "predator_prey": Stamina((("predator", (0, 1, 6)), ("prey", (1, 2, 4))), meal_freeze=5, meal_cost=4,
-                             moves_follow_actions=True),
+                             moves_follow_actions=True, deaths_are_meals=True),
     "factory_commons": Stamina((("", (0, 2, 6)),), costly=("move",)),
 }
 
@@ -151,15 +152,37 @@ def meals(state: StaminaState, predators: torch.Tensor, interact: torch.Tensor, 
     fires on INTERACT or while it stays on after a meal, at the cell in front of it; a player that dies
     on that cell was eaten. Two beams on one cell in one step are both credited (the engine's random
     order picks the one that eats; rare)."""
+    hit = beam_hits(state, predators, interact, cells, facing, alive, cells, rows, cols, torus)
+    hit = hit & (alive & ~alive_next)[..., None, :]
+    return (hit & ~predators).any(-1), (hit & predators).any(-1)
+
+
+def beam_hits(state: StaminaState, predators: torch.Tensor, interact: torch.Tensor, cells: torch.Tensor,
+              facing: torch.Tensor, alive: torch.Tensor, targets: torch.Tensor, rows: int, cols: int,
+              torus: bool = False) -> torch.Tensor:
+    """[..., eater, player] bool: whether the beam of live predator `eater` (firing on INTERACT or left on
+    after a meal, at the cell in front of it: `cells`, `facing` [..., N]) falls on `targets` [..., N, 2],
+    a cell per player; never on the eater itself (moved_cells keeps the cell of a step off the map)."""
     fires = predators & alive & (interact | (state.beam > 0))
     forward = torch.full_like(facing, MOVES["FORWARD"] + 1)  # moved_cells' class of FORWARD
     front = moved_cells(cells, facing, forward, rows, cols, torus)
-    died = alive & ~alive_next
     n = predators.shape[-1]
-    # [..., eater, eaten]; not oneself (moved_cells keeps the cell of a step off the map)
-    hit = ((front[..., :, None, :] == cells[..., None, :, :]).all(-1) & fires[..., :, None] & died[..., None, :]
-           & ~torch.eye(n, dtype=torch.bool, device=cells.device))
-    return (hit & ~predators).any(-1), (hit & predators).any(-1)
+    return ((front[..., :, None, :] == targets[..., None, :, :]).all(-1) & fires[..., :, None]
+            & ~torch.eye(n, dtype=torch.bool, device=cells.device))
+
+
+def in_beams_reach(state: StaminaState, predators: torch.Tensor, interact: torch.Tensor, cells: torch.Tensor,
+                   facing: torch.Tensor, alive: torch.Tensor, steps_into: torch.Tensor, rows: int, cols: int,
+                   torus: bool = False) -> torch.Tensor:
+    """[..., N] bool: whether a predator's beam can fall on the player this step, from the states before
+    it (`cells`, `facing`, `alive` [..., N]): on its cell or on the cell its action steps into
+    (`steps_into` [..., N, 2]), since the beam hits after the step's moves. An eater does not move
+    (it INTERACTs, or its meal froze it), so its beam's cell is known before the moves. Where being
+    eaten is the only death (`Stamina.deaths_are_meals`), the dream lets no one else die: every death of
+    16 in 6 real predator_prey episodes was within this reach."""
+    def hit(at: torch.Tensor) -> torch.Tensor:
+        return beam_hits(state, predators, interact, cells, facing, alive, at, rows, cols, torus).any(-2)
+    return hit(cells) | hit(steps_into)
 
 
 def stamina_step(rule: Stamina, freeze_steps: torch.Tensor, state: StaminaState, costly: torch.Tensor,

@@ -12,8 +12,8 @@ from actionparty_env.games import get_game
 from actionparty_env.grid import CELL, DIRS, PlayerStates
 from actionparty_env.model.sampler import DreamSimulator, decide_codes
 from actionparty_env.model.sprites import constrain_attached
-from actionparty_env.stamina import (BAR_COLOURS, STAMINA, Stamina, StaminaState, bar_codes, bar_rows, meals,
-                                    stamina_of, stamina_step)
+from actionparty_env.stamina import (BAR_COLOURS, STAMINA, Stamina, StaminaState, bar_codes, bar_rows,
+                                    in_beams_reach, meals, stamina_of, stamina_step)
 from benchmarks.rules import FROZEN, RuleChecker
 from tests.conftest import tiny_model
 
@@ -154,6 +154,92 @@ def test_meals_credit_the_predator_whose_beam_covers_the_dying_player():
     away[0] = 3
     prey, _ = meals(fresh, predators, torch.tensor(both), cells, away, alive, torch.tensor([1, 1, 0, 1]).bool(), 6, 6)
     assert not prey.any()  # its beam points elsewhere
+
+
+def test_a_beam_reaches_the_player_in_front_of_a_firing_predator_or_stepping_there():
+    """A 6 x 6 map: predator 0 at (2, 2) faces east (its beam on (2, 3)); prey 1 at (2, 4) and prey 2 at
+    (3, 3); predator 3 at (5, 5) faces north."""
+    predators = torch.tensor([True, False, False, True])
+    cells = torch.tensor([[2, 2], [2, 4], [3, 3], [5, 5]])
+    facing = torch.tensor([1, 0, 0, 0])
+    alive = torch.ones(4, dtype=torch.bool)
+    fresh = StaminaState.fresh(PREDATOR_PREY, (4,))
+
+    def reach(interact: list[bool], steps_into: list[list[int]], state: StaminaState = fresh) -> list[bool]:
+        return in_beams_reach(state, predators, torch.tensor(interact), cells, facing, alive,
+                              torch.tensor(steps_into), 6, 6).tolist()
+
+    stay = cells.tolist()
+    fires = [True, False, False, False]
+    assert reach(fires, stay) == [False] * 4  # nobody stands on (2, 3)
+    into = [[2, 2], [2, 3], [2, 3], [5, 5]]  # both prey step onto the beam's cell
+    assert reach(fires, into) == [False, True, True, False]
+    assert reach([False] * 4, into) == [False] * 4  # no INTERACT, no beam
+    beam = StaminaState(*fresh.fields()[:4], torch.tensor([3, 0, 0, 0]))  # left on after a meal
+    assert reach([False] * 4, into, beam) == [False, True, True, False]
+    dead = alive.clone()
+    dead[0] = False
+    assert in_beams_reach(fresh, predators, torch.tensor(fires), cells, facing, dead, torch.tensor(into),
+                          6, 6).tolist() == [False] * 4  # a dead predator's beam is off
+
+
+def test_the_real_deaths_of_predator_prey_are_all_within_a_beams_reach():
+    """Every death of a real predator_prey episode (orchard, 13 players, until 4 meals) is within the
+    reach the dream allows deaths in, replayed with the stamina's beam state."""
+    from actionparty_env.grid import MOVES, STAY, moved_cells
+    from actionparty_env.real import MeltingPotEngine
+
+    game = get_game("predator_prey__orchard")
+    roles = game.player_roles(game.num_players)
+    engine = MeltingPotEngine()
+    step = engine.build(game.name, roles, 5)
+    rng = np.random.default_rng(1)
+    names = list(game.action_names)
+    interact = names.index("INTERACT")
+    predators, times = PREDATOR_PREY.predators(roles), PREDATOR_PREY.freeze_steps(roles)
+    costly = PREDATOR_PREY.costly_actions(names)
+    move_of = torch.tensor([MOVES[a] + 1 if a in MOVES else STAY for a in names])
+    rows, cols = step.frame.shape[0] // 8, step.frame.shape[1] // 8
+    state = StaminaState.fresh(PREDATOR_PREY, (len(roles),))
+    deaths = 0
+    for _ in range(2000):  # until a few meals (the engine's spawns and facings are not all seeded)
+        if deaths >= 4:
+            break
+        # Predators wander and INTERACT every other step on average; prey wander.
+        wander = rng.integers(0, len(names), len(roles))
+        acts = np.where(predators.numpy() & (rng.random(len(roles)) < 0.5), interact, wander)
+        before = step.players
+        step = engine.step(acts, frame=False)
+        after = step.players
+        a = torch.as_tensor(acts, dtype=torch.long)
+        cells, facing = torch.as_tensor(before.cells), torch.as_tensor(before.facing)
+        alive, alive_next = torch.as_tensor(before.alive), torch.as_tensor(after.alive)
+        into = moved_cells(cells, facing, move_of[a], rows, cols)
+        reach = in_beams_reach(state, predators, a == interact, cells, facing, alive, into, rows, cols)
+        died = alive & ~alive_next
+        assert not (died & ~reach).any(), "a real death outside every beam's reach"
+        deaths += int(died.sum())
+        ate = meals(state, predators, a == interact, torch.as_tensor(after.cells), torch.as_tensor(after.facing),
+                    alive, alive_next, rows, cols)
+        state, _ = stamina_step(PREDATOR_PREY, times, state, costly[a], alive, ate)
+    engine.close()
+    assert deaths >= 4  # the check saw real meals
+
+
+def test_the_dream_lets_only_a_beam_kill_in_predator_prey():
+    """A random model whose alive head says "die" for everyone: in predator_prey only the prey in front
+    of the INTERACTing predator dies; the others live on."""
+    game = get_game("predator_prey__open")
+    model = tiny_model(games=("predator_prey__open", "game_b"), action_vocab=list(game.action_names), move_head=True)
+    with torch.no_grad():
+        model.alive_head.weight.zero_()
+        model.alive_head.bias.fill_(-50.0)
+    sim = DreamSimulator(model, "predator_prey__open", num_players=4, num_worlds=1, seed=0)
+    cells = torch.tensor([[[5, 5], [10, 1], [5, 6], [8, 8]]])  # prey 2 in front of predator 0, prey 3 not
+    sim.reset_codes(torch.zeros(1, 12, 12, dtype=torch.long),
+                    PlayerStates(cells, torch.tensor([[EAST, 0, 0, 0]]), torch.ones(1, 4, dtype=torch.bool)))
+    sim.step(torch.tensor([[ACT["INTERACT"], ACT["INTERACT"], 0, 0]]))
+    assert sim.players.alive[0].tolist() == [True, True, False, True]
 
 
 @pytest.mark.parametrize("family", sorted(STAMINA))

@@ -30,8 +30,9 @@ Decoding (`decoding=`), the small pure functions below:
   in the engine; in coins, whose map size varies per build, the canvas beyond the map never changes
   (`grid.void_cells`). Where avatars have stamina (predator_prey, factory_commons) the dream counts it
   as the game does, with predator_prey's meals (actionparty_env/stamina.py): a player it freezes keeps
-  its cell and facing, and in predator_prey a player it leaves free moves and turns as its action says.
-  Seeded: same seed, same dream.
+  its cell and facing, and in predator_prey a player it leaves free moves and turns as its action says
+  and a player dies only where a predator's beam can fall on it (being eaten is that game's only
+  death: `stamina.in_beams_reach`). Seeded: same seed, same dream.
 - "argmax": every output at its mode (the first checkpoint's decoding): no random event ever happens.
 """
 from __future__ import annotations
@@ -50,7 +51,7 @@ from actionparty_env.model.network import Blocks, KVCache, WorldModel
 from actionparty_env.model.sprites import constrain_attached, constrain_logits, restrict_to_start_appearance
 from actionparty_env.model.step_graph import StepGraph
 from actionparty_env.simulator import DECODINGS, StepResult, accepts_old_reset
-from actionparty_env.stamina import StaminaState, bar_codes, meals, stamina_of, stamina_step
+from actionparty_env.stamina import StaminaState, bar_codes, in_beams_reach, meals, stamina_of, stamina_step
 
 CATALOG = load_catalog()  # for GameSpec.map_varies
 LogitsHook = Callable[[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]
@@ -266,7 +267,7 @@ class DreamSimulator:
             self.costly = self.stamina.costly_actions(vocab).to(self.device)
             self.predators = self.stamina.predators(roles).to(self.device)  # whose beams eat (stamina.meals)
             self.interact = torch.tensor([a == "INTERACT" for a in vocab], device=self.device)
-            if self.stamina.moves_follow_actions:  # each action's move class and turn (_stamina_moves)
+            if self.stamina.moves_follow_actions or self.stamina.deaths_are_meals:  # each action's move and turn
                 self.action_move = torch.tensor([MOVES[a] + 1 if a in MOVES else STAY for a in vocab], device=self.device)
                 self.action_turn = torch.tensor([TURNS.get(a, 0) for a in vocab], device=self.device)
             if consistent_sprites:  # its bar is drawn with the player, so it follows the sprite switch
@@ -403,6 +404,13 @@ class DreamSimulator:
         staying = now.alive & alive_next & (move != JUMP)  # a respawned player's facing is the head's
         return move, torch.where(staying, torch.where(frozen, now.facing, turned), facing)
 
+    def _in_beams_reach(self, action_ids: torch.Tensor, now: PlayerStates) -> torch.Tensor:
+        """[B, N]: whom a predator's beam can eat this step (stamina.in_beams_reach)."""
+        rows, cols = self.codes.shape[1:]
+        steps_into = moved_cells(now.cells, now.facing, self.action_move[action_ids], rows, cols, self.torus)
+        return in_beams_reach(self.stamina_state, self.predators, self.interact[action_ids], now.cells, now.facing,
+                              now.alive & self.present, steps_into, rows, cols, self.torus)
+
     def sprite_rule(self, logits: torch.Tensor, cells: torch.Tensor, facing: torch.Tensor,
                     drawn: torch.Tensor) -> torch.Tensor:
         """The sprite rule as a logits hook: player sprites only where a drawn player stands, there only
@@ -470,6 +478,8 @@ class DreamSimulator:
         part = tokens.split(h)
         out = model.player_heads(part["A"][:, 0], part["F"][:, 0])
         alive = decide_alive(out["alive_logit"], now.alive, cfg.alive_flip_weight, self.decoding, self.generator)
+        if self.stamina is not None and self.stamina.deaths_are_meals:  # only a predator's beam kills
+            alive = alive | (now.alive & ~self._in_beams_reach(action_ids, now))
         prev = self.code_index[self.codes.view(b, -1)]  # -1: a code this game never draws
         facing = out["facing_logits"].argmax(-1)
         move = None
