@@ -63,7 +63,8 @@ class Stamina:
     meal_freeze: int = 0  # AvatarEdible's framesToDisplayBeingEaten: the counter a prey's eater gets
     meal_cost: int = 0    # the stamina a predator's eater loses
     moves_follow_actions: bool = False
-    deaths_are_meals: bool = False  # being eaten is the game's only death (the dream's `in_beams_reach`)
+    deaths_are_meals: bool = False  # being eaten is the game's only death: the dream decides it (`eaten`)
+    group_radius: int = 0  # the prey's AvatarEdible groupRadius: the disc its defenders stand in
 
     def freeze_steps(self, roles: tuple[str, ...]) -> torch.Tensor:
         """[N, 3] long: each player's freeze steps in the green, yellow and red bands, by its role
@@ -86,7 +87,7 @@ class Stamina:
 # Per substrate family (the name up to "__"), from meltingpot/configs/substrates/*.py.
 STAMINA: dict[str, Stamina] = {
     "predator_prey": Stamina((("predator", (0, 1, 6)), ("prey", (1, 2, 4))), meal_freeze=5, meal_cost=4,
-                             moves_follow_actions=True, deaths_are_meals=True),
+                             moves_follow_actions=True, deaths_are_meals=True, group_radius=3),
     "factory_commons": Stamina((("", (0, 2, 6)),), costly=("move",)),
 }
 
@@ -171,18 +172,20 @@ def beam_hits(state: StaminaState, predators: torch.Tensor, interact: torch.Tens
             & ~torch.eye(n, dtype=torch.bool, device=cells.device))
 
 
-def in_beams_reach(state: StaminaState, predators: torch.Tensor, interact: torch.Tensor, cells: torch.Tensor,
-                   facing: torch.Tensor, alive: torch.Tensor, steps_into: torch.Tensor, rows: int, cols: int,
-                   torus: bool = False) -> torch.Tensor:
-    """[..., N] bool: whether a predator's beam can fall on the player this step, from the states before
-    it (`cells`, `facing`, `alive` [..., N]): on its cell or on the cell its action steps into
-    (`steps_into` [..., N, 2]), since the beam hits after the step's moves. An eater does not move
-    (it INTERACTs, or its meal froze it), so its beam's cell is known before the moves. Where being
-    eaten is the only death (`Stamina.deaths_are_meals`), the dream lets no one else die: every death of
-    16 in 6 real predator_prey episodes was within this reach."""
-    def hit(at: torch.Tensor) -> torch.Tensor:
-        return beam_hits(state, predators, interact, cells, facing, alive, at, rows, cols, torus).any(-2)
-    return hit(cells) | hit(steps_into)
+def eaten(rule: Stamina, state: StaminaState, red: torch.Tensor, predators: torch.Tensor, interact: torch.Tensor,
+          cells: torch.Tensor, facing: torch.Tensor, alive: torch.Tensor, rows: int, cols: int) -> torch.Tensor:
+    """[..., N] bool: who is eaten this step, by `AvatarEdible:onHit`, from the cells and facing after the
+    step's moves (the beam hits after them) and `alive` before it: a live player on which a live
+    predator's beam falls (`beam_hits`, `state` before the step) is eaten if it is a predator, and if it
+    is a prey only where the prey within `rule.group_radius` of it (a disc, itself included) are no more
+    than the predators there, neither counting an avatar in the red band (`red` [..., N]: the band after
+    this step's stamina update, which runs before the beam: checked in the real engine). (A prey eating
+    an acorn does not count either; the dream cannot see that meal, so it counts it.)"""
+    hit = beam_hits(state, predators, interact, cells, facing, alive, cells, rows, cols).any(-2) & alive
+    gap = (cells[..., :, None, :] - cells[..., None, :, :]).float()
+    near = ((gap ** 2).sum(-1) <= rule.group_radius ** 2) & (alive & ~red)[..., None, :]  # [..., player, other]
+    prey_near, predators_near = (near & ~predators).sum(-1), (near & predators).sum(-1)
+    return hit & (predators | (prey_near <= predators_near))
 
 
 def stamina_step(rule: Stamina, freeze_steps: torch.Tensor, state: StaminaState, costly: torch.Tensor,

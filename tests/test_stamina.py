@@ -13,7 +13,7 @@ from actionparty_env.grid import CELL, DIRS, PlayerStates
 from actionparty_env.model.sampler import DreamSimulator, decide_codes
 from actionparty_env.model.sprites import constrain_attached
 from actionparty_env.stamina import (BAR_COLOURS, STAMINA, Stamina, StaminaState, bar_codes, bar_rows,
-                                    in_beams_reach, meals, stamina_of, stamina_step)
+                                    eaten, meals, stamina_of, stamina_step)
 from benchmarks.rules import FROZEN, RuleChecker
 from tests.conftest import tiny_model
 
@@ -156,37 +156,38 @@ def test_meals_credit_the_predator_whose_beam_covers_the_dying_player():
     assert not prey.any()  # its beam points elsewhere
 
 
-def test_a_beam_reaches_the_player_in_front_of_a_firing_predator_or_stepping_there():
-    """A 6 x 6 map: predator 0 at (2, 2) faces east (its beam on (2, 3)); prey 1 at (2, 4) and prey 2 at
-    (3, 3); predator 3 at (5, 5) faces north."""
-    predators = torch.tensor([True, False, False, True])
-    cells = torch.tensor([[2, 2], [2, 4], [3, 3], [5, 5]])
-    facing = torch.tensor([1, 0, 0, 0])
-    alive = torch.ones(4, dtype=torch.bool)
-    fresh = StaminaState.fresh(PREDATOR_PREY, (4,))
+def test_a_beam_eats_a_lone_prey_and_any_predator_but_not_a_defended_prey():
+    """A 9 x 9 map: predator 0 at (2, 2) faces east, at prey 1 on (2, 3); prey 2 at (6, 6) and prey 3 at
+    (6, 8) far off; predator 4 at (3, 2) faces north, at predator 0."""
+    predators = torch.tensor([True, False, False, False, True])
+    cells = torch.tensor([[2, 2], [2, 3], [6, 6], [6, 8], [3, 2]])
+    facing = torch.tensor([1, 0, 0, 0, 0])
+    alive = torch.ones(5, dtype=torch.bool)
+    fresh = StaminaState.fresh(PREDATOR_PREY, (5,))
 
-    def reach(interact: list[bool], steps_into: list[list[int]], state: StaminaState = fresh) -> list[bool]:
-        return in_beams_reach(state, predators, torch.tensor(interact), cells, facing, alive,
-                              torch.tensor(steps_into), 6, 6).tolist()
+    def who(interact: list[bool], at: torch.Tensor = cells, state: StaminaState = fresh) -> list[bool]:
+        red = state.value < PREDATOR_PREY.red
+        return eaten(PREDATOR_PREY, state, red, predators, torch.tensor(interact), at, facing, alive, 9, 9).tolist()
 
-    stay = cells.tolist()
-    fires = [True, False, False, False]
-    assert reach(fires, stay) == [False] * 4  # nobody stands on (2, 3)
-    into = [[2, 2], [2, 3], [2, 3], [5, 5]]  # both prey step onto the beam's cell
-    assert reach(fires, into) == [False, True, True, False]
-    assert reach([False] * 4, into) == [False] * 4  # no INTERACT, no beam
-    beam = StaminaState(*fresh.fields()[:4], torch.tensor([3, 0, 0, 0]))  # left on after a meal
-    assert reach([False] * 4, into, beam) == [False, True, True, False]
-    dead = alive.clone()
-    dead[0] = False
-    assert in_beams_reach(fresh, predators, torch.tensor(fires), cells, facing, dead, torch.tensor(into),
-                          6, 6).tolist() == [False] * 4  # a dead predator's beam is off
+    assert who([True, False, False, False, False]) == [False, True, False, False, False]  # a lone prey: eaten
+    assert who([False] * 5) == [False] * 5  # no beam
+    assert who([False, False, False, False, True]) == [True, False, False, False, False]  # a predator: always
+    defended = cells.clone()
+    defended[2] = torch.tensor([4, 4])  # prey 2 within 3 of prey 1 (distance sqrt 5): 2 prey, 2 predators near
+    assert who([True, False, False, False, False], defended)[1]  # 2 prey <= 2 predators: eaten
+    defended[3] = torch.tensor([2, 5])  # and prey 3 (distance 2): 3 prey > 2 predators
+    assert not who([True, False, False, False, False], defended)[1]
+    red = StaminaState(fresh.value.clone().index_fill_(0, torch.tensor([0]), 0), *fresh.fields()[1:])
+    alone = cells.clone()
+    alone[4] = torch.tensor([8, 0])  # predator 4 away: prey 1 and its red-band eater alone
+    assert not who([True, False, False, False, False], alone, red)[1]  # the red predator does not count
+    beam = StaminaState(*fresh.fields()[:4], torch.tensor([3, 0, 0, 0, 0]))  # left on after a meal
+    assert who([False] * 5, cells, beam)[1]
 
 
-def test_the_real_deaths_of_predator_prey_are_all_within_a_beams_reach():
-    """Every death of a real predator_prey episode (orchard, 13 players, until 4 meals) is within the
-    reach the dream allows deaths in, replayed with the stamina's beam state."""
-    from actionparty_env.grid import MOVES, STAY, moved_cells
+def test_the_real_deaths_of_predator_prey_are_the_beams_meals():
+    """The real engine (orchard, 13 players, until 6 deaths): at every step, who dies is who `eaten`
+    says, from the cells and facing after the step and the replayed stamina."""
     from actionparty_env.real import MeltingPotEngine
 
     game = get_game("predator_prey__orchard")
@@ -198,12 +199,11 @@ def test_the_real_deaths_of_predator_prey_are_all_within_a_beams_reach():
     interact = names.index("INTERACT")
     predators, times = PREDATOR_PREY.predators(roles), PREDATOR_PREY.freeze_steps(roles)
     costly = PREDATOR_PREY.costly_actions(names)
-    move_of = torch.tensor([MOVES[a] + 1 if a in MOVES else STAY for a in names])
     rows, cols = step.frame.shape[0] // 8, step.frame.shape[1] // 8
     state = StaminaState.fresh(PREDATOR_PREY, (len(roles),))
     deaths = 0
     for t in range(3000):  # until a few meals (the engine's spawns and facings are not all seeded)
-        if deaths >= 4:
+        if deaths >= 6:
             break
         if step.done:  # the episode ended: a new one
             step, state = engine.build(game.name, roles, 6 + t), StaminaState.fresh(PREDATOR_PREY, (len(roles),))
@@ -212,32 +212,31 @@ def test_the_real_deaths_of_predator_prey_are_all_within_a_beams_reach():
         acts = np.where(predators.numpy() & (rng.random(len(roles)) < 0.5), interact, wander)
         before = step.players
         step = engine.step(acts, frame=False)
-        after = step.players
         a = torch.as_tensor(acts, dtype=torch.long)
-        cells, facing = torch.as_tensor(before.cells), torch.as_tensor(before.facing)
-        alive, alive_next = torch.as_tensor(before.alive), torch.as_tensor(after.alive)
-        into = moved_cells(cells, facing, move_of[a], rows, cols)
-        reach = in_beams_reach(state, predators, a == interact, cells, facing, alive, into, rows, cols)
+        cells, facing = torch.as_tensor(step.players.cells), torch.as_tensor(step.players.facing)
+        alive, alive_next = torch.as_tensor(before.alive), torch.as_tensor(step.players.alive)
         died = alive & ~alive_next
-        assert not (died & ~reach).any(), "a real death outside every beam's reach"
+        red = stamina_step(PREDATOR_PREY, times, state, costly[a], alive)[0].value < PREDATOR_PREY.red
+        assert eaten(PREDATOR_PREY, state, red, predators, a == interact, cells, facing, alive, rows, cols).tolist() \
+            == died.tolist(), t
         deaths += int(died.sum())
-        ate = meals(state, predators, a == interact, torch.as_tensor(after.cells), torch.as_tensor(after.facing),
-                    alive, alive_next, rows, cols)
+        ate = meals(state, predators, a == interact, cells, facing, alive, alive_next, rows, cols)
         state, _ = stamina_step(PREDATOR_PREY, times, state, costly[a], alive, ate)
     engine.close()
-    assert deaths >= 4  # the check saw real meals
+    assert deaths >= 6  # the check saw real meals
 
 
-def test_the_dream_lets_only_a_beam_kill_in_predator_prey():
-    """A random model whose alive head says "die" for everyone: in predator_prey only the prey in front
-    of the INTERACTing predator dies; the others live on."""
+@pytest.mark.parametrize("head", [50.0, -50.0])
+def test_in_predator_prey_the_beams_decide_deaths_not_the_alive_head(head):
+    """A random model whose alive head says "live" (+50) or "die" (-50) for everyone: either way only
+    the lone prey in front of the INTERACTing predator dies, where the predator's beam falls."""
     game = get_game("predator_prey__open")
     model = tiny_model(games=("predator_prey__open", "game_b"), action_vocab=list(game.action_names), move_head=True)
     with torch.no_grad():
         model.alive_head.weight.zero_()
-        model.alive_head.bias.fill_(-50.0)
+        model.alive_head.bias.fill_(head)
     sim = DreamSimulator(model, "predator_prey__open", num_players=4, num_worlds=1, seed=0)
-    cells = torch.tensor([[[5, 5], [10, 1], [5, 6], [8, 8]]])  # prey 2 in front of predator 0, prey 3 not
+    cells = torch.tensor([[[5, 5], [10, 1], [5, 6], [9, 9]]])  # prey 2 in front of predator 0, prey 3 away
     sim.reset_codes(torch.zeros(1, 12, 12, dtype=torch.long),
                     PlayerStates(cells, torch.tensor([[EAST, 0, 0, 0]]), torch.ones(1, 4, dtype=torch.bool)))
     sim.step(torch.tensor([[ACT["INTERACT"], ACT["INTERACT"], 0, 0]]))

@@ -31,8 +31,8 @@ Decoding (`decoding=`), the small pure functions below:
   (`grid.void_cells`). Where avatars have stamina (predator_prey, factory_commons) the dream counts it
   as the game does, with predator_prey's meals (actionparty_env/stamina.py): a player it freezes keeps
   its cell and facing, and in predator_prey a player it leaves free moves and turns as its action says
-  and a player dies only where a predator's beam can fall on it (being eaten is that game's only
-  death: `stamina.in_beams_reach`). Seeded: same seed, same dream.
+  and who dies is the game's rule, not the alive head's draw (being eaten is that game's only death:
+  `stamina.eaten`, after the moves). Seeded: same seed, same dream.
 - "argmax": every output at its mode (the first checkpoint's decoding): no random event ever happens.
 """
 from __future__ import annotations
@@ -51,7 +51,7 @@ from actionparty_env.model.network import Blocks, KVCache, WorldModel
 from actionparty_env.model.sprites import constrain_attached, constrain_logits, restrict_to_start_appearance
 from actionparty_env.model.step_graph import StepGraph
 from actionparty_env.simulator import DECODINGS, StepResult, accepts_old_reset
-from actionparty_env.stamina import StaminaState, bar_codes, in_beams_reach, meals, stamina_of, stamina_step
+from actionparty_env.stamina import StaminaState, bar_codes, eaten, meals, stamina_of, stamina_step
 
 CATALOG = load_catalog()  # for GameSpec.map_varies
 LogitsHook = Callable[[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]
@@ -386,16 +386,10 @@ class DreamSimulator:
         """The moves and facings [B, N] where the stamina decides them, given the heads' (`move`, `facing`):
         a player it freezes keeps its cell and facing; where it is the game's only refusal (and live
         players never teleport) a free player steps and turns as its action says. A respawn's cell and
-        facing stay the heads' (decide_cells: a player dead now jumps). Meals are read from the cells
-        before the step, the same as after it on both sides here: a dying player keeps its cell
-        (decide_cells), and an eater INTERACTs or its meal froze it (but for a beam left on where the
-        yellow band cut that freeze to 1 step)."""
-        ate = None
-        if self.stamina.meal_freeze:
-            ate = meals(self.stamina_state, self.predators, self.interact[action_ids], now.cells, now.facing,
-                        now.alive & self.present, alive_next, *self.codes.shape[1:], self.torus)
-        self.stamina_state, frozen = stamina_step(self.stamina, self.freeze_steps, self.stamina_state,
-                                                  self.costly[action_ids], now.alive, ate)
+        facing stay the heads' (decide_cells: a player dead now jumps). Who is frozen this step depends on
+        the stamina before it alone; its update waits for the moves (`_stamina_after_moves`)."""
+        _, frozen = stamina_step(self.stamina, self.freeze_steps, self.stamina_state, self.costly[action_ids],
+                                 now.alive)
         turned = facing
         if self.stamina.moves_follow_actions:
             move = self.action_move[action_ids]
@@ -404,12 +398,25 @@ class DreamSimulator:
         staying = now.alive & alive_next & (move != JUMP)  # a respawned player's facing is the head's
         return move, torch.where(staying, torch.where(frozen, now.facing, turned), facing)
 
-    def _in_beams_reach(self, action_ids: torch.Tensor, now: PlayerStates) -> torch.Tensor:
-        """[B, N]: whom a predator's beam can eat this step (stamina.in_beams_reach)."""
-        rows, cols = self.codes.shape[1:]
-        steps_into = moved_cells(now.cells, now.facing, self.action_move[action_ids], rows, cols, self.torus)
-        return in_beams_reach(self.stamina_state, self.predators, self.interact[action_ids], now.cells, now.facing,
-                              now.alive & self.present, steps_into, rows, cols, self.torus)
+    def _stamina_after_moves(self, action_ids: torch.Tensor, now: PlayerStates, cells: torch.Tensor,
+                             facing: torch.Tensor, alive_next: torch.Tensor) -> torch.Tensor:
+        """The stamina's update, once the moves are known (the meals' beams hit after them), and where
+        being eaten is the only death, who dies (`stamina.eaten`: the heads' deaths were held back).
+        Returns the next alive [B, N]; an eaten player lies where it was eaten."""
+        ate = None
+        if self.stamina.meal_freeze:
+            live, interact = now.alive & self.present, self.interact[action_ids]
+            rows, cols = self.codes.shape[1:]
+            if self.stamina.deaths_are_meals:  # the red band as this step's update leaves it
+                updated, _ = stamina_step(self.stamina, self.freeze_steps, self.stamina_state,
+                                          self.costly[action_ids], now.alive)
+                alive_next = alive_next & ~eaten(self.stamina, self.stamina_state, updated.value < self.stamina.red,
+                                                 self.predators, interact, cells, facing, live, rows, cols)
+            ate = meals(self.stamina_state, self.predators, interact, cells, facing, live, alive_next, rows, cols,
+                        self.torus)
+        self.stamina_state, _ = stamina_step(self.stamina, self.freeze_steps, self.stamina_state,
+                                             self.costly[action_ids], now.alive, ate)
+        return alive_next
 
     def sprite_rule(self, logits: torch.Tensor, cells: torch.Tensor, facing: torch.Tensor,
                     drawn: torch.Tensor) -> torch.Tensor:
@@ -478,8 +485,8 @@ class DreamSimulator:
         part = tokens.split(h)
         out = model.player_heads(part["A"][:, 0], part["F"][:, 0])
         alive = decide_alive(out["alive_logit"], now.alive, cfg.alive_flip_weight, self.decoding, self.generator)
-        if self.stamina is not None and self.stamina.deaths_are_meals:  # only a predator's beam kills
-            alive = alive | (now.alive & ~self._in_beams_reach(action_ids, now))
+        if self.stamina is not None and self.stamina.deaths_are_meals:  # the beams decide deaths, after the moves
+            alive = alive | now.alive
         prev = self.code_index[self.codes.view(b, -1)]  # -1: a code this game never draws
         facing = out["facing_logits"].argmax(-1)
         move = None
@@ -492,6 +499,8 @@ class DreamSimulator:
         else:  # the first checkpoint's pointer over every cell
             cell_idx = out["cell_logits"].argmax(-1)
             cells = torch.where(alive[..., None], torch.stack([cell_idx // cols, cell_idx % cols], -1), now.cells)
+        if self.stamina is not None:
+            alive = self._stamina_after_moves(action_ids, now, cells, facing, alive)
         rewards, self.expected_rewards = decide_rewards(out, self.reward_support, self.reward_valid, self.decoding,
                                                         self.generator)
         # (2) Draw the next frame's codes given the new poses, unmasking on a cosine schedule.
