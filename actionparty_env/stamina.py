@@ -65,6 +65,7 @@ class Stamina:
     moves_follow_actions: bool = False
     deaths_are_meals: bool = False  # being eaten is the game's only death: the dream decides it (`eaten`)
     group_radius: int = 0  # the prey's AvatarEdible groupRadius: the disc its defenders stand in
+    meal_reward: float = 0.0  # predatorRewardForEating: a predator's only reward, per prey it eats
 
     def freeze_steps(self, roles: tuple[str, ...]) -> torch.Tensor:
         """[N, 3] long: each player's freeze steps in the green, yellow and red bands, by its role
@@ -87,7 +88,7 @@ class Stamina:
 # Per substrate family (the name up to "__"), from meltingpot/configs/substrates/*.py.
 STAMINA: dict[str, Stamina] = {
     "predator_prey": Stamina((("predator", (0, 1, 6)), ("prey", (1, 2, 4))), meal_freeze=5, meal_cost=4,
-                             moves_follow_actions=True, deaths_are_meals=True, group_radius=3),
+                             moves_follow_actions=True, deaths_are_meals=True, group_radius=3, meal_reward=1.0),
     "factory_commons": Stamina((("", (0, 2, 6)),), costly=("move",)),
 }
 

@@ -229,18 +229,21 @@ def test_the_real_deaths_of_predator_prey_are_the_beams_meals():
 @pytest.mark.parametrize("head", [50.0, -50.0])
 def test_in_predator_prey_the_beams_decide_deaths_not_the_alive_head(head):
     """A random model whose alive head says "live" (+50) or "die" (-50) for everyone: either way only
-    the lone prey in front of the INTERACTing predator dies, where the predator's beam falls."""
+    the lone prey (player 3) in front of the INTERACTing predator 0 dies, where the predator's beam falls, and that
+    predator gets the game's +1 for it, the other none, whatever the reward head says."""
     game = get_game("predator_prey__open")
     model = tiny_model(games=("predator_prey__open", "game_b"), action_vocab=list(game.action_names), move_head=True)
     with torch.no_grad():
         model.alive_head.weight.zero_()
         model.alive_head.bias.fill_(head)
     sim = DreamSimulator(model, "predator_prey__open", num_players=4, num_worlds=1, seed=0)
-    cells = torch.tensor([[[5, 5], [10, 1], [5, 6], [9, 9]]])  # prey 2 in front of predator 0, prey 3 away
+    assert game.player_roles(4)[3].startswith("prey") and all(r.startswith("predator") for r in game.player_roles(3))
+    cells = torch.tensor([[[5, 5], [10, 1], [9, 9], [5, 6]]])  # prey 3 in front of predator 0, alone
     sim.reset_codes(torch.zeros(1, 12, 12, dtype=torch.long),
                     PlayerStates(cells, torch.tensor([[EAST, 0, 0, 0]]), torch.ones(1, 4, dtype=torch.bool)))
-    sim.step(torch.tensor([[ACT["INTERACT"], ACT["INTERACT"], 0, 0]]))
-    assert sim.players.alive[0].tolist() == [True, True, False, True]
+    out = sim.step(torch.tensor([[ACT["INTERACT"], ACT["INTERACT"], 0, 0]]))
+    assert sim.players.alive[0].tolist() == [True, True, True, False]
+    assert out.rewards[0, :3].tolist() == [1.0, 0.0, 0.0] and out.expected_rewards[0, :3].tolist() == [1.0, 0.0, 0.0]
 
 
 @pytest.mark.parametrize("family", sorted(STAMINA))

@@ -32,7 +32,8 @@ Decoding (`decoding=`), the small pure functions below:
   as the game does, with predator_prey's meals (actionparty_env/stamina.py): a player it freezes keeps
   its cell and facing, and in predator_prey a player it leaves free moves and turns as its action says
   and who dies is the game's rule, not the alive head's draw (being eaten is that game's only death:
-  `stamina.eaten`, after the moves). Seeded: same seed, same dream.
+  `stamina.eaten`, after the moves), as is a predator's reward (+1 a prey eaten, its only reward).
+  Seeded: same seed, same dream.
 - "argmax": every output at its mode (the first checkpoint's decoding): no random event ever happens.
 """
 from __future__ import annotations
@@ -399,10 +400,12 @@ class DreamSimulator:
         return move, torch.where(staying, torch.where(frozen, now.facing, turned), facing)
 
     def _stamina_after_moves(self, action_ids: torch.Tensor, now: PlayerStates, cells: torch.Tensor,
-                             facing: torch.Tensor, alive_next: torch.Tensor) -> torch.Tensor:
+                             facing: torch.Tensor, alive_next: torch.Tensor
+                             ) -> tuple[torch.Tensor, tuple[torch.Tensor, torch.Tensor] | None]:
         """The stamina's update, once the moves are known (the meals' beams hit after them), and where
         being eaten is the only death, who dies (`stamina.eaten`: the heads' deaths were held back).
-        Returns the next alive [B, N]; an eaten player lies where it was eaten."""
+        Returns the next alive [B, N] (an eaten player lies where it was eaten) and the meals
+        (`stamina.meals`; None where nobody eats)."""
         ate = None
         if self.stamina.meal_freeze:
             live, interact = now.alive & self.present, self.interact[action_ids]
@@ -416,7 +419,7 @@ class DreamSimulator:
                         self.torus)
         self.stamina_state, _ = stamina_step(self.stamina, self.freeze_steps, self.stamina_state,
                                              self.costly[action_ids], now.alive, ate)
-        return alive_next
+        return alive_next, ate
 
     def sprite_rule(self, logits: torch.Tensor, cells: torch.Tensor, facing: torch.Tensor,
                     drawn: torch.Tensor) -> torch.Tensor:
@@ -499,10 +502,15 @@ class DreamSimulator:
         else:  # the first checkpoint's pointer over every cell
             cell_idx = out["cell_logits"].argmax(-1)
             cells = torch.where(alive[..., None], torch.stack([cell_idx // cols, cell_idx % cols], -1), now.cells)
+        ate = None
         if self.stamina is not None:
-            alive = self._stamina_after_moves(action_ids, now, cells, facing, alive)
+            alive, ate = self._stamina_after_moves(action_ids, now, cells, facing, alive)
         rewards, self.expected_rewards = decide_rewards(out, self.reward_support, self.reward_valid, self.decoding,
                                                         self.generator)
+        if ate is not None and self.stamina.deaths_are_meals:  # a predator's only reward: the prey it ate
+            meal = ate[0].to(rewards.dtype) * self.stamina.meal_reward
+            rewards = torch.where(self.predators, meal, rewards)
+            self.expected_rewards = torch.where(self.predators, meal, self.expected_rewards)
         # (2) Draw the next frame's codes given the new poses, unmasking on a cosine schedule.
         codes = torch.full_like(self.codes, model.mask_code)
         fixed = torch.zeros(b, rows * cols, dtype=torch.bool, device=self.device)
