@@ -383,14 +383,14 @@ class DreamSimulator:
         return self.enterable[index.clamp(min=0)] | (index < 0)
 
     def _stamina_moves(self, move: torch.Tensor, facing: torch.Tensor, action_ids: torch.Tensor,
-                       now: PlayerStates, alive_next: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """The moves and facings [B, N] where the stamina decides them, given the heads' (`move`, `facing`):
+                       now: PlayerStates, alive_next: torch.Tensor, frozen: torch.Tensor
+                       ) -> tuple[torch.Tensor, torch.Tensor]:
+        """The moves and facings [B, N] where the stamina decides them, given the heads' (`move`, `facing`)
+        and whom it freezes this step (`frozen` [B, N]):
         a player it freezes keeps its cell and facing; where it is the game's only refusal (and live
         players never teleport) a free player steps and turns as its action says. A respawn's cell and
         facing stay the heads' (decide_cells: a player dead now jumps). Who is frozen this step depends on
         the stamina before it alone; its update waits for the moves (`_stamina_after_moves`)."""
-        _, frozen = stamina_step(self.stamina, self.freeze_steps, self.stamina_state, self.costly[action_ids],
-                                 now.alive)
         turned = facing
         if self.stamina.moves_follow_actions:
             move = self.action_move[action_ids]
@@ -400,21 +400,20 @@ class DreamSimulator:
         return move, torch.where(staying, torch.where(frozen, now.facing, turned), facing)
 
     def _stamina_after_moves(self, action_ids: torch.Tensor, now: PlayerStates, cells: torch.Tensor,
-                             facing: torch.Tensor, alive_next: torch.Tensor
+                             facing: torch.Tensor, alive_next: torch.Tensor, red: torch.Tensor
                              ) -> tuple[torch.Tensor, tuple[torch.Tensor, torch.Tensor] | None]:
         """The stamina's update, once the moves are known (the meals' beams hit after them), and where
-        being eaten is the only death, who dies (`stamina.eaten`: the heads' deaths were held back).
+        being eaten is the only death, who dies (`stamina.eaten`: the heads' deaths were held back; `red`
+        [B, N]: who is in the red band as this step's update leaves it).
         Returns the next alive [B, N] (an eaten player lies where it was eaten) and the meals
         (`stamina.meals`; None where nobody eats)."""
         ate = None
         if self.stamina.meal_freeze:
             live, interact = now.alive & self.present, self.interact[action_ids]
             rows, cols = self.codes.shape[1:]
-            if self.stamina.deaths_are_meals:  # the red band as this step's update leaves it
-                updated, _ = stamina_step(self.stamina, self.freeze_steps, self.stamina_state,
-                                          self.costly[action_ids], now.alive)
-                alive_next = alive_next & ~eaten(self.stamina, self.stamina_state, updated.value < self.stamina.red,
-                                                 self.predators, interact, cells, facing, live, rows, cols)
+            if self.stamina.deaths_are_meals:
+                alive_next = alive_next & ~eaten(self.stamina, self.stamina_state, red, self.predators, interact,
+                                                 cells, facing, live, rows, cols)
             ate = meals(self.stamina_state, self.predators, interact, cells, facing, live, alive_next, rows, cols,
                         self.torus)
         self.stamina_state, _ = stamina_step(self.stamina, self.freeze_steps, self.stamina_state,
@@ -493,8 +492,11 @@ class DreamSimulator:
         prev = self.code_index[self.codes.view(b, -1)]  # -1: a code this game never draws
         facing = out["facing_logits"].argmax(-1)
         move = None
+        if self.stamina is not None:  # this step's count before any meal: whom it freezes, the bands it leaves
+            counted, frozen = stamina_step(self.stamina, self.freeze_steps, self.stamina_state,
+                                           self.costly[action_ids], now.alive)
         if self.stamina is not None and cfg.move_head:
-            move, facing = self._stamina_moves(out["move_logits"].argmax(-1), facing, action_ids, now, alive)
+            move, facing = self._stamina_moves(out["move_logits"].argmax(-1), facing, action_ids, now, alive, frozen)
         if cfg.move_head:
             enterable = None if self.enterable is None else self._enterable_cells(prev)
             cells = decide_cells(out, now.cells, now.facing, now.alive, alive, self.present, rows, cols,
@@ -504,7 +506,8 @@ class DreamSimulator:
             cells = torch.where(alive[..., None], torch.stack([cell_idx // cols, cell_idx % cols], -1), now.cells)
         ate = None
         if self.stamina is not None:
-            alive, ate = self._stamina_after_moves(action_ids, now, cells, facing, alive)
+            alive, ate = self._stamina_after_moves(action_ids, now, cells, facing, alive,
+                                                   counted.value < self.stamina.red)
         rewards, self.expected_rewards = decide_rewards(out, self.reward_support, self.reward_valid, self.decoding,
                                                         self.generator)
         if ate is not None and self.stamina.deaths_are_meals:  # a predator's only reward: the prey it ate
