@@ -279,7 +279,7 @@ class DreamSimulator:
         self.reseed(seed)
         self.step_graph = None  # the recorded step (model/step_graph.py), on a GPU where asked for
         if cuda_graph and self.device.type == "cuda":
-            self.step_graph = StepGraph(self._step_state, self._load_step_state, self._graph_step, self.generator)
+            self.step_graph = self._new_step_graph()
         self.codes = self.expected_rewards = None
         self.players: PlayerStates | None = None  # every world's player states [B, N, ...], after a reset
         self.cache = self._new_cache()
@@ -294,6 +294,9 @@ class DreamSimulator:
     def _new_cache(self) -> KVCache:
         return KVCache(self.model.cfg.depth, self.model.cfg.window, self.model.rope,
                        static=self.step_graph is not None)
+
+    def _new_step_graph(self) -> StepGraph:
+        return StepGraph(self._step_state, self._load_step_state, self._graph_step, self.generator)
 
     def _step_state(self) -> list[torch.Tensor]:
         """Every tensor a step reads that a step or a reset replaces (StepGraph's `state`)."""
@@ -346,7 +349,7 @@ class DreamSimulator:
             self.present = torch.as_tensor(present, device=self.device).bool()
             padded = not bool(self.present.all())  # read back once here, at a reset, not in every step
             if padded != self.padded and self.step_graph is not None:  # a step of another shape: record anew
-                self.step_graph = StepGraph(self._step_state, self._load_step_state, self._graph_step, self.generator)
+                self.step_graph = self._new_step_graph()
             self.padded = padded
         players = players.to(self.device)
         if codes.shape[0] != self.num_worlds or players.cells.shape[:2] != (self.num_worlds, self.num_players):
