@@ -33,7 +33,8 @@ Decoding (`decoding=`), the small pure functions below:
   its cell and facing, and in predator_prey a player it leaves free moves and turns as its action says
   and who dies is the game's rule, not the alive head's draw (being eaten is that game's only death:
   `stamina.eaten`, after the moves), as is a predator's reward (+1 a prey eaten, its only reward).
-  Seeded: same seed, same dream.
+  In coins the game's rule pays (actionparty_env/coins.py): a player stepping onto a coin the frame
+  shows is paid, and so is the coin's owner, never otherwise. Seeded: same seed, same dream.
 - "argmax": every output at its mode (the first checkpoint's decoding): no random event ever happens.
 """
 from __future__ import annotations
@@ -42,9 +43,12 @@ import math
 import warnings
 from collections.abc import Callable
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 
+from actionparty_env.coins import (coin_codes, coin_matches, coin_payoffs_of, coin_rewards, colour_directions,
+                                   floor_codes)
 from actionparty_env.games import load_catalog
 from actionparty_env.grid import JUMP, MOVES, STAY, TURNS, PlayerStates, moved_cells, resolve_moves, void_cells
 from actionparty_env.model.attention import ORDER, Tokens
@@ -257,6 +261,14 @@ class DreamSimulator:
         self.enterable = None
         if self.next_allowed is not None and table is not None:
             self.enterable = enterable_codes(self.next_allowed, self.player_code)
+        # Coins' payoffs by the game's rule (actionparty_env/coins.py), where the codes say what a coin is.
+        self.coin_payoffs = coin_payoffs_of(name) if self.enterable is not None else None
+        if self.coin_payoffs is not None:
+            patches = self.codebook.patches[self.allowed.cpu().numpy()]
+            self.is_coin = coin_codes(patches, self.enterable, self.player_code)
+            self.floor_code = int(np.flatnonzero(floor_codes(patches))[0])
+            self.colour = colour_directions(patches).to(self.device)
+            self.logits_hooks.append(self.coin_rule)
         self.void: torch.Tensor | None = None  # [B, R*C] bool, set at each reset where the map varies
         self.has_void = self.enterable is not None and map_varies
         # The avatars' stamina, counted as the game counts it (actionparty_env/stamina.py).
@@ -423,6 +435,47 @@ class DreamSimulator:
                                              self.costly[action_ids], now.alive, ate)
         return alive_next, ate
 
+    def _coin_rewards(self, prev: torch.Tensor, now: PlayerStates, cells: torch.Tensor,
+                      alive_next: torch.Tensor) -> torch.Tensor:
+        """Coins' rewards [B, N] by the game's rule (actionparty_env/coins.py): a player that steps onto a cell
+        whose code (`prev` [B, R*C], game code indices) shows a coin collects it, and the coin is its own
+        where its sprites have the coin's colour; a player standing still collects a coin regrowing under
+        it, of a random player's colour."""
+        b, n = alive_next.shape
+        cols = self.codes.shape[2]
+        entered = prev.gather(1, cells[..., 0] * cols + cells[..., 1]).clamp(min=0)
+        live = now.alive & alive_next & self.present
+        moved = (cells != now.cells).any(-1)
+        match = coin_matches(self.colour[entered], self._player_colours())
+        regrown = bernoulli(torch.full((b, n), self.coin_payoffs.regrow_rate, device=self.device), self.generator)
+        owner = torch.randint(0, n, (b, n), device=self.device, generator=self.generator)
+        match = torch.where(moved, match, owner == torch.arange(n, device=self.device))
+        collected = live & torch.where(moved, self.is_coin[entered], regrown)
+        return coin_rewards(self.coin_payoffs, collected, match)
+
+    def _player_colours(self) -> torch.Tensor:
+        """[B, N, 3]: each player's colour direction, from its sprites in its world (actionparty_env/coins.py)."""
+        return F.normalize(self.owned.any(2).float() @ self.colour, dim=-1)
+
+    def coin_rule(self, logits: torch.Tensor, cells: torch.Tensor, facing: torch.Tensor,
+                  drawn: torch.Tensor) -> torch.Tensor:
+        """Coins' world as a logits hook (actionparty_env/coins.py): a coin or a wall stays until a player
+        collects it (walls: never), the cell a player leaves shows the floor, and the floor may only become a
+        coin of one player's colour,
+        drawn at random per cell (the decoding's change probability there is the game's regrowth rate).
+        Player sprites are left to the sprite rule."""
+        b, rc, v = logits.shape
+        prev = self.code_index[self.codes.view(b, -1)].clamp(min=0)
+        likeness = torch.einsum("vc,bnc->bnv", self.colour, self._player_colours())
+        own_coin = likeness.masked_fill(~self.is_coin, float("-inf")).argmax(-1)  # [B, N]: each player's coin
+        owner = torch.randint(0, own_coin.shape[1], (b, rc), device=self.device, generator=self.generator)
+        on_floor, left = prev == self.floor_code, self.player_code[prev]  # left: a player stood there
+        extra = torch.where(on_floor, own_coin.gather(1, owner), torch.where(left, self.floor_code, prev))
+        keep = self.player_code.expand(b, rc, v).clone()  # a coin, a wall: only itself (or a player)
+        keep.scatter_(2, extra[..., None], True)
+        keep[..., self.floor_code] |= on_floor | left
+        return logits.masked_fill(~keep, float("-inf"))
+
     def sprite_rule(self, logits: torch.Tensor, cells: torch.Tensor, facing: torch.Tensor,
                     drawn: torch.Tensor) -> torch.Tensor:
         """The sprite rule as a logits hook: player sprites only where a drawn player stands, there only
@@ -517,6 +570,8 @@ class DreamSimulator:
             meal = ate[0].to(rewards.dtype) * self.stamina.meal_reward
             rewards = torch.where(self.predators, meal, rewards)
             self.expected_rewards = torch.where(self.predators, meal, self.expected_rewards)
+        if self.coin_payoffs is not None:
+            rewards = self.expected_rewards = self._coin_rewards(prev, now, cells, alive)
         # (2) Draw the next frame's codes given the new poses, unmasking on a cosine schedule.
         codes = torch.full_like(self.codes, model.mask_code)
         fixed = torch.zeros(b, rows * cols, dtype=torch.bool, device=self.device)
@@ -536,6 +591,8 @@ class DreamSimulator:
                                                             cfg.change_weight))
                 else:  # no change head: the code head's own probability of another code
                     change_prob = 1 - logits.float().softmax(-1).gather(-1, prev.clamp(min=0)[..., None]).squeeze(-1)
+                if self.coin_payoffs is not None:  # a coin regrows on the floor at the game's rate
+                    change_prob = torch.where(prev == self.floor_code, self.coin_payoffs.regrow_rate, change_prob)
                 pick, conf = decide_codes(logits, prev, change_prob, self.temperature, self.generator,
                                           self.next_allowed)
             pick = self.allowed[pick]
