@@ -296,7 +296,9 @@ class DreamParallelEnv(PlayersEnv):
     """One dream world of a Melting Pot substrate as a PettingZoo ParallelEnv.
 
     Agents, spaces and `infos` (`cell`, `facing`, `alive`) are those of `RealParallelEnv` (both are
-    a `PlayersEnv`, players.py). Rewards come from the model's reward head. The dream has no end of
+    a `PlayersEnv`, players.py). Rewards are drawn from the model's reward head over the game's payoffs, or
+paid by the game's rule where the dream has one (coins, predator_prey's predators: model/sampler.py,
+"Decoding"); `infos[agent]["expected_reward"]` is the expected value beside it. The dream has no end of
     its own: every agent truncates together at `max_cycles`. `state()`/`render()` give the generated
     global frame.
     """
@@ -319,14 +321,14 @@ class DreamParallelEnv(PlayersEnv):
         seed = self._episode_seed(seed)
         views = self.dream.reset([seed], reseed=seed)
         self._begin_episode(self.dream.last.frames.shape[1:])
-        return self._observations(views), self._infos()
+        obs, _, infos = self._to_host(views)
+        return obs, infos
 
     def step(self, actions: dict[str, Any]) -> tuple[dict, dict, dict, dict, dict]:
         """Step all agents together; every agent must have a valid action (checked before anything moves)."""
         arr = torch.tensor([self._checked_actions(actions)], dtype=torch.long)
-        views = self.dream.step(arr)
-        rewards = self.dream.last.rewards[0].cpu().tolist()
-        return self._end_step(self._observations(views), rewards, False, self._infos())
+        obs, rewards, infos = self._to_host(self.dream.step(arr))
+        return self._end_step(obs, rewards.tolist(), False, infos)
 
     def state(self) -> np.ndarray:
         """The generated global frame, uint8 (rows*8, cols*8, 3)."""
@@ -334,17 +336,27 @@ class DreamParallelEnv(PlayersEnv):
             raise RuntimeError("call reset() before state()")
         return self.dream.last.frames[0].cpu().numpy().copy()  # never a view of the simulator's state
 
-    def _observations(self, views: torch.Tensor) -> dict[str, np.ndarray]:
-        views = views[0].cpu().numpy()
-        return {a: views[i] for i, a in enumerate(self.possible_agents)}
-
-    def _infos(self) -> dict[str, dict]:
+    def _to_host(self, views: torch.Tensor) -> tuple[dict[str, np.ndarray], np.ndarray, dict[str, dict]]:
+        """(observations, rewards [N], infos) of the world's last step, read from the device in one wait."""
         last = self.dream.last
-        infos = self._player_infos(last.players[0])
-        if last.expected_rewards is not None:  # the model's expected reward beside the drawn one
-            for agent, value in zip(self.possible_agents, last.expected_rewards[0].float().cpu().tolist()):
-                infos[agent]["expected_reward"] = value
-        return infos
+        expected = last.expected_rewards
+        extra = () if expected is None else (expected[0].float(),)
+        views, rewards, cells, facing, alive, *expected = (t.numpy() for t in to_host(
+            views[0], last.rewards[0], last.cells[0], last.facing[0], last.alive[0], *extra))
+        infos = self._player_infos(PlayerStates(cells, facing, alive))
+        for agent, value in zip(self.possible_agents, expected[0].tolist() if expected else ()):
+            infos[agent]["expected_reward"] = value  # the model's expected reward beside the drawn one
+        return {a: views[i] for i, a in enumerate(self.possible_agents)}, rewards, infos
+
+
+def to_host(*tensors: torch.Tensor) -> list[torch.Tensor]:
+    """The tensors copied to the host with one wait: on a GPU every copy is queued without waiting
+    (into pinned memory), then the stream is synchronised once, instead of one round trip a tensor."""
+    if not tensors or tensors[0].device.type != "cuda":
+        return [t.cpu() for t in tensors]
+    copies = [t.to("cpu", non_blocking=True) for t in tensors]
+    torch.cuda.current_stream(tensors[0].device).synchronize()
+    return copies
 
 
 def parallel_env(substrate: str, **kwargs: Any) -> DreamParallelEnv:
