@@ -296,10 +296,10 @@ class DreamParallelEnv(PlayersEnv):
     """One dream world of a Melting Pot substrate as a PettingZoo ParallelEnv.
 
     Agents, spaces and `infos` (`cell`, `facing`, `alive`) are those of `RealParallelEnv` (both are
-    a `PlayersEnv`, players.py). Rewards are drawn from the model's reward head over the game's payoffs, or
-paid by the game's rule where the dream has one (coins, predator_prey's predators: model/sampler.py,
-"Decoding"); `infos[agent]["expected_reward"]` is the expected value beside it. The dream has no end of
-    its own: every agent truncates together at `max_cycles`. `state()`/`render()` give the generated
+    a `PlayersEnv`, players.py). Rewards are drawn from the model's reward head over the game's payoffs,
+    or paid by the game's rule where the dream has one (coins, predator_prey's predators: model/sampler.py,
+    "Decoding"); `infos[agent]["expected_reward"]` is the expected value beside it. The dream has no end
+    of its own: every agent truncates together at `max_cycles`. `state()`/`render()` give the generated
     global frame.
     """
 

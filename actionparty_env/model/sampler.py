@@ -459,11 +459,10 @@ class DreamSimulator:
 
     def coin_rule(self, logits: torch.Tensor, cells: torch.Tensor, facing: torch.Tensor,
                   drawn: torch.Tensor) -> torch.Tensor:
-        """Coins' world as a logits hook (actionparty_env/coins.py): a coin or a wall stays until a player
-        collects it (walls: never), the cell a player leaves shows the floor, and the floor may only become a
-        coin of one player's colour,
-        drawn at random per cell (the decoding's change probability there is the game's regrowth rate).
-        Player sprites are left to the sprite rule."""
+        """Coins' world as a logits hook (actionparty_env/coins.py): a coin stays until a player collects it
+        and a wall stays always, the cell a player leaves shows the floor, and the floor may only become a
+        coin of one player's colour, drawn at random per cell (the decoding's change probability there is
+        the game's regrowth rate). Player sprites are left to the sprite rule."""
         b, rc, v = logits.shape
         prev = self.code_index[self.codes.view(b, -1)].clamp(min=0)
         likeness = torch.einsum("vc,bnc->bnv", self.colour, self._player_colours())
