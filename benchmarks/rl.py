@@ -19,7 +19,11 @@ the training worlds' seeds are kept and compared), with the policy's sampled act
 in the dream over as many dreams.
 
 Reported per arm: mean per-player return per episode and its standard error, in the real game and in
-the dream. Then, with 95% bootstrap intervals (episodes resampled per arm, 2,000 times):
+the dream, twice: in self-play (every player acts by the arm's policy) and as a focal player among
+random background players (Melting Pot's own evaluation protocol: in each episode one player acts by the
+policy, the others at random, and the focal player's return counts). The second tells what a policy
+learned where self-play hides it: in coins, a social dilemma, selfish collectors cost each other what
+they earn (+1 a coin, -2 to its owner), so self-play scores near 0 however well each one plays. Then, with 95% bootstrap intervals (episodes resampled per arm, 2,000 times):
 - transfer ratio = (real return of the dream-trained policy - random) / (real-trained - random);
 - exploitation gap = (dream-trained policy's return in the dream - its return in the real game) /
   (real-trained - random): what the dream promises beyond what the game pays, in units of what PPO
@@ -88,20 +92,30 @@ class PPOSettings:
 
 
 # --- scoring ---
-def episode_returns(env: VecEnv, act: Act, episodes: int, seed: int) -> np.ndarray:
+def episode_returns(env: VecEnv, act: Act, episodes: int, seed: int, background: Act | None = None) -> np.ndarray:
     """Mean per-player return of `episodes` episodes of `env`, world w of batch j seeded
-    seed + (j * worlds + w) * players. Each world's first episode counts; its auto-reset is ignored."""
+    seed + (j * worlds + w) * players. Each world's first episode counts; its auto-reset is ignored.
+    With `background`, Melting Pot's focal-vs-background protocol: in episode i one focal player
+    (number i % players) acts by `act`, every other player by `background`, and the focal player's
+    return is the episode's."""
     worlds, players = env.num_worlds, env.num_players
     out = []
     for batch in range(-(-episodes // worlds)):
         env.seed(seed + batch * env.num_envs)
         obs = env.reset()
         total, done = np.zeros(env.num_envs), np.zeros(env.num_envs, bool)
+        first = batch * worlds + np.arange(worlds)  # the episodes' numbers
+        focal = np.arange(worlds) * players + first % players  # their focal slots (world-major)
         while not done.all():
-            obs, rewards, dones, _ = env.step(act(obs))
+            if background is None:
+                actions = act(obs)
+            else:
+                actions = np.asarray(background(obs)).copy()
+                actions[focal] = act(obs[focal])
+            obs, rewards, dones, _ = env.step(actions)
             total += np.where(done, 0.0, rewards)
             done |= dones
-        out.extend(total.reshape(worlds, players).mean(1))
+        out.extend(total.reshape(worlds, players).mean(1) if background is None else total[focal])
     return np.asarray(out[:episodes])
 
 
@@ -232,15 +246,21 @@ def score_arms(args: argparse.Namespace, work: Path) -> dict:
             "dream": DreamVecEnv(args.game, num_worlds=min(args.dream_worlds, args.eval_episodes),
                                  checkpoint=args.checkpoint, device=args.device, max_cycles=args.episode,
                                  channels_first=True, cuda_graph=not args.no_cuda_graph)}
-    returns = {arm: {} for arm in ARMS}
+    # Self-play (every player acts by the arm's policy) and focal (one player does, beside random ones).
+    background = random_act(game.num_actions, args.seed + 1)
+    returns, focal = {arm: {} for arm in ARMS}, {arm: {} for arm in ARMS}
     for where, env in envs.items():
         for arm, act in tqdm(acts.items(), desc=f"score in the {where} game", file=sys.stdout):
             returns[arm][where] = episode_returns(env, act, args.eval_episodes, EVAL_SEED)
+            focal[arm][where] = episode_returns(env, act, args.eval_episodes, EVAL_SEED, background)
         env.close()
     training = {arm: json.loads((work / f"{arm}.json").read_text()) for arm in TRAINED}
-    return {"game": args.game, "players": game.num_players, "returns": {a: {w: r.tolist() for w, r in v.items()}
-                                                                          for a, v in returns.items()},
-            **summary(returns), "training": training}
+    return {"game": args.game, "players": game.num_players, "returns": _lists(returns), **summary(returns),
+            "focal": {"returns": _lists(focal), **summary(focal)}, "training": training}
+
+
+def _lists(returns: dict[str, dict[str, np.ndarray]]) -> dict:
+    return {arm: {where: r.tolist() for where, r in v.items()} for arm, v in returns.items()}
 
 
 # --- results ---
@@ -284,6 +304,21 @@ def _mean_se(d: dict) -> str:
     return f"{d['mean']:+.2f} ± {d['se']:.2f}" if d["se"] is not None else f"{d['mean']:+.2f}"
 
 
+def _rows(results: list[dict], scores: Callable[[dict], dict]) -> list[str]:
+    """The table of the results' scores (`scores(result)`: the self-play or the focal summary)."""
+    lines = ["| game | players | timesteps real / dream | random | real-trained | dream-trained | dream-trained in the dream "
+             "| real > random | transfer ratio [95%] | exploitation gap [95%] |", "|---|" + "---|" * 9]
+    for r in results:
+        s, n = scores(r), r["players"]
+        a = s["arms"]
+        steps = " / ".join(f"{r['training'][arm]['timesteps']:,}" for arm in TRAINED)
+        lines.append(f"| {r['game']} | {n} | {steps} | {_mean_se(a['random']['real'])} | "
+                     f"{_mean_se(a['real']['real'])} | {_mean_se(a['dream']['real'])} | {_mean_se(a['dream']['dream'])} | "
+                     f"{'yes' if s['real_beats_random'] else 'no'} | {_interval(s['transfer_ratio'])} | "
+                     f"{_interval(s['exploitation_gap'])} |")
+    return lines
+
+
 def write_table(out_dir: Path, tag: str) -> Path:
     """rl_<tag>.md from every rl_<tag>_<game>.json in out_dir."""
     results = [json.loads(p.read_text()) for p in sorted(out_dir.glob(f"rl_{tag}_*.json"))]
@@ -293,15 +328,13 @@ def write_table(out_dir: Path, tag: str) -> Path:
         lines += [f"Machine: {m['device_name']}; {m['machine']['cores']} CPU cores; commit {m['commit']}, {m['machine']['date']}.  ",
                   f"PPO (SB3 CnnPolicy, one policy for all players): {m['ppo']}; episodes of {m['episode']} "
                   f"steps; {m['eval_episodes']} evaluation episodes per arm and env, seeds no training episode used.", ""]
-    lines += ["| game | players | timesteps real / dream | random | real-trained | dream-trained | dream-trained in the dream "
-              "| real > random | transfer ratio [95%] | exploitation gap [95%] |", "|---|" + "---|" * 9]
-    for r in results:
-        a, n = r["arms"], r["players"]
-        steps = " / ".join(f"{r['training'][arm]['timesteps']:,}" for arm in TRAINED)
-        lines.append(f"| {r['game']} | {n} | {steps} | {_mean_se(a['random']['real'])} | "
-                     f"{_mean_se(a['real']['real'])} | {_mean_se(a['dream']['real'])} | {_mean_se(a['dream']['dream'])} | "
-                     f"{'yes' if r['real_beats_random'] else 'no'} | {_interval(r['transfer_ratio'])} | "
-                     f"{_interval(r['exploitation_gap'])} |")
+    lines += _rows(results, lambda r: r)
+    focal = [r for r in results if "focal" in r]
+    if focal:
+        lines += ["", "Focal player against random background players (Melting Pot's focal-vs-background protocol: "
+                  "in each scored episode one player acts by the arm's policy and the others at random; the focal "
+                  "player's return; random: a random focal player):", ""]
+        lines += _rows(focal, lambda r: r["focal"])
     lines += ["", "Returns: mean per-player return per episode ± standard error. Transfer ratio = (dream-trained - random) / "
               "(real-trained - random), in the real game; exploitation gap = (dream-trained in the dream - in the real game) / "
               "(real-trained - random). Targets: transfer >= 0.8, gap <= 0.2. Timesteps count one per player per step "

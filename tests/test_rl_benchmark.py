@@ -18,6 +18,7 @@ class ScriptedWorlds(FakeWorlds):
         self._args = dict(num_worlds=num_worlds, max_cycles=max_cycles)
         self._init_worlds(get_game("coins"), num_worlds, 2, max_cycles, True, None, None)
         self.started_seeds: list[int] = []
+        self.actions: list[np.ndarray] = []
         self._t = None
 
     def _started(self):
@@ -33,6 +34,7 @@ class ScriptedWorlds(FakeWorlds):
         return np.zeros((self.num_worlds, 2, 88, 88, 3), np.uint8)
 
     def _step_worlds(self, actions):
+        self.actions.append(np.array(actions))
         self._t += 1
         rewards = np.tile(np.array([1.0, 2.0], np.float32), (self.num_worlds, 1))
         terminated = np.zeros(self.num_worlds, bool)
@@ -49,6 +51,18 @@ def test_episode_returns_count_each_worlds_first_episode_per_player_on_eval_seed
     assert returns.tolist() == [6.0, 3.0, 6.0]
     # episode i starts from seed + i * players: the evaluation seeds no training episode may share
     assert env.started_seeds == [1000, 1002, 1004, 1006]
+
+
+def test_focal_returns_count_the_focal_player_who_alone_acts_by_the_policy():
+    env = ScriptedWorlds(num_worlds=2, max_cycles=4)
+    policy, background = (lambda obs: np.full(len(obs), 3)), (lambda obs: np.full(len(obs), 1))
+    returns = rl.episode_returns(env, policy, episodes=3, seed=1000, background=background)
+    # episode i's focal player is i % 2: episode 0 is player 0 of world 0 (4 steps x 1), episode 1 player 1
+    # of world 1 (ends after 2 steps: 2 x 2), episode 2 player 0 of world 0 of the second batch (4 x 1)
+    assert returns.tolist() == [4.0, 4.0, 4.0]
+    first_batch = np.stack(env.actions[:4])  # [steps, worlds, players]
+    assert (first_batch[:, 0, 0] == 3).all() and (first_batch[:, 0, 1] == 1).all()
+    assert (first_batch[:, 1, 1] == 3).all() and (first_batch[:, 1, 0] == 1).all()
 
 
 def test_transfer_ratio_and_exploitation_gap_on_known_returns():
@@ -90,8 +104,9 @@ def test_benchmark_rl_end_to_end_on_coins(coins_checkpoint, tmp_path, one_thread
             "--out-dir", str(out), "--tag", "t"]
     assert rl.main(argv) == 0
     result = json.loads((out / "rl_t_coins.json").read_text())
-    assert set(result["returns"]) == set(rl.ARMS)
-    assert all(len(result["returns"][arm][where]) == 2 for arm in rl.ARMS for where in ("real", "dream"))
+    for scores in (result, result["focal"]):  # self-play and focal-vs-background
+        assert set(scores["returns"]) == set(rl.ARMS)
+        assert all(len(scores["returns"][arm][where]) == 2 for arm in rl.ARMS for where in ("real", "dream"))
     for arm in rl.TRAINED:
         training = result["training"][arm]
         assert training["timesteps"] >= 16 and training["seeds_shared_with_eval"] == 0
@@ -99,6 +114,6 @@ def test_benchmark_rl_end_to_end_on_coins(coins_checkpoint, tmp_path, one_thread
         # SB3's per-update log lands in the work folder, one row per update
         assert (tmp_path / "work" / "coins" / f"{arm}_log" / "progress.csv").read_text().count("\n") >= 2
     assert (out / "rl_t_coins.png").stat().st_size > 0
-    assert "| coins | 2 |" in (out / "rl_t.md").read_text()
+    assert (out / "rl_t.md").read_text().count("| coins | 2 |") == 2  # the self-play and the focal table
     # scoring again from the saved policies, without training
     assert rl.main(argv + ["--train"]) == 0
