@@ -34,7 +34,9 @@ Decoding (`decoding=`), the small pure functions below:
   and who dies is the game's rule, not the alive head's draw (being eaten is that game's only death:
   `stamina.eaten`, after the moves), as is a predator's reward (+1 a prey eaten, its only reward).
   In coins the game's rule pays (actionparty_env/coins.py): a player stepping onto a coin the frame
-  shows is paid, and so is the coin's owner, never otherwise. Seeded: same seed, same dream.
+  shows is paid, and so is the coin's owner, never otherwise. In the commons_harvest games apples are
+  eaten, paid and regrown by the game's rule (actionparty_env/apples.py): +1 to a player stepping onto
+  an apple, and each eaten apple's spot regrows at the rate its live neighbours set. Seeded: same seed, same dream.
 - "argmax": every output at its mode (the first checkpoint's decoding): no random event ever happens.
 """
 from __future__ import annotations
@@ -47,6 +49,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from actionparty_env.apples import AppleState, apple_codes, apple_regrowth_of, apple_step
 from actionparty_env.coins import (coin_codes, coin_matches, coin_payoffs_of, coin_rewards, colour_directions,
                                    floor_codes)
 from actionparty_env.games import load_catalog
@@ -269,6 +272,21 @@ class DreamSimulator:
             self.floor_code = int(np.flatnonzero(floor_codes(patches))[0])
             self.colour = colour_directions(patches).to(self.device)
             self.logits_hooks.append(self.coin_rule)
+        # Commons harvest's apples by the game's rule (actionparty_env/apples.py), where the codes show apples.
+        self.apple_regrowth = apple_regrowth_of(name) if table is not None else None
+        found = apple_codes(self.codebook.patches[self.allowed.cpu().numpy()]) if self.apple_regrowth else None
+        self.apple_codes = None if found is None else found.to(self.device)
+        if self.apple_codes is not None:
+            apples = self.apple_codes
+            grass = torch.zeros_like(apples.apple)
+            grass[apples.grass] = True
+            ground = grass.clone()
+            ground[apples.floor] = True
+            self.apple_others = ~(apples.apple | ground | self.player_code)  # beams, walls: left to the model
+            self.off_spots = ~(apples.apple | grass)  # what a cell that is no apple spot may show
+            self.logits_hooks.append(self.apple_rule)
+        self.apple_state: AppleState | None = None  # per world, after a reset
+        self.apple_shows: torch.Tensor | None = None  # [B, R*C] what each spot shows next, during a step
         self.void: torch.Tensor | None = None  # [B, R*C] bool, set at each reset where the map varies
         self.has_void = self.enterable is not None and map_varies
         # The avatars' stamina, counted as the game counts it (actionparty_env/stamina.py).
@@ -313,9 +331,11 @@ class DreamSimulator:
     def _step_state(self) -> list[torch.Tensor]:
         """Every tensor a step reads that a step or a reset replaces (StepGraph's `state`)."""
         stamina = self.stamina_state.fields() if self.stamina_state is not None else ()
+        apples = (self.apple_state.spots, self.apple_state.live) if self.apple_state is not None else ()
         held = [t for t in (self.void, self.owned if self.sprites is not None else None) if t is not None]
         players = self.players
-        return [self.codes, players.cells, players.facing, players.alive, *stamina, *held, self.present, *self.cache.tensors()]
+        return [self.codes, players.cells, players.facing, players.alive, *stamina, *apples, *held, self.present,
+                *self.cache.tensors()]
 
     def _load_step_state(self, tensors: list[torch.Tensor]) -> None:
         it = iter(tensors)
@@ -323,6 +343,8 @@ class DreamSimulator:
         self.players = PlayerStates(next(it), next(it), next(it))
         if self.stamina_state is not None:
             self.stamina_state = StaminaState(*(next(it) for _ in self.stamina_state.fields()))
+        if self.apple_state is not None:
+            self.apple_state = AppleState(next(it), next(it))
         if self.void is not None:
             self.void = next(it)
         if self.sprites is not None:
@@ -371,8 +393,12 @@ class DreamSimulator:
             self._restrict_owned(codes, players.cells, players.alive, worlds if self.codes is not None else None)
         void = self._void(codes, players) if self.has_void else None
         fresh = StaminaState.fresh(self.stamina, tuple(players.alive.shape), self.device) if self.stamina else None
+        apples = None
+        if self.apple_codes is not None:
+            apples = AppleState.at_start(self.apple_codes, self.code_index[codes.view(len(codes), -1)])
         if worlds is None or self.codes is None:
             self.codes, self.players, self.void, self.stamina_state = codes, players, void, fresh
+            self.apple_state = apples
             self.cache = self._new_cache()
             return
         worlds = torch.as_tensor(worlds, device=self.device).bool()
@@ -385,6 +411,8 @@ class DreamSimulator:
             self.void = torch.where(worlds[:, None], void, self.void)
         if fresh is not None:
             self.stamina_state = fresh.where(worlds, self.stamina_state)
+        if apples is not None:
+            self.apple_state = apples.where(worlds, self.apple_state)
         self.cache.forget(worlds)
 
     def _void(self, codes: torch.Tensor, players: PlayerStates) -> torch.Tensor:
@@ -473,6 +501,21 @@ class DreamSimulator:
         keep = self.player_code.expand(b, rc, v).clone()  # a coin, a wall: only itself (or a player)
         keep.scatter_(2, extra[..., None], True)
         keep[..., self.floor_code] |= on_floor | left
+        return logits.masked_fill(~keep, float("-inf"))
+
+    def apple_rule(self, logits: torch.Tensor, cells: torch.Tensor, facing: torch.Tensor,
+                   drawn: torch.Tensor) -> torch.Tensor:
+        """Commons harvest's apples as a logits hook (actionparty_env/apples.py): a spot shows what the rule
+        says (`apple_shows`: its apple, a regrown one, grass, or floor), where that is no change from its
+        previous code also a beam over it (what the model draws); a cell that is no spot never shows an
+        apple or grass. Player sprites are left to the sprite rule."""
+        b, rc, v = logits.shape
+        shows = self.apple_shows
+        spot = shows >= 0
+        change = spot & (shows != self.code_index[self.codes.view(b, -1)])
+        keep = torch.where(spot[..., None], self.player_code | (self.apple_others & ~change[..., None]), self.off_spots)
+        target = shows.clamp(min=0)[..., None]
+        keep = keep.scatter(2, target, spot[..., None] | keep.gather(2, target))
         return logits.masked_fill(~keep, float("-inf"))
 
     def sprite_rule(self, logits: torch.Tensor, cells: torch.Tensor, facing: torch.Tensor,
@@ -571,6 +614,11 @@ class DreamSimulator:
             self.expected_rewards = torch.where(self.predators, meal, self.expected_rewards)
         if self.coin_payoffs is not None:
             rewards = self.expected_rewards = self._coin_rewards(prev, now, cells, alive)
+        if self.apple_codes is not None:
+            rewards, self.apple_state, self.apple_shows = apple_step(
+                self.apple_regrowth, self.apple_codes, self.apple_state, prev, self.player_code, cells,
+                alive & self.present, rows, cols, self.generator, regrow=self.decoding != "argmax")
+            self.expected_rewards = rewards
         # (2) Draw the next frame's codes given the new poses, unmasking on a cosine schedule.
         codes = torch.full_like(self.codes, model.mask_code)
         fixed = torch.zeros(b, rows * cols, dtype=torch.bool, device=self.device)
