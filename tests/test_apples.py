@@ -219,3 +219,33 @@ def test_the_bundled_dream_eats_pays_and_regrows_apples_by_the_rule():
     assert eaten > 3 and trials > 100, (eaten, trials)
     expected, sd = 0.2 * trials, (0.2 * 0.8 * trials) ** 0.5
     assert abs(regrown - expected) < 4 * sd + 2, (regrown, expected)
+
+
+def test_the_apples_state_is_part_of_the_recorded_steps_state():
+    """`_step_state` (what a recorded CUDA graph carries from replay to replay) holds the apples' state:
+    loading a copy of it with the generator's state replays the same steps, rewards and apples alike."""
+    from actionparty_env.env import DreamWorlds
+
+    from actionparty_env.model.network import KVCache
+
+    worlds = DreamWorlds("commons_harvest__open", num_worlds=2, device="cpu")
+    sim = worlds.sim
+    cfg = sim.model.cfg  # the KV cache a recorded step uses (static shapes), without recording
+    sim._new_cache = lambda: KVCache(cfg.depth, cfg.window, sim.model.rope, static=True)
+    worlds.reset([0, 1])
+    sim.apple_regrowth = AppleRegrowth((0.0, 0.3))  # regrowth often, so a lost state would show
+    g = torch.Generator().manual_seed(0)
+    steady = cfg.window + 1  # the window full: the state a graph is recorded in
+    actions = [torch.randint(0, 8, (2, 7), generator=g) for _ in range(steady + 3)]
+    for a in actions[:steady]:
+        sim.step(a)
+    state = sim._step_state()
+    assert any(t is sim.apple_state.spots for t in state) and any(t is sim.apple_state.live for t in state)
+    saved, rng = [t.clone() for t in state], sim.generator.get_state()
+    first = [(sim.step(a), sim.apple_state.live.clone()) for a in actions[steady:]]
+    sim._load_step_state([t.clone() for t in saved])
+    sim.generator.set_state(rng)
+    again = [(sim.step(a), sim.apple_state.live.clone()) for a in actions[steady:]]
+    for (one, live_one), (two, live_two) in zip(first, again):
+        assert torch.equal(one.frames, two.frames) and torch.equal(one.rewards, two.rewards)
+        assert torch.equal(live_one, live_two)

@@ -163,7 +163,7 @@ def test_a_recorded_step_dreams_what_the_eager_step_dreams(case, new_episode_at)
 
 
 @cuda_only
-@pytest.mark.parametrize("substrate", ["predator_prey__alley_hunt", "clean_up", "coins"])
+@pytest.mark.parametrize("substrate", ["predator_prey__alley_hunt", "clean_up", "coins", "commons_harvest__open"])
 def test_the_bundled_dream_recorded_is_the_bundled_dream_eager(substrate):
     # The bundled checkpoint with every rule of the game (stamina, meals, bars in predator_prey; the
     # void in coins), through the PettingZoo env: 24 steps, a new episode, 12 more.
