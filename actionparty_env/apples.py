@@ -90,21 +90,42 @@ def apple_codes(patches: np.ndarray) -> AppleCodes | None:
     return AppleCodes(torch.from_numpy(apple), int(grass[0]), int(floor[0]), new_apple)
 
 
-def live_neighbours(live: torch.Tensor, radius: float) -> torch.Tensor:
-    """[B, R, C] long: per cell, the live apples (`live` [B, R, C] bool) within L2 distance `radius`,
-    itself not counted (the Lua's `queryDisc`; the map's edge is walls, so nothing beyond it counts)."""
+def neighbourhood(radius: float) -> torch.Tensor:
+    """float [1, 1, k, k]: the cells within L2 distance `radius` of the centre, the centre itself not
+    counted (the Lua's `queryDisc`), as a convolution kernel."""
     r = int(math.floor(radius))
     offsets = torch.arange(-r, r + 1, dtype=torch.float32)
     disc = (offsets[:, None] ** 2 + offsets[None, :] ** 2 <= radius ** 2).float()
     disc[r, r] = 0.0
-    counts = F.conv2d(live[:, None].float(), disc.to(live.device)[None, None], padding=r)
+    return disc[None, None]
+
+
+def live_neighbours(live: torch.Tensor, disc: torch.Tensor) -> torch.Tensor:
+    """[B, R, C] long: per cell, the live apples (`live` [B, R, C] bool) in its neighbourhood (`disc`,
+    `neighbourhood`'s; the map's edge is walls, so nothing beyond it counts)."""
+    counts = F.conv2d(live[:, None].to(disc.dtype), disc, padding=disc.shape[-1] // 2)
     return counts[:, 0].round().long()
 
 
-def regrowth_probability(regrowth: AppleRegrowth, counts: torch.Tensor) -> torch.Tensor:
-    """The regrowth probability of a waiting spot with `counts` live apples near (any shape)."""
-    table = torch.tensor(regrowth.probabilities, device=counts.device)
-    return table[counts.clamp(max=len(regrowth.probabilities) - 1)]
+def regrowth_probability(probabilities: torch.Tensor, counts: torch.Tensor) -> torch.Tensor:
+    """The regrowth probability of a waiting spot with `counts` live apples near (any shape), from the
+    table `probabilities` [K] (the last for more)."""
+    return probabilities[counts.clamp(max=len(probabilities) - 1)]
+
+
+@dataclass(frozen=True)
+class AppleRule:
+    """Everything the rule reads, on the dream's device, made once (a step that copied a table to the
+    device could not be recorded as a CUDA graph)."""
+    regrowth: AppleRegrowth
+    codes: AppleCodes
+    disc: torch.Tensor           # neighbourhood(regrowth.radius)
+    probabilities: torch.Tensor  # regrowth.probabilities
+
+    @staticmethod
+    def of(regrowth: AppleRegrowth, codes: AppleCodes, device="cpu") -> AppleRule:
+        return AppleRule(regrowth, codes.to(device), neighbourhood(regrowth.radius).to(device),
+                         torch.tensor(regrowth.probabilities, device=device))
 
 
 @dataclass(frozen=True)
@@ -139,8 +160,8 @@ def seen_live(codes: AppleCodes, state: AppleState, frame: torch.Tensor, is_play
     return torch.where(known & codes.apple[index], True, torch.where(known & ground, False, state.live)) & state.spots
 
 
-def apple_step(regrowth: AppleRegrowth, codes: AppleCodes, state: AppleState, frame: torch.Tensor,
-               is_player: torch.Tensor, cells: torch.Tensor, eating: torch.Tensor, rows: int, cols: int,
+def apple_step(rule: AppleRule, state: AppleState, frame: torch.Tensor, is_player: torch.Tensor,
+               cells: torch.Tensor, eating: torch.Tensor, rows: int, cols: int,
                generator: torch.Generator | None, regrow: bool = True
                ) -> tuple[torch.Tensor, AppleState, torch.Tensor]:
     """One step of the apples, after the players' moves: `frame` the frame before the step (game code
@@ -151,6 +172,7 @@ def apple_step(regrowth: AppleRegrowth, codes: AppleCodes, state: AppleState, fr
     Returns (rewards [B, N], the state after the step, the code each spot shows next [B, R*C]: an apple
     code (the one it had, or the new apple's), grass, or floor where no apple is near; -1 off the spots)."""
     b, n = eating.shape
+    codes = rule.codes
     live = seen_live(codes, state, frame, is_player)
     flat = cells[..., 0] * cols + cells[..., 1]
     on = torch.zeros(b, rows * cols + 1, dtype=torch.bool, device=frame.device)  # a spare column for those who do not eat
@@ -159,15 +181,15 @@ def apple_step(regrowth: AppleRegrowth, codes: AppleCodes, state: AppleState, fr
     eaten = live & on
     live = live & ~eaten
     if regrow:
-        near = live_neighbours(live.view(b, rows, cols), regrowth.radius).view(b, -1)
-        prob = torch.where(state.spots & ~live, regrowth_probability(regrowth, near), 0.0)
+        near = live_neighbours(live.view(b, rows, cols), rule.disc).view(b, -1)
+        prob = torch.where(state.spots & ~live, regrowth_probability(rule.probabilities, near), 0.0)
         sprout = torch.rand(prob.shape, device=prob.device, generator=generator) < prob
     else:
         sprout = torch.zeros_like(live)
     eaten = eaten | (sprout & on)
     live = live | (sprout & ~on)
-    rewards = regrowth.reward * eaten.gather(1, flat.clamp(0, rows * cols - 1)).float() * eating
-    near = live_neighbours(live.view(b, rows, cols), regrowth.radius).view(b, -1)
+    rewards = rule.regrowth.reward * eaten.gather(1, flat.clamp(0, rows * cols - 1)).float() * eating
+    near = live_neighbours(live.view(b, rows, cols), rule.disc).view(b, -1)
     index = frame.clamp(min=0)
     apple_now = torch.where(codes.apple[index] & (frame >= 0), index, codes.new_apple)
     ground = torch.where(near > 0, codes.grass, codes.floor)

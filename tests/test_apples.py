@@ -8,8 +8,9 @@ import numpy as np
 import pytest
 import torch
 
-from actionparty_env.apples import (APPLE_RED, APPLE_REGROWTH, FLOOR_PALETTE, GRASS_PALETTE, AppleRegrowth, AppleState,
-                                    apple_codes, apple_step, live_neighbours, regrowth_probability)
+from actionparty_env.apples import (APPLE_RED, APPLE_REGROWTH, FLOOR_PALETTE, GRASS_PALETTE, AppleRegrowth, AppleRule,
+                                    AppleState, apple_codes, apple_step, live_neighbours, neighbourhood,
+                                    regrowth_probability)
 from actionparty_env.model.codebook import Codebook, unique_patches
 
 
@@ -39,13 +40,14 @@ def test_the_apples_facts_are_the_installed_configs(substrate):
 def test_live_neighbours_count_the_disc_of_radius_two_without_the_cell_itself():
     live = torch.zeros(1, 7, 7, dtype=torch.bool)
     live[0, 3, 3] = True
-    counts = live_neighbours(live, 2.0)[0]
+    counts = live_neighbours(live, neighbourhood(2.0))[0]
     near = [(r, c) for r in range(7) for c in range(7) if 0 < (r - 3) ** 2 + (c - 3) ** 2 <= 4]
     assert len(near) == 12 and all(counts[r, c] == 1 for r, c in near)
     assert counts.sum() == 12 and counts[3, 3] == 0  # (1, 2) away is sqrt(5) > 2: not near
     live[0] = True
-    assert live_neighbours(live, 2.0)[0, 3, 3] == 12 and live_neighbours(live, 2.0)[0, 0, 0] == 5  # a corner
-    p = regrowth_probability(AppleRegrowth((0.0, 0.1, 0.2)), torch.tensor([0, 1, 2, 7]))
+    full = live_neighbours(live, neighbourhood(2.0))[0]
+    assert full[3, 3] == 12 and full[0, 0] == 5  # a corner
+    p = regrowth_probability(torch.tensor([0.0, 0.1, 0.2]), torch.tensor([0, 1, 2, 7]))
     assert p.tolist() == pytest.approx([0.0, 0.1, 0.2, 0.2])  # the last for more
 
 
@@ -70,13 +72,13 @@ def test_a_player_stepping_onto_an_apple_eats_it_and_is_paid():
     assert AppleState.at_start(codes, torch.tensor([[0, 1, 2, 3, 2]])).spots.tolist() == [[True, True, False, False, False]]
     frame = torch.tensor([[0, 0, 0, 0, 3]])  # the player stands at cell 4 and steps onto cell 3
     cells = torch.tensor([[[0, 3]]])
-    rewards, after, shows = apple_step(APPLE_REGROWTH["commons_harvest__open"], codes, state, frame, is_player,
+    rewards, after, shows = apple_step(AppleRule.of(APPLE_REGROWTH["commons_harvest__open"], codes), state, frame, is_player,
                                        cells, torch.tensor([[True]]), 1, 5, None, regrow=False)
     assert rewards.tolist() == [[1.0]]
     assert after.live.tolist() == [[True, True, True, False, False]]
     assert shows.tolist() == [[0, 0, 0, 1, -1]]  # the eaten spot shows grass: apples are near
     # a dead player eats nothing
-    rewards, _, _ = apple_step(APPLE_REGROWTH["commons_harvest__open"], codes, state, frame, is_player, cells,
+    rewards, _, _ = apple_step(AppleRule.of(APPLE_REGROWTH["commons_harvest__open"], codes), state, frame, is_player, cells,
                                torch.tensor([[False]]), 1, 5, None, regrow=False)
     assert rewards.tolist() == [[0.0]]
 
@@ -86,7 +88,7 @@ def test_apples_regrow_only_near_apples_one_under_a_player_is_eaten_and_bare_spo
     state = AppleState(state.spots, torch.tensor([[False, False, False, True, False]]))
     frame = torch.tensor([[1, 1, 2, 0, 2]])  # cells 0, 1 grass, cell 2 floor, cell 3 an apple
     every = AppleRegrowth((0.0, 1.0))  # any apple near: regrows for sure
-    rewards, after, shows = apple_step(every, codes, state, frame, is_player, torch.tensor([[[0, 1]]]),
+    rewards, after, shows = apple_step(AppleRule.of(every, codes), state, frame, is_player, torch.tensor([[[0, 1]]]),
                                        torch.tensor([[True]]), 1, 5, torch.Generator().manual_seed(0))
     # cells 1 and 2 are within 2 of the apple at 3 and regrow; the one at 1 under the player is eaten at once;
     # cell 0 is 3 away: nothing near, it stays waiting (and shows grass: the new apple at 2 is near now)
@@ -94,7 +96,7 @@ def test_apples_regrow_only_near_apples_one_under_a_player_is_eaten_and_bare_spo
     assert after.live.tolist() == [[False, False, True, True, False]]
     assert shows.tolist() == [[1, 1, 0, 0, -1]]
     # the last apple eaten: nothing is near any spot, none regrows, every spot shows the floor
-    rewards, after, shows = apple_step(every, codes, state, torch.tensor([[1, 1, 1, 0, 2]]), is_player,
+    rewards, after, shows = apple_step(AppleRule.of(every, codes), state, torch.tensor([[1, 1, 1, 0, 2]]), is_player,
                                        torch.tensor([[[0, 3]]]), torch.tensor([[True]]), 1, 5,
                                        torch.Generator().manual_seed(0))
     assert rewards.tolist() == [[1.0]] and not after.live.any()
@@ -129,6 +131,7 @@ def test_the_apple_rule_pays_and_regrows_as_the_real_engine_does():
     episodes = [_real_episode(substrate, seed, 500) for seed in (1, 2)]
     book = Codebook.from_patch_sets(unique_patches(f) for frames, *_ in episodes for f in frames)
     codes = apple_codes(book.patches)
+    rule = AppleRule.of(regrowth, codes)
     regrown_unseen = eaten = ground_agrees = ground_seen = 0
     trials, regrown = np.zeros(len(regrowth.probabilities)), np.zeros(len(regrowth.probabilities))
     for frames, cells, alive, rewards in episodes:
@@ -144,7 +147,7 @@ def test_the_apple_rule_pays_and_regrows_as_the_real_engine_does():
         assert int(state.spots.sum()) == 64  # the open map's 64 apples
         for t in range(len(rewards)):
             cell, live = torch.from_numpy(cells[t + 1])[None], torch.from_numpy(alive[t + 1])[None]
-            paid, after, shows = apple_step(regrowth, codes, state, index[t:t + 1], is_player, cell, live, rows, cols,
+            paid, after, shows = apple_step(rule, state, index[t:t + 1], is_player, cell, live, rows, cols,
                                             None, regrow=False)
             real = torch.from_numpy(rewards[t])[None]
             off = paid != real
@@ -160,7 +163,7 @@ def test_the_apple_rule_pays_and_regrows_as_the_real_engine_does():
             ground_agrees += int((shows[ground] == nxt[ground]).sum())
             ground_seen += int(ground.sum())
             waiting = after.spots & ~after.live & ground | sprouted
-            near = live_neighbours(after.live.view(1, rows, cols), regrowth.radius).view(1, -1)
+            near = live_neighbours(after.live.view(1, rows, cols), rule.disc).view(1, -1)
             k = near.clamp(max=len(regrowth.probabilities) - 1)
             trials += np.bincount(k[waiting].numpy(), minlength=len(trials))
             regrown += np.bincount(k[sprouted].numpy(), minlength=len(trials))
@@ -183,8 +186,8 @@ def test_the_bundled_dream_eats_pays_and_regrows_apples_by_the_rule():
     worlds = DreamWorlds("commons_harvest__open", num_worlds=2, device="cpu")
     worlds.reset([0, 1])
     sim = worlds.sim
-    sim.apple_regrowth = AppleRegrowth((0.0, 0.2))
-    codes, (rows, cols) = sim.apple_codes, sim.codes.shape[1:]
+    sim.apples = AppleRule.of(AppleRegrowth((0.0, 0.2)), sim.apples.codes)
+    codes, (rows, cols), disc = sim.apples.codes, sim.codes.shape[1:], sim.apples.disc
     assert int(sim.apple_state.spots.sum()) == 2 * 64
     rng = np.random.default_rng(0)
     eaten = regrown = trials = 0
@@ -207,14 +210,14 @@ def test_the_bundled_dream_eats_pays_and_regrows_apples_by_the_rule():
         seen = ~players & ((after == codes.grass) | (after == codes.floor) | apple)  # neither a player nor a beam
         gone = codes.apple[before.clamp(min=0)] & seen & ~apple
         assert not gone.any()  # an apple left alone stays
-        near = live_neighbours(live_before.view(2, rows, cols), 2.0).view(2, -1)
+        near = live_neighbours(live_before.view(2, rows, cols), disc).view(2, -1)
         waiting = sim.apple_state.spots & ~live_before & seen & ~codes.apple[before.clamp(min=0)]
         new = waiting & apple
         assert not (new & (near == 0)).any()
         regrown += int(new.sum())
         trials += int((waiting & (near > 0)).sum())
         ground = sim.apple_state.spots & seen & ~apple
-        after_near = live_neighbours(sim.apple_state.live.view(2, rows, cols), 2.0).view(2, -1)
+        after_near = live_neighbours(sim.apple_state.live.view(2, rows, cols), disc).view(2, -1)
         assert torch.equal(after[ground], torch.where(after_near[ground] > 0, codes.grass, codes.floor))
     assert eaten > 3 and trials > 100, (eaten, trials)
     expected, sd = 0.2 * trials, (0.2 * 0.8 * trials) ** 0.5
@@ -233,7 +236,7 @@ def test_the_apples_state_is_part_of_the_recorded_steps_state():
     cfg = sim.model.cfg  # the KV cache a recorded step uses (static shapes), without recording
     sim._new_cache = lambda: KVCache(cfg.depth, cfg.window, sim.model.rope, static=True)
     worlds.reset([0, 1])
-    sim.apple_regrowth = AppleRegrowth((0.0, 0.3))  # regrowth often, so a lost state would show
+    sim.apples = AppleRule.of(AppleRegrowth((0.0, 0.3)), sim.apples.codes)  # regrowth often, so a lost state would show
     g = torch.Generator().manual_seed(0)
     steady = cfg.window + 1  # the window full: the state a graph is recorded in
     actions = [torch.randint(0, 8, (2, 7), generator=g) for _ in range(steady + 3)]

@@ -49,7 +49,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from actionparty_env.apples import AppleState, apple_codes, apple_regrowth_of, apple_step
+from actionparty_env.apples import AppleRule, AppleState, apple_codes, apple_regrowth_of, apple_step
 from actionparty_env.coins import (coin_codes, coin_matches, coin_payoffs_of, coin_rewards, colour_directions,
                                    floor_codes)
 from actionparty_env.games import load_catalog
@@ -273,11 +273,11 @@ class DreamSimulator:
             self.colour = colour_directions(patches).to(self.device)
             self.logits_hooks.append(self.coin_rule)
         # Commons harvest's apples by the game's rule (actionparty_env/apples.py), where the codes show apples.
-        self.apple_regrowth = apple_regrowth_of(name) if table is not None else None
-        found = apple_codes(self.codebook.patches[self.allowed.cpu().numpy()]) if self.apple_regrowth else None
-        self.apple_codes = None if found is None else found.to(self.device)
-        if self.apple_codes is not None:
-            apples = self.apple_codes
+        regrowth = apple_regrowth_of(name) if table is not None else None
+        found = apple_codes(self.codebook.patches[self.allowed.cpu().numpy()]) if regrowth else None
+        self.apples = None if found is None else AppleRule.of(regrowth, found, self.device)
+        if self.apples is not None:
+            apples = self.apples.codes
             grass = torch.zeros_like(apples.apple)
             grass[apples.grass] = True
             ground = grass.clone()
@@ -394,8 +394,8 @@ class DreamSimulator:
         void = self._void(codes, players) if self.has_void else None
         fresh = StaminaState.fresh(self.stamina, tuple(players.alive.shape), self.device) if self.stamina else None
         apples = None
-        if self.apple_codes is not None:
-            apples = AppleState.at_start(self.apple_codes, self.code_index[codes.view(len(codes), -1)])
+        if self.apples is not None:
+            apples = AppleState.at_start(self.apples.codes, self.code_index[codes.view(len(codes), -1)])
         if worlds is None or self.codes is None:
             self.codes, self.players, self.void, self.stamina_state = codes, players, void, fresh
             self.apple_state = apples
@@ -614,10 +614,10 @@ class DreamSimulator:
             self.expected_rewards = torch.where(self.predators, meal, self.expected_rewards)
         if self.coin_payoffs is not None:
             rewards = self.expected_rewards = self._coin_rewards(prev, now, cells, alive)
-        if self.apple_codes is not None:
+        if self.apples is not None:
             rewards, self.apple_state, self.apple_shows = apple_step(
-                self.apple_regrowth, self.apple_codes, self.apple_state, prev, self.player_code, cells,
-                alive & self.present, rows, cols, self.generator, regrow=self.decoding != "argmax")
+                self.apples, self.apple_state, prev, self.player_code, cells, alive & self.present, rows, cols,
+                self.generator, regrow=self.decoding != "argmax")
             self.expected_rewards = rewards
         # (2) Draw the next frame's codes given the new poses, unmasking on a cosine schedule.
         codes = torch.full_like(self.codes, model.mask_code)
