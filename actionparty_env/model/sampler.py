@@ -36,7 +36,10 @@ Decoding (`decoding=`), the small pure functions below:
   In coins the game's rule pays (actionparty_env/coins.py): a player stepping onto a coin the frame
   shows is paid, and so is the coin's owner, never otherwise. In the commons_harvest games apples are
   eaten, paid and regrown by the game's rule (actionparty_env/apples.py): +1 to a player stepping onto
-  an apple, and each eaten apple's spot regrows at the rate its live neighbours set. Seeded: same seed, same dream.
+  an apple, and each eaten apple's spot regrows at the rate its live neighbours set. Where zaps remove
+  players (the commons_harvest games, clean_up) the game's rule says who is on the map
+  (actionparty_env/zaps.py): a FIRE_ZAP off cooldown fires a beam after the moves, the players it
+  reaches are removed, and each returns, at a spawn cell the pointer head draws, on the game's clock. Seeded: same seed, same dream.
 - "argmax": every output at its mode (the first checkpoint's decoding): no random event ever happens.
 """
 from __future__ import annotations
@@ -60,6 +63,7 @@ from actionparty_env.model.sprites import constrain_attached, constrain_logits, 
 from actionparty_env.model.step_graph import StepGraph
 from actionparty_env.simulator import DECODINGS, StepResult, accepts_old_reset
 from actionparty_env.stamina import StaminaState, bar_codes, eaten, meals, stamina_of, stamina_step
+from actionparty_env.zaps import FIRE_ZAP, ZapState, after_hits, zap_hits, zap_step, zapper_of
 
 CATALOG = load_catalog()  # for GameSpec.map_varies
 LogitsHook = Callable[[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]
@@ -286,6 +290,14 @@ class DreamSimulator:
             self.off_spots = ~(apples.apple | grass)  # what a cell that is no apple spot may show
             self.logits_hooks.append(self.apple_rule)
         self.apple_state: AppleState | None = None  # per world, after a reset
+        # Zaps that remove players, by the game's rule (actionparty_env/zaps.py): a beam stops at walls, the
+        # codes no player enters and none changes into.
+        self.zapper = zapper_of(name) if self.enterable is not None else None
+        if self.zapper is not None:
+            static = ~(self.next_allowed & ~torch.eye(len(self.allowed), dtype=torch.bool, device=self.device)).any(-1)
+            self.beam_blockers = ~self.enterable & static
+            self.is_zap = torch.tensor([a == FIRE_ZAP for a in model.action_vocab], device=self.device)
+        self.zap_state: ZapState | None = None
         self.apple_shows: torch.Tensor | None = None  # [B, R*C] what each spot shows next, during a step
         self.void: torch.Tensor | None = None  # [B, R*C] bool, set at each reset where the map varies
         self.has_void = self.enterable is not None and map_varies
@@ -332,10 +344,11 @@ class DreamSimulator:
         """Every tensor a step reads that a step or a reset replaces (StepGraph's `state`)."""
         stamina = self.stamina_state.fields() if self.stamina_state is not None else ()
         apples = (self.apple_state.spots, self.apple_state.live) if self.apple_state is not None else ()
+        zaps = self.zap_state.fields() if self.zap_state is not None else ()
         held = [t for t in (self.void, self.owned if self.sprites is not None else None) if t is not None]
         players = self.players
-        return [self.codes, players.cells, players.facing, players.alive, *stamina, *apples, *held, self.present,
-                *self.cache.tensors()]
+        return [self.codes, players.cells, players.facing, players.alive, *stamina, *apples, *zaps, *held,
+                self.present, *self.cache.tensors()]
 
     def _load_step_state(self, tensors: list[torch.Tensor]) -> None:
         it = iter(tensors)
@@ -345,6 +358,8 @@ class DreamSimulator:
             self.stamina_state = StaminaState(*(next(it) for _ in self.stamina_state.fields()))
         if self.apple_state is not None:
             self.apple_state = AppleState(next(it), next(it))
+        if self.zap_state is not None:
+            self.zap_state = ZapState(next(it), next(it))
         if self.void is not None:
             self.void = next(it)
         if self.sprites is not None:
@@ -396,9 +411,10 @@ class DreamSimulator:
         apples = None
         if self.apples is not None:
             apples = AppleState.at_start(self.apples.codes, self.code_index[codes.view(len(codes), -1)])
+        zaps = ZapState.fresh(tuple(players.alive.shape), self.device) if self.zapper is not None else None
         if worlds is None or self.codes is None:
             self.codes, self.players, self.void, self.stamina_state = codes, players, void, fresh
-            self.apple_state = apples
+            self.apple_state, self.zap_state = apples, zaps
             self.cache = self._new_cache()
             return
         worlds = torch.as_tensor(worlds, device=self.device).bool()
@@ -413,6 +429,8 @@ class DreamSimulator:
             self.stamina_state = fresh.where(worlds, self.stamina_state)
         if apples is not None:
             self.apple_state = apples.where(worlds, self.apple_state)
+        if zaps is not None:
+            self.zap_state = zaps.where(worlds, self.zap_state)
         self.cache.forget(worlds)
 
     def _void(self, codes: torch.Tensor, players: PlayerStates) -> torch.Tensor:
@@ -587,6 +605,10 @@ class DreamSimulator:
         alive = decide_alive(out["alive_logit"], now.alive, cfg.alive_flip_weight, self.decoding, self.generator)
         if self.stamina is not None and self.stamina.deaths_are_meals:  # the beams decide deaths, after the moves
             alive = alive | now.alive
+        if self.zapper is not None:  # who is on the map is the zaps' clock and beams, not the alive head's
+            fires, returns, self.zap_state = zap_step(self.zapper, self.zap_state, now.alive & self.present,
+                                                      self.is_zap[action_ids])
+            alive = now.alive | returns  # the beams remove players after the moves
         prev = self.code_index[self.codes.view(b, -1)]  # -1: a code this game never draws
         facing = out["facing_logits"].argmax(-1)
         move = None
@@ -602,6 +624,11 @@ class DreamSimulator:
         else:  # the first checkpoint's pointer over every cell
             cell_idx = out["cell_logits"].argmax(-1)
             cells = torch.where(alive[..., None], torch.stack([cell_idx // cols, cell_idx % cols], -1), now.cells)
+        if self.zapper is not None:
+            blocks = self.beam_blockers[prev.clamp(min=0)] & (prev >= 0)
+            hit = zap_hits(self.zapper, fires, cells, facing, now.alive & self.present, blocks, rows, cols).any(1)
+            alive = alive & ~hit
+            self.zap_state = after_hits(self.zap_state, alive)
         ate = None
         if self.stamina is not None:
             alive, ate = self._stamina_after_moves(action_ids, now, cells, facing, alive,

@@ -1,0 +1,150 @@
+"""Zapping, as the game does it (issues 12 and 13): who fires, whom the beam removes, when they return.
+
+In the games whose avatars carry Melting Pot's `Zapper` with `removeHitPlayer`
+(meltingpot/lua/modules/avatar_library.lua; the numbers are each substrate config's), a live player
+whose cooldown timer is at 0 and who takes FIRE_ZAP fires a beam and sets the timer to `cooldown`;
+while the timer is above 0 it counts down a step instead, and FIRE_ZAP does nothing. The beam
+(dmlab2d's `Grid::HitBeamActual`, after the step's moves) is `2 * radius + 1` lines, each stopped at the
+first cell that blocks it (a wall, a player, the map's edge): the line ahead starts at the cell in
+front and runs `length` cells; the side line at distance r starts beside the zapper and runs
+`length - r + 1` cells forward (and a side line blocked at its first cell stops that side's wider
+ones). A player a line stops at is hit: removed from the map at once, and back, at a free spawn
+point (the dream's pointer head picks it), `respawn_after` steps later. Nothing else kills a player
+in these games, so where the rule applies the alive head decides nothing.
+
+Why a rule: the alive head drew removals about a third as often as the game (commons_harvest__open,
+`benchmarks/results/dynamics_h200_apples.md`: 7 deaths against 17 in 100 steps, and respawns as few),
+so a zap in the dream rarely did what it does in the game, and a removed player came back when it
+pleased. By the rule the dream removes exactly the players the game's beam would reach, from the
+players' own cells, facings and actions, and returns them on the game's clock.
+
+Simplified, and rare: beams of one step all see the players where the moves left them (the engine
+resolves them one after another in its updater order, so a player removed by one beam no longer
+stops another's), and every live zapper fires, even one removed by an earlier beam that step. The
+beam's cells on the frame are left to the model. Every helper is a tensor op: no host sync.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+FIRE_ZAP = "FIRE_ZAP"
+
+
+@dataclass(frozen=True)
+class Zapper:
+    """A substrate's `Zapper` settings: the cooldown (steps), the beam's length and radius (cells) and
+    the steps a removed player waits (`framesTillRespawn`)."""
+    cooldown: int
+    length: int
+    radius: int
+    respawn_after: int
+
+
+ZAPPERS = {
+    "commons_harvest__open": Zapper(cooldown=2, length=3, radius=1, respawn_after=4),
+    "commons_harvest__closed": Zapper(cooldown=1, length=4, radius=1, respawn_after=100),
+    "commons_harvest__partnership": Zapper(cooldown=1, length=4, radius=1, respawn_after=100),
+    "clean_up": Zapper(cooldown=10, length=3, radius=1, respawn_after=50),
+}
+
+
+def zapper_of(substrate: str) -> Zapper | None:
+    """The substrate's zapper, None where zaps do not remove players (or are not modelled)."""
+    return ZAPPERS.get(substrate)
+
+
+@dataclass(frozen=True)
+class ZapState:
+    """Per world and player [B, N]: the cooldown timer, and the steps a removed player has waited."""
+    cooling: torch.Tensor
+    waited: torch.Tensor
+
+    @staticmethod
+    def fresh(shape: tuple[int, ...], device) -> ZapState:
+        """Ready to fire, nobody waiting: a new episode's (a player dead at a reset waits from 0)."""
+        return ZapState(torch.zeros(shape, dtype=torch.long, device=device),
+                        torch.zeros(shape, dtype=torch.long, device=device))
+
+    def fields(self) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.cooling, self.waited
+
+    def where(self, worlds: torch.Tensor, other: ZapState) -> ZapState:
+        """This state in `worlds` [B] bool, `other`'s elsewhere."""
+        pick = worlds[:, None]
+        return ZapState(torch.where(pick, self.cooling, other.cooling), torch.where(pick, self.waited, other.waited))
+
+
+# Facing 0..3 is north, east, south, west (actionparty_env/grid.py): the step forward and to the right.
+_FORWARD = ((-1, 0), (0, 1), (1, 0), (0, -1))
+
+
+def beam_lines(zapper: Zapper, cells: torch.Tensor, facing: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """The beam's lines from players at `cells` [B, N, 2] facing `facing` [B, N]: (cells [B, N, L, K, 2],
+    in [B, N, L, K] bool) for its L = 2 * radius + 1 lines (the one ahead first, then right and left at
+    distance 1, 2, ...) of at most K = length cells each, in the order the beam travels."""
+    forward = torch.tensor(_FORWARD, device=cells.device)[facing]      # [B, N, 2]
+    right = torch.tensor(_FORWARD, device=cells.device)[(facing + 1) % 4]
+    k = torch.arange(zapper.length, device=cells.device)
+    starts, lengths = [cells + forward], [zapper.length]
+    for r in range(1, zapper.radius + 1):
+        for side in (1, -1):
+            starts.append(cells + side * r * right)
+            lengths.append(zapper.length - r + 1)
+    start = torch.stack(starts, 2)                                     # [B, N, L, 2]
+    line = start[..., None, :] + k[:, None] * forward[:, :, None, None, :]
+    inside = k < torch.tensor(lengths, device=cells.device)[:, None]   # [L, K]
+    return line, inside.expand(line.shape[:-1])
+
+
+def zap_hits(zapper: Zapper, fires: torch.Tensor, cells: torch.Tensor, facing: torch.Tensor, on_map: torch.Tensor,
+             blocks: torch.Tensor, rows: int, cols: int) -> torch.Tensor:
+    """[B, zapper, player] bool: whom each firing player's beam hits. `fires` [B, N], `cells` [B, N, 2] and
+    `facing` [B, N] after the step's moves, `on_map` [B, N] the players standing on the map (alive),
+    `blocks` [B, R*C] the cells that stop a beam (walls)."""
+    b, n = fires.shape
+    line, inside = beam_lines(zapper, cells, facing)                   # [B, N, L, K, 2], [B, N, L, K]
+    out = (line[..., 0] < 0) | (line[..., 0] >= rows) | (line[..., 1] < 0) | (line[..., 1] >= cols)
+    flat = (line[..., 0].clamp(0, rows - 1) * cols + line[..., 1].clamp(0, cols - 1))
+    # who stands where: player index + 1 per cell (0: nobody), a spare column for the dead
+    holder = torch.zeros(b, rows * cols + 1, dtype=torch.long, device=cells.device)
+    mine = cells[..., 0] * cols + cells[..., 1]
+    holder.scatter_(1, torch.where(on_map, mine, rows * cols), torch.arange(1, n + 1, device=cells.device).expand(b, n))
+    holder = holder[:, :-1]
+    who = holder.gather(1, flat.view(b, -1)).view(flat.shape)          # [B, N, L, K]
+    wall = blocks.gather(1, flat.view(b, -1)).view(flat.shape) | out
+    stop = inside & (wall | (who > 0))
+    first = stop.long().argmax(-1)                                     # the first stop on each line (0 if none)
+    stopped = stop.any(-1)
+    hit = torch.where(stopped, who.gather(-1, first[..., None]).squeeze(-1), 0)  # [B, N, L]
+    # a side line blocked at its first cell stops that side's wider lines
+    radius = zapper.radius
+    if radius > 1:
+        side = (stopped & (first == 0))[:, :, 1:].view(b, n, radius, 2)
+        shut = torch.cat([torch.zeros_like(side[:, :, :1]), side[:, :, :-1]], 2).cummax(2).values
+        keep = torch.cat([torch.ones_like(hit[:, :, :1], dtype=torch.bool), ~shut.reshape(b, n, -1)], 2)
+        hit = torch.where(keep, hit, 0)
+    hit = torch.where(fires[..., None], hit, 0)
+    onehot = torch.zeros(b, n, n + 1, dtype=torch.bool, device=cells.device)
+    onehot.scatter_(2, hit, True)
+    return onehot[..., 1:]
+
+
+def zap_step(zapper: Zapper, state: ZapState, alive: torch.Tensor, zap: torch.Tensor
+             ) -> tuple[torch.Tensor, torch.Tensor, ZapState]:
+    """The clocks, before the moves: `alive` [B, N] now, `zap` [B, N] whose action is FIRE_ZAP.
+    Returns (who fires [B, N], who returns to the map this step [B, N], the state with the cooldown
+    counted; `after_hits` counts the waits)."""
+    ready = state.cooling == 0
+    fires = alive & ready & zap
+    cooling = torch.where(alive, torch.where(ready, torch.where(zap, zapper.cooldown, 0), state.cooling - 1),
+                          state.cooling)
+    returns = ~alive & (state.waited > zapper.respawn_after)  # off the map respawn_after + 1 steps (the engine's count)
+    return fires, returns, ZapState(cooling, state.waited)
+
+
+def after_hits(state: ZapState, alive_next: torch.Tensor) -> ZapState:
+    """The waits once this step's removals and returns are known: a removed player counts the steps it
+    has been off the map; a live one 0."""
+    return ZapState(state.cooling, torch.where(alive_next, 0, state.waited + 1))
