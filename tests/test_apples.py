@@ -2,8 +2,6 @@
 the dream."""
 from __future__ import annotations
 
-import importlib
-
 import numpy as np
 import pytest
 import torch
@@ -12,19 +10,12 @@ from actionparty_env.apples import (APPLE_RED, APPLE_REGROWTH, FLOOR_PALETTE, GR
                                     AppleState, apple_codes, apple_step, live_neighbours, neighbourhood,
                                     regrowth_probability)
 from actionparty_env.model.codebook import Codebook, unique_patches
-
-
-def _config(substrate: str):
-    """The installed Melting Pot's config module of a substrate (its constants and prefabs)."""
-    from actionparty_env.meltingpot_import import SUBSTRATES  # Melting Pot without TensorFlow's imports
-
-    assert substrate in SUBSTRATES
-    return importlib.import_module(f"meltingpot.configs.substrates.{substrate}")
+from tests.substrate_configs import substrate_config
 
 
 @pytest.mark.parametrize("substrate", sorted(APPLE_REGROWTH))
 def test_the_apples_facts_are_the_installed_configs(substrate):
-    config, regrowth = _config(substrate), APPLE_REGROWTH[substrate]
+    config, regrowth = substrate_config(substrate), APPLE_REGROWTH[substrate]
     assert regrowth.probabilities == tuple(config.REGROWTH_PROBABILITIES)
     assert regrowth.radius == config.APPLE_RESPAWN_RADIUS
     apple = config.create_apple_prefab(config.APPLE_RESPAWN_RADIUS, config.REGROWTH_PROBABILITIES)

@@ -2,21 +2,13 @@
 hand-made maps, the clocks, the real engine, and the bundled dream."""
 from __future__ import annotations
 
-import importlib
-
 import numpy as np
 import pytest
 import torch
 
 from actionparty_env.games import get_game
 from actionparty_env.zaps import FIRE_ZAP, ZAPPERS, Zapper, ZapState, after_hits, zap_hits, zap_step
-
-
-def _config(substrate: str):
-    from actionparty_env.meltingpot_import import SUBSTRATES  # Melting Pot without TensorFlow's imports
-
-    assert substrate in SUBSTRATES
-    return importlib.import_module(f"meltingpot.configs.substrates.{substrate}")
+from tests.substrate_configs import substrate_config
 
 
 def _zapper_kwargs(substrate: str) -> dict:
@@ -24,7 +16,7 @@ def _zapper_kwargs(substrate: str) -> dict:
     from actionparty_env.meltingpot_import import get_config
 
     config = get_config(substrate)
-    settings = _config(substrate).build(config.default_player_roles, config)
+    settings = substrate_config(substrate).build(config.default_player_roles, config)
     found = [c["kwargs"] for obj in settings["simulation"]["gameObjects"] for c in obj["components"]
              if c["component"] == "Zapper"]
     assert len(found) == len(config.default_player_roles) and all(k == found[0] for k in found)
@@ -127,7 +119,7 @@ def _real_episodes(substrate: str, seed: int, steps: int, zap_share: float = 0.2
 def test_the_zap_rule_removes_and_returns_exactly_the_players_the_real_engine_does(substrate):
     """Real episodes: from the players' actions and their cells and facings after the moves, the rule
     names every player the engine removes, and no other, and brings each back at the step it returns."""
-    config, zapper = _config(substrate), ZAPPERS[substrate]
+    config, zapper = substrate_config(substrate), ZAPPERS[substrate]
     ascii_map = [line for line in config.ASCII_MAP.split("\n") if line]
     rows, cols = len(ascii_map), len(ascii_map[0])
     walls = torch.tensor([[ch == "W" for ch in line] for line in ascii_map]).view(1, -1)
