@@ -76,26 +76,26 @@ class ZapState:
         return ZapState(torch.where(pick, self.cooling, other.cooling), torch.where(pick, self.waited, other.waited))
 
 
-# Facing 0..3 is north, east, south, west (actionparty_env/grid.py): the step forward and to the right.
-_FORWARD = ((-1, 0), (0, 1), (1, 0), (0, -1))
+def _step(facing: torch.Tensor) -> torch.Tensor:
+    """[..., 2]: the cell step ahead for facing 0..3 (north, east, south, west: actionparty_env/grid.py),
+    by arithmetic: a table copied to the device would keep a step from being recorded as a CUDA graph."""
+    return torch.stack([(facing == 2).long() - (facing == 0).long(), (facing == 1).long() - (facing == 3).long()], -1)
 
 
 def beam_lines(zapper: Zapper, cells: torch.Tensor, facing: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """The beam's lines from players at `cells` [B, N, 2] facing `facing` [B, N]: (cells [B, N, L, K, 2],
     in [B, N, L, K] bool) for its L = 2 * radius + 1 lines (the one ahead first, then right and left at
     distance 1, 2, ...) of at most K = length cells each, in the order the beam travels."""
-    forward = torch.tensor(_FORWARD, device=cells.device)[facing]      # [B, N, 2]
-    right = torch.tensor(_FORWARD, device=cells.device)[(facing + 1) % 4]
+    forward, right = _step(facing), _step((facing + 1) % 4)          # [B, N, 2]
+    lines = torch.arange(2 * zapper.radius + 1, device=cells.device)
+    distance = (lines + 1) // 2                                      # 0 ahead, then 1, 1, 2, 2, ...
+    side = torch.where(lines % 2 == 1, 1, -1) * distance             # right positive, left negative
+    start = torch.where((lines == 0)[:, None], (cells + forward)[:, :, None],
+                        cells[:, :, None] + side[:, None] * right[:, :, None])  # [B, N, L, 2]
     k = torch.arange(zapper.length, device=cells.device)
-    starts, lengths = [cells + forward], [zapper.length]
-    for r in range(1, zapper.radius + 1):
-        for side in (1, -1):
-            starts.append(cells + side * r * right)
-            lengths.append(zapper.length - r + 1)
-    start = torch.stack(starts, 2)                                     # [B, N, L, 2]
     line = start[..., None, :] + k[:, None] * forward[:, :, None, None, :]
-    inside = k < torch.tensor(lengths, device=cells.device)[:, None]   # [L, K]
-    return line, inside.expand(line.shape[:-1])
+    length = torch.where(lines == 0, zapper.length, zapper.length - distance + 1)
+    return line, (k < length[:, None]).expand(line.shape[:-1])
 
 
 def zap_hits(zapper: Zapper, fires: torch.Tensor, cells: torch.Tensor, facing: torch.Tensor, on_map: torch.Tensor,

@@ -147,6 +147,42 @@ def test_the_step_state_holds_everything_a_step_changes(one_thread):
                 assert torch.equal(getattr(one, field), getattr(two, field)), (case, field)
 
 
+@pytest.mark.parametrize("substrate", ["predator_prey__alley_hunt", "clean_up", "coins", "commons_harvest__open"])
+def test_the_bundled_dreams_step_makes_no_tensor_on_the_host(substrate, one_thread):
+    """The CPU's stand-in for the GPU's recording check: inside a step (every rule of the game on), no
+    tensor is made from host data (torch.tensor, as_tensor, from_numpy) and no factory call lacks a device,
+    each a host-to-device copy a CUDA graph cannot record (the apple and zap rules' first tables were)."""
+    import numpy as np
+
+    from actionparty_env.env import DreamWorlds
+
+    worlds = DreamWorlds(substrate, num_worlds=2, device="cpu")
+    worlds.reset([0, 1])
+    sim, n = worlds.sim, worlds.num_players
+    actions = torch.as_tensor(np.random.default_rng(0).integers(0, worlds.game.num_actions, (2, n)))
+    action_ids = sim.action_ids[actions]
+    sim.advance(action_ids)
+
+    def refuse(name):
+        def call(*args, **kwargs):
+            raise AssertionError(f"torch.{name} inside the step: a host tensor")
+        return call
+
+    def needs_device(name, factory):
+        def call(*args, **kwargs):
+            assert "device" in kwargs, f"torch.{name} inside the step without a device: a host tensor"
+            return factory(*args, **kwargs)
+        return call
+
+    with pytest.MonkeyPatch.context() as mp:
+        for name in ("tensor", "as_tensor", "from_numpy"):
+            mp.setattr(torch, name, refuse(name))
+        for name in ("arange", "zeros", "ones", "full", "empty", "rand", "randint", "randn", "eye"):
+            mp.setattr(torch, name, needs_device(name, getattr(torch, name)))
+        for _ in range(3):
+            sim.advance(action_ids)
+
+
 # ------------------------------------------------------------------------------- the recorded step (GPU)
 cuda_only = pytest.mark.skipif(not torch.cuda.is_available(), reason="CUDA graphs need a GPU: the lease runs "
                                "`python -m pytest tests/test_step_speed.py -k recorded` (docs/TRAINING.md)")
