@@ -21,15 +21,18 @@ players' own cells, facings and actions, and returns them on the game's clock.
 Simplified, and rare: beams of one step all see the players where the moves left them (the engine
 resolves them one after another in its updater order, so a player removed by one beam no longer
 stops another's), and every live zapper fires, even one removed by an earlier beam that step. The
-beam's cells on the frame are left to the model. Every helper is a tensor op: no host sync.
+frame shows the beam where dmlab2d draws it (a line's cells before the one that stops it) and nowhere
+else (`zap_beam_code`: the code drawn all in the beam's colour). Every helper is a tensor op: no host sync.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 
 FIRE_ZAP = "FIRE_ZAP"
+BEAM_COLOUR = (252, 252, 106)  # the Zapper's default beamColor, which these games keep
 
 
 @dataclass(frozen=True)
@@ -98,11 +101,13 @@ def beam_lines(zapper: Zapper, cells: torch.Tensor, facing: torch.Tensor) -> tup
     return line, (k < length[:, None]).expand(line.shape[:-1])
 
 
-def zap_hits(zapper: Zapper, fires: torch.Tensor, cells: torch.Tensor, facing: torch.Tensor, on_map: torch.Tensor,
-             blocks: torch.Tensor, rows: int, cols: int) -> torch.Tensor:
-    """[B, zapper, player] bool: whom each firing player's beam hits. `fires` [B, N], `cells` [B, N, 2] and
-    `facing` [B, N] after the step's moves, `on_map` [B, N] the players standing on the map (alive),
-    `blocks` [B, R*C] the cells that stop a beam (walls)."""
+def zap_beams(zapper: Zapper, fires: torch.Tensor, cells: torch.Tensor, facing: torch.Tensor, on_map: torch.Tensor,
+              blocks: torch.Tensor, rows: int, cols: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Where the beams of the firing players go: (hits [B, zapper, player] bool, whom each beam hits;
+    beam [B, R*C] bool, the cells a beam is drawn on: a line's cells before the one that stops it, as
+    dmlab2d draws them). `fires` [B, N], `cells` [B, N, 2] and `facing` [B, N] after the step's moves,
+    `on_map` [B, N] the players standing on the map (alive), `blocks` [B, R*C] the cells that stop a
+    beam (walls)."""
     b, n = fires.shape
     line, inside = beam_lines(zapper, cells, facing)                   # [B, N, L, K, 2], [B, N, L, K]
     out = (line[..., 0] < 0) | (line[..., 0] >= rows) | (line[..., 1] < 0) | (line[..., 1] >= cols)
@@ -118,17 +123,28 @@ def zap_hits(zapper: Zapper, fires: torch.Tensor, cells: torch.Tensor, facing: t
     first = stop.long().argmax(-1)                                     # the first stop on each line (0 if none)
     stopped = stop.any(-1)
     hit = torch.where(stopped, who.gather(-1, first[..., None]).squeeze(-1), 0)  # [B, N, L]
-    # a side line blocked at its first cell stops that side's wider lines
+    # a line goes on where a zapper fires; a side line blocked at its first cell stops that side's wider ones
+    goes = fires[..., None].expand_as(hit)
     radius = zapper.radius
     if radius > 1:
         side = (stopped & (first == 0))[:, :, 1:].view(b, n, radius, 2)
         shut = torch.cat([torch.zeros_like(side[:, :, :1]), side[:, :, :-1]], 2).cummax(2).values
-        keep = torch.cat([torch.ones_like(hit[:, :, :1], dtype=torch.bool), ~shut.reshape(b, n, -1)], 2)
-        hit = torch.where(keep, hit, 0)
-    hit = torch.where(fires[..., None], hit, 0)
+        goes = goes & torch.cat([torch.ones_like(hit[:, :, :1], dtype=torch.bool), ~shut.reshape(b, n, -1)], 2)
+    hit = torch.where(goes, hit, 0)
     onehot = torch.zeros(b, n, n + 1, dtype=torch.bool, device=cells.device)
     onehot.scatter_(2, hit, True)
-    return onehot[..., 1:]
+    k = torch.arange(zapper.length, device=cells.device)
+    drawn = inside & goes[..., None] & (k < torch.where(stopped, first, zapper.length)[..., None])
+    beam = torch.zeros(b, rows * cols + 1, dtype=torch.bool, device=cells.device)
+    beam.scatter_(1, torch.where(drawn, flat, rows * cols).view(b, -1), True)
+    return onehot[..., 1:], beam[:, :-1]
+
+
+def zap_beam_code(patches: np.ndarray) -> int | None:
+    """The index of the code drawn all in the beam's colour among `patches` uint8 [V, 8, 8, 3], None if
+    the codebook has none."""
+    found = np.flatnonzero((patches.reshape(len(patches), -1, 3) == np.asarray(BEAM_COLOUR, np.uint8)).all((1, 2)))
+    return int(found[0]) if len(found) else None
 
 
 def zap_step(zapper: Zapper, state: ZapState, alive: torch.Tensor, zap: torch.Tensor

@@ -7,7 +7,8 @@ import pytest
 import torch
 
 from actionparty_env.games import get_game
-from actionparty_env.zaps import FIRE_ZAP, ZAPPERS, Zapper, ZapState, after_hits, zap_hits, zap_step
+from actionparty_env.zaps import (BEAM_COLOUR, FIRE_ZAP, ZAPPERS, Zapper, ZapState, after_hits, zap_beam_code, zap_beams,
+                                  zap_step)
 from tests.substrate_configs import substrate_config
 
 
@@ -41,8 +42,20 @@ def _hits(zapper, zapper_at, facing, others, walls=(), rows=9, cols=9):
     for r, c in walls:
         blocks[0, r * cols + c] = True
     fires = torch.tensor([[True] + [False] * len(others)])
-    hit = zap_hits(zapper, fires, cells, face, torch.ones_like(fires), blocks, rows, cols)
+    hit, _ = zap_beams(zapper, fires, cells, face, torch.ones_like(fires), blocks, rows, cols)
     return [i for i in range(1, len(others) + 1) if hit[0, 0, i]]
+
+
+def _beam(zapper, zapper_at, facing, others=(), walls=(), rows=9, cols=9):
+    """The cells a zapper's beam is drawn on, as a set of (row, col)."""
+    cells = torch.tensor([[zapper_at, *others]])
+    fires = torch.tensor([[True] + [False] * len(others)])
+    blocks = torch.zeros(1, rows * cols, dtype=torch.bool)
+    for r, c in walls:
+        blocks[0, r * cols + c] = True
+    _, beam = zap_beams(zapper, fires, cells, torch.tensor([[facing] + [0] * len(others)]), torch.ones_like(fires),
+                        blocks, rows, cols)
+    return {divmod(int(i), cols) for i in beam[0].nonzero().flatten()}
 
 
 def test_the_beam_covers_three_lines_ahead_and_beside_and_stops_at_walls_and_players():
@@ -63,12 +76,21 @@ def test_the_beam_covers_three_lines_ahead_and_beside_and_stops_at_walls_and_pla
     # the map's edge stops it, and nobody is hit by a beam that was not fired
     assert _hits(z, (0, 5), 0, [(0, 4)]) == [1]
     cells = torch.tensor([[[5, 5], [4, 5]]])
-    none = zap_hits(z, torch.tensor([[False, False]]), cells, torch.zeros(1, 2, dtype=torch.long),
-                    torch.ones(1, 2, dtype=torch.bool), torch.zeros(1, 81, dtype=torch.bool), 9, 9)
-    assert not none.any()
+    none, beam = zap_beams(z, torch.tensor([[False, False]]), cells, torch.zeros(1, 2, dtype=torch.long),
+                           torch.ones(1, 2, dtype=torch.bool), torch.zeros(1, 81, dtype=torch.bool), 9, 9)
+    assert not none.any() and not beam.any()
     wide = Zapper(cooldown=0, length=3, radius=2, respawn_after=1)  # radius 2: the side at 2 runs 2 cells
     assert _hits(wide, (5, 5), 0, [(4, 3)]) == [1] and _hits(wide, (5, 5), 0, [(3, 3)]) == []
     assert _hits(wide, (5, 5), 0, [(4, 3)], walls=[(5, 4)]) == []  # the side shut beside the zapper
+
+
+def test_the_beam_is_drawn_on_each_lines_cells_before_what_stops_it():
+    z = Zapper(cooldown=2, length=3, radius=1, respawn_after=4)
+    assert _beam(z, (5, 5), 0) == {(4, 5), (3, 5), (2, 5), (5, 4), (4, 4), (3, 4), (5, 6), (4, 6), (3, 6)}
+    # a player stops the line ahead at (3, 5): drawn before it only; a wall beside: that line not at all
+    assert _beam(z, (5, 5), 0, others=[(3, 5)], walls=[(5, 4)]) == {(4, 5), (5, 6), (4, 6), (3, 6)}
+    assert _beam(z, (0, 0), 0) == {(0, 1)}  # facing the edge: only the right side line's first cell is on the map
+    assert _beam(z, (0, 0), 2) == {(1, 0), (2, 0), (3, 0), (0, 1), (1, 1), (2, 1)}
 
 
 def test_the_cooldown_and_the_wait_count_as_the_lua_counts_them():
@@ -95,7 +117,7 @@ def test_the_cooldown_and_the_wait_count_as_the_lua_counts_them():
 
 def _real_episodes(substrate: str, seed: int, steps: int, zap_share: float = 0.2):
     """Random actions with FIRE_ZAP taken often: per step the actions and the players' cells, facing and
-    alive before and after."""
+    alive before and after, and the frame after."""
     from actionparty_env.real import MeltingPotEngine
 
     engine = MeltingPotEngine()
@@ -109,7 +131,7 @@ def _real_episodes(substrate: str, seed: int, steps: int, zap_share: float = 0.2
         actions[rng.random(n) < zap_share] = zap
         step = engine.step(actions)
         after = [torch.from_numpy(x.copy())[None] for x in (step.players.cells, step.players.facing, step.players.alive)]
-        yield torch.from_numpy(actions == zap)[None], before, after
+        yield torch.from_numpy(actions == zap)[None], before, after, step.frame
         if step.done:
             return
 
@@ -118,28 +140,39 @@ def _real_episodes(substrate: str, seed: int, steps: int, zap_share: float = 0.2
 @pytest.mark.parametrize("substrate", ["commons_harvest__open", "clean_up"])
 def test_the_zap_rule_removes_and_returns_exactly_the_players_the_real_engine_does(substrate):
     """Real episodes: from the players' actions and their cells and facings after the moves, the rule
-    names every player the engine removes, and no other, and brings each back at the step it returns."""
+    names every player the engine removes, and no other, brings each back at the step it returns, and
+    draws the beam on exactly the cells the engine's frame shows it."""
     config, zapper = substrate_config(substrate), ZAPPERS[substrate]
     ascii_map = [line for line in config.ASCII_MAP.split("\n") if line]
     rows, cols = len(ascii_map), len(ascii_map[0])
     walls = torch.tensor([[ch == "W" for ch in line] for line in ascii_map]).view(1, -1)
-    state, removed, returned = None, 0, 0
-    for zap, (_, _, alive), (cells, facing, alive_next) in _real_episodes(substrate, 3, 700):
+    state, removed, returned, beams, crossed = None, 0, 0, 0, 0
+    for zap, (_, _, alive), (cells, facing, alive_next), frame in _real_episodes(substrate, 3, 700):
         state = state or ZapState.fresh(tuple(alive.shape), "cpu")
         fires, returns, state = zap_step(zapper, state, alive, zap)
-        hit = zap_hits(zapper, fires, cells, facing, alive, walls, rows, cols).any(1)
+        hits, beam = zap_beams(zapper, fires, cells, facing, alive, walls, rows, cols)
+        hit = hits.any(1)
         assert torch.equal(hit, alive & ~alive_next)
+        patches = frame.reshape(rows, 8, cols, 8, 3).transpose(0, 2, 1, 3, 4).reshape(rows, cols, 64, 3)
+        shown = torch.from_numpy((patches == np.asarray(BEAM_COLOUR)).all((2, 3)))
+        # the beam's pixels, cell for cell; where clean_up's cleaning beam crosses it the same step, that
+        # one is drawn on top (a cell all in another colour)
+        plain = torch.from_numpy((patches == patches[:, :, :1]).all((2, 3)))
+        assert ((beam.view(rows, cols) != shown) <= plain).all()
+        crossed += int((beam.view(rows, cols) != shown).any())
+        beams += int(beam.sum())
         assert torch.equal(returns, ~alive & alive_next)
         state = after_hits(state, (alive & ~hit) | returns)
         removed += int(hit.sum())
         returned += int(returns.sum())
-    assert removed > 5 and returned > 3, (removed, returned)
+    assert removed > 5 and returned > 3 and beams > 100 and crossed <= 7, (removed, returned, beams, crossed)
 
 
 def test_the_bundled_dream_removes_only_whom_its_beams_reach_and_returns_them_on_the_clock():
     """The bundled commons_harvest__open dream on the CPU, random actions with FIRE_ZAP often: every
     removal is a beam hit from the dream's own cells, facings and actions; a removed player is not drawn
-    and comes back after respawn_after + 1 steps; the zaps' state travels with a recorded step."""
+    and comes back after respawn_after + 1 steps; the frame shows the beams the rule fires, and no other;
+    the zaps' state travels with a recorded step."""
     from actionparty_env.env import DreamWorlds
 
     worlds = DreamWorlds("commons_harvest__open", num_worlds=2, device="cpu")
@@ -148,8 +181,10 @@ def test_the_bundled_dream_removes_only_whom_its_beams_reach_and_returns_them_on
     zapper, (rows, cols) = sim.zapper, sim.codes.shape[1:]
     zap = list(worlds.game.action_names).index(FIRE_ZAP)
     rng = np.random.default_rng(0)
-    alive, dead_for, removed, returned = sim.players.alive.clone(), torch.zeros(2, 7, dtype=torch.long), 0, 0
+    alive, dead_for, removed, returned, beams = sim.players.alive.clone(), torch.zeros(2, 7, dtype=torch.long), 0, 0, 0
     assert any(t is sim.zap_state.cooling for t in sim._step_state())
+    beam_code = zap_beam_code(sim.codebook.patches[sim.allowed.numpy()])
+    assert sim.is_beam_code.nonzero().flatten().tolist() == [beam_code]
     for _ in range(25):
         actions = rng.integers(0, 8, (2, 7))
         actions[rng.random((2, 7)) < 0.3] = zap
@@ -158,7 +193,8 @@ def test_the_bundled_dream_removes_only_whom_its_beams_reach_and_returns_them_on
         result = sim.step(torch.as_tensor(actions))
         fires, _, _ = zap_step(zapper, before, alive, torch.from_numpy(actions == zap))
         blocks = sim.beam_blockers[prev.clamp(min=0)]
-        hit = zap_hits(zapper, fires, result.players.cells, result.players.facing, alive, blocks, rows, cols).any(1)
+        hits, beam = zap_beams(zapper, fires, result.players.cells, result.players.facing, alive, blocks, rows, cols)
+        hit = hits.any(1)
         now = result.players.alive
         assert torch.equal(alive & ~now, hit)
         back = ~alive & now
@@ -168,7 +204,11 @@ def test_the_bundled_dream_removes_only_whom_its_beams_reach_and_returns_them_on
         flat = result.players.cells[..., 0] * cols + result.players.cells[..., 1]
         shown = sim.player_code[codes.gather(1, flat)]
         assert shown[now].all()  # live players drawn where they stand
+        drawn_beam = sim.is_beam_code[codes.clamp(min=0)]
+        on_players = torch.zeros_like(beam).scatter_(1, flat, now)
+        assert torch.equal(drawn_beam, beam & ~on_players)  # the rule's beams, and no other
+        beams += int(drawn_beam.sum())
         removed += int(hit.sum())
         returned += int(back.sum())
         alive = now.clone()
-    assert removed > 2 and returned > 0, (removed, returned)
+    assert removed > 2 and returned > 0 and beams > 20, (removed, returned, beams)

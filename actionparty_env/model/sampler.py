@@ -63,7 +63,7 @@ from actionparty_env.model.sprites import constrain_attached, constrain_logits, 
 from actionparty_env.model.step_graph import StepGraph
 from actionparty_env.simulator import DECODINGS, StepResult, accepts_old_reset
 from actionparty_env.stamina import StaminaState, bar_codes, eaten, meals, stamina_of, stamina_step
-from actionparty_env.zaps import FIRE_ZAP, ZapState, after_hits, zap_hits, zap_step, zapper_of
+from actionparty_env.zaps import FIRE_ZAP, ZapState, after_hits, zap_beam_code, zap_beams, zap_step, zapper_of
 
 CATALOG = load_catalog()  # for GameSpec.map_varies
 LogitsHook = Callable[[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]
@@ -297,7 +297,14 @@ class DreamSimulator:
             static = ~(self.next_allowed & ~torch.eye(len(self.allowed), dtype=torch.bool, device=self.device)).any(-1)
             self.beam_blockers = ~self.enterable & static
             self.is_zap = torch.tensor([a == FIRE_ZAP for a in model.action_vocab], device=self.device)
+            beam = zap_beam_code(self.codebook.patches[self.allowed.cpu().numpy()])
+            if beam is not None:  # the frame shows the rule's beams, and no other
+                self.is_beam_code = torch.zeros(len(self.allowed), dtype=torch.bool, device=self.device)
+                self.is_beam_code[beam] = True
+                self.beam_only = torch.where(self.is_beam_code, 0.0, float("-inf"))
+                self.logits_hooks.append(self.zap_rule)
         self.zap_state: ZapState | None = None
+        self.zap_beam: torch.Tensor | None = None  # [B, R*C] the cells this step's beams cover, during a step
         self.apple_shows: torch.Tensor | None = None  # [B, R*C] what each spot shows next, during a step
         self.void: torch.Tensor | None = None  # [B, R*C] bool, set at each reset where the map varies
         self.has_void = self.enterable is not None and map_varies
@@ -536,6 +543,12 @@ class DreamSimulator:
         keep = keep.scatter(2, target, spot[..., None] | keep.gather(2, target))
         return logits.masked_fill(~keep, float("-inf"))
 
+    def zap_rule(self, logits: torch.Tensor, cells: torch.Tensor, facing: torch.Tensor,
+                 drawn: torch.Tensor) -> torch.Tensor:
+        """Zaps' beams as a logits hook (actionparty_env/zaps.py): the beam's code on exactly the cells this
+        step's beams cover (`zap_beam`), over whatever the rules before it allow there, and nowhere else."""
+        return torch.where(self.zap_beam[..., None], self.beam_only, logits.masked_fill(self.is_beam_code, float("-inf")))
+
     def sprite_rule(self, logits: torch.Tensor, cells: torch.Tensor, facing: torch.Tensor,
                     drawn: torch.Tensor) -> torch.Tensor:
         """The sprite rule as a logits hook: player sprites only where a drawn player stands, there only
@@ -626,8 +639,11 @@ class DreamSimulator:
             cells = torch.where(alive[..., None], torch.stack([cell_idx // cols, cell_idx % cols], -1), now.cells)
         if self.zapper is not None:
             blocks = self.beam_blockers[prev.clamp(min=0)] & (prev >= 0)
-            hit = zap_hits(self.zapper, fires, cells, facing, now.alive & self.present, blocks, rows, cols).any(1)
-            alive = alive & ~hit
+            hits, beam = zap_beams(self.zapper, fires, cells, facing, now.alive & self.present, blocks, rows, cols)
+            alive = alive & ~hits.any(1)
+            on = torch.zeros(b, rows * cols + 1, dtype=torch.bool, device=self.device)  # a returning player is drawn
+            on.scatter_(1, torch.where(alive & self.present, cells[..., 0] * cols + cells[..., 1], rows * cols), True)
+            self.zap_beam = beam & ~on[:, :-1]
             self.zap_state = after_hits(self.zap_state, alive)
         ate = None
         if self.stamina is not None:
