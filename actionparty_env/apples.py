@@ -33,6 +33,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from actionparty_env.grid import cell_holders
+
 
 @dataclass(frozen=True)
 class AppleRegrowth:
@@ -175,9 +177,7 @@ def apple_step(rule: AppleRule, state: AppleState, frame: torch.Tensor, is_playe
     codes = rule.codes
     live = seen_live(codes, state, frame, is_player)
     flat = cells[..., 0] * cols + cells[..., 1]
-    on = torch.zeros(b, rows * cols + 1, dtype=torch.bool, device=frame.device)  # a spare column for those who do not eat
-    on.scatter_(1, torch.where(eating, flat, rows * cols), True)
-    on = on[:, :-1]
+    on = cell_holders(cells, eating, rows, cols)[:, :-1] >= 0
     eaten = live & on
     live = live & ~eaten
     if regrow:

@@ -138,7 +138,7 @@ class HasPlayers:
 
 
 @lru_cache(maxsize=None)
-def _dirs(device: torch.device) -> torch.Tensor:
+def dirs_tensor(device: torch.device) -> torch.Tensor:
     """DIRS as a [4, 2] tensor on `device`, made once (a host tensor made per step is a copy the host
     waits for on a GPU; grid functions keep to tensor ops and Python ints for the same reason)."""
     return torch.tensor(DIRS, device=device)
@@ -149,7 +149,7 @@ def moved_cells(cells: torch.Tensor, facing: torch.Tensor, move: torch.Tensor, r
     """The cell one step away: cells [..., 2] (row, col), facing [...] 0..3 and move [...] in
     0..NUM_MOVES-1 (STAY and JUMP keep the cell). Off-map targets wrap on a torus, else stay put."""
     stepping = (move > STAY) & (move < JUMP)
-    delta = _dirs(cells.device)[(facing + (move - 1).clamp(min=0)) % 4] * stepping[..., None]
+    delta = dirs_tensor(cells.device)[(facing + (move - 1).clamp(min=0)) % 4] * stepping[..., None]
     target = cells + delta
     r, c = target[..., 0], target[..., 1]
     if torus:
@@ -172,9 +172,23 @@ def move_class(cells: torch.Tensor, facing: torch.Tensor, next_cells: torch.Tens
         delta = torch.where(torus[..., None], wrapped, delta)
     elif torus:
         delta = wrapped
-    is_dir = (delta[..., None, :] == _dirs(cells.device)).all(-1)  # [..., 4]
+    is_dir = (delta[..., None, :] == dirs_tensor(cells.device)).all(-1)  # [..., 4]
     step = 1 + (is_dir.float().argmax(-1) - facing) % 4
     return torch.where((delta == 0).all(-1), STAY, torch.where(is_dir.any(-1), step, JUMP))
+
+
+def cell_holders(cells: torch.Tensor, live: torch.Tensor, rows: int, cols: int) -> torch.Tensor:
+    """[B, R*C + 1] long: per cell, the live player standing there (its index; -1: nobody), for players at
+    `cells` [B, N, 2] live where `live` [B, N]. The last column is a spare where the others park; it
+    reads -1 too, so a scatter or gather of a dead player's turn lands there harmlessly."""
+    b, n = live.shape
+    spare = rows * cols
+    # scatter_ writes, not `holder[...] = -1`: an indexed write of a Python number copies it to the
+    # device first, a copy the host waits for.
+    holder = torch.full((b, spare + 1), -1, dtype=torch.long, device=cells.device)
+    holder.scatter_(1, torch.where(live, cells[..., 0] * cols + cells[..., 1], spare),
+                    torch.arange(n, device=cells.device).expand(b, n))
+    return holder.scatter(1, torch.full((b, 1), spare, device=cells.device), -1)
 
 
 def resolve_moves(cells: torch.Tensor, targets: torch.Tensor, live: torch.Tensor, order: torch.Tensor,
@@ -189,12 +203,8 @@ def resolve_moves(cells: torch.Tensor, targets: torch.Tensor, live: torch.Tensor
     b, n = live.shape
     flat = cells[..., 0] * cols + cells[..., 1]
     want = targets[..., 0] * cols + targets[..., 1]
-    spare = rows * cols  # dead players park here
-    # scatter_ writes, not `holder[...] = -1`: an indexed write of a Python number copies it to the
-    # device first, a copy the host waits for.
-    holder = torch.full((b, rows * cols + 1), -1, dtype=torch.long, device=cells.device)
-    holder.scatter_(1, torch.where(live, flat, spare), torch.arange(n, device=cells.device).expand(b, n))
-    holder[:, spare] = -1
+    spare = rows * cols
+    holder = cell_holders(cells, live, rows, cols)
     # In turn order (column k: the player whose turn is k-th), gathered once. A player moves only at
     # its own turn, so there it still stands on its first cell; a target held by anyone (itself
     # included: a move onto its own cell is a stay) refuses the move.

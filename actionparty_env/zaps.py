@@ -31,6 +31,8 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from actionparty_env.grid import cell_holders, dirs_tensor
+
 FIRE_ZAP = "FIRE_ZAP"
 BEAM_COLOUR = (252, 252, 106)  # the Zapper's default beamColor, which these games keep
 
@@ -79,17 +81,12 @@ class ZapState:
         return ZapState(torch.where(pick, self.cooling, other.cooling), torch.where(pick, self.waited, other.waited))
 
 
-def _step(facing: torch.Tensor) -> torch.Tensor:
-    """[..., 2]: the cell step ahead for facing 0..3 (north, east, south, west: actionparty_env/grid.py),
-    by arithmetic: a table copied to the device would keep a step from being recorded as a CUDA graph."""
-    return torch.stack([(facing == 2).long() - (facing == 0).long(), (facing == 1).long() - (facing == 3).long()], -1)
-
-
 def beam_lines(zapper: Zapper, cells: torch.Tensor, facing: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """The beam's lines from players at `cells` [B, N, 2] facing `facing` [B, N]: (cells [B, N, L, K, 2],
     in [B, N, L, K] bool) for its L = 2 * radius + 1 lines (the one ahead first, then right and left at
     distance 1, 2, ...) of at most K = length cells each, in the order the beam travels."""
-    forward, right = _step(facing), _step((facing + 1) % 4)          # [B, N, 2]
+    dirs = dirs_tensor(cells.device)
+    forward, right = dirs[facing], dirs[(facing + 1) % 4]            # [B, N, 2]
     lines = torch.arange(2 * zapper.radius + 1, device=cells.device)
     distance = (lines + 1) // 2                                      # 0 ahead, then 1, 1, 2, 2, ...
     side = torch.where(lines % 2 == 1, 1, -1) * distance             # right positive, left negative
@@ -112,12 +109,7 @@ def zap_beams(zapper: Zapper, fires: torch.Tensor, cells: torch.Tensor, facing: 
     line, inside = beam_lines(zapper, cells, facing)                   # [B, N, L, K, 2], [B, N, L, K]
     out = (line[..., 0] < 0) | (line[..., 0] >= rows) | (line[..., 1] < 0) | (line[..., 1] >= cols)
     flat = (line[..., 0].clamp(0, rows - 1) * cols + line[..., 1].clamp(0, cols - 1))
-    # who stands where: player index + 1 per cell (0: nobody), a spare column for the dead
-    holder = torch.zeros(b, rows * cols + 1, dtype=torch.long, device=cells.device)
-    mine = cells[..., 0] * cols + cells[..., 1]
-    holder.scatter_(1, torch.where(on_map, mine, rows * cols), torch.arange(1, n + 1, device=cells.device).expand(b, n))
-    holder = holder[:, :-1]
-    who = holder.gather(1, flat.view(b, -1)).view(flat.shape)          # [B, N, L, K]
+    who = cell_holders(cells, on_map, rows, cols).gather(1, flat.view(b, -1)).view(flat.shape) + 1  # 0: nobody
     wall = blocks.gather(1, flat.view(b, -1)).view(flat.shape) | out
     stop = inside & (wall | (who > 0))
     first = stop.long().argmax(-1)                                     # the first stop on each line (0 if none)

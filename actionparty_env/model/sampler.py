@@ -39,7 +39,8 @@ Decoding (`decoding=`), the small pure functions below:
   an apple, and each eaten apple's spot regrows at the rate its live neighbours set. Where zaps remove
   players (the commons_harvest games, clean_up) the game's rule says who is on the map
   (actionparty_env/zaps.py): a FIRE_ZAP off cooldown fires a beam after the moves, the players it
-  reaches are removed, and each returns, at a spawn cell the pointer head draws, on the game's clock. Seeded: same seed, same dream.
+  reaches are removed, and each returns, at a spawn cell the pointer head draws, on the game's clock.
+  Seeded: same seed, same dream.
 - "argmax": every output at its mode (the first checkpoint's decoding): no random event ever happens.
 """
 from __future__ import annotations
@@ -56,7 +57,8 @@ from actionparty_env.apples import AppleRule, AppleState, apple_codes, apple_reg
 from actionparty_env.coins import (coin_codes, coin_matches, coin_payoffs_of, coin_rewards, colour_directions,
                                    floor_codes)
 from actionparty_env.games import load_catalog
-from actionparty_env.grid import JUMP, MOVES, STAY, TURNS, PlayerStates, moved_cells, resolve_moves, void_cells
+from actionparty_env.grid import (JUMP, MOVES, STAY, TURNS, PlayerStates, cell_holders, moved_cells, resolve_moves,
+                                  void_cells)
 from actionparty_env.model.attention import ORDER, Tokens
 from actionparty_env.model.network import Blocks, KVCache, WorldModel
 from actionparty_env.model.sprites import constrain_attached, constrain_logits, restrict_to_start_appearance
@@ -641,9 +643,8 @@ class DreamSimulator:
             blocks = self.beam_blockers[prev.clamp(min=0)] & (prev >= 0)
             hits, beam = zap_beams(self.zapper, fires, cells, facing, now.alive & self.present, blocks, rows, cols)
             alive = alive & ~hits.any(1)
-            on = torch.zeros(b, rows * cols + 1, dtype=torch.bool, device=self.device)  # a returning player is drawn
-            on.scatter_(1, torch.where(alive & self.present, cells[..., 0] * cols + cells[..., 1], rows * cols), True)
-            self.zap_beam = beam & ~on[:, :-1]
+            drawn = cell_holders(cells, alive & self.present, rows, cols)[:, :-1] >= 0  # a returning player is drawn
+            self.zap_beam = beam & ~drawn
             self.zap_state = after_hits(self.zap_state, alive)
         ate = None
         if self.stamina is not None:
