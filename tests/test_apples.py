@@ -10,7 +10,7 @@ from actionparty_env.apples import (APPLE_RED, APPLE_REGROWTH, FLOOR_PALETTE, GR
                                     AppleState, apple_codes, apple_step, live_neighbours, neighbourhood,
                                     regrowth_probability)
 from actionparty_env.model.codebook import Codebook, unique_patches
-from tests.substrate_configs import substrate_config
+from tests.real_engine import random_real_episode, substrate_config
 
 
 @pytest.mark.parametrize("substrate", sorted(APPLE_REGROWTH))
@@ -94,23 +94,6 @@ def test_apples_regrow_only_near_apples_one_under_a_player_is_eaten_and_bare_spo
     assert shows.tolist() == [[2, 2, 2, 2, -1]]
 
 
-def _real_episode(substrate: str, seed: int, steps: int):
-    """A random-action real episode: frames, player cells [T+1, N, 2], alive [T+1, N], rewards [T, N]."""
-    from actionparty_env.real import MeltingPotEngine
-
-    engine = MeltingPotEngine()
-    step = engine.build(substrate, seed=seed)
-    rng = np.random.default_rng(seed)
-    frames, cells, alive, rewards = [step.frame], [step.players.cells.copy()], [step.players.alive.copy()], []
-    for _ in range(steps):
-        step = engine.step(rng.integers(0, engine.num_actions, engine.num_players))
-        frames.append(step.frame)
-        cells.append(step.players.cells.copy())
-        alive.append(step.players.alive.copy())
-        rewards.append(step.rewards.copy())
-    return frames, np.stack(cells), np.stack(alive), np.stack(rewards)
-
-
 @pytest.mark.slow
 def test_the_apple_rule_pays_and_regrows_as_the_real_engine_does():
     """Real commons_harvest__open episodes, encoded: without regrowth the rule pays exactly the engine's
@@ -119,7 +102,7 @@ def test_the_apple_rule_pays_and_regrows_as_the_real_engine_does():
     by the number of apples near, happen at the config's rates."""
     substrate = "commons_harvest__open"
     regrowth = APPLE_REGROWTH[substrate]
-    episodes = [_real_episode(substrate, seed, 500) for seed in (1, 2)]
+    episodes = [random_real_episode(substrate, seed, 500) for seed in (1, 2)]
     book = Codebook.from_patch_sets(unique_patches(f) for frames, *_ in episodes for f in frames)
     codes = apple_codes(book.patches)
     rule = AppleRule.of(regrowth, codes)

@@ -8,34 +8,19 @@ from dataclasses import replace
 
 from actionparty_env.coins import COIN_PAYOFFS, coin_codes, coin_matches, coin_rewards, colour_directions
 from actionparty_env.model.codebook import Codebook, unique_patches
-
-
-def _real_coins_episode(seed: int, steps: int):
-    """A random-action real coins episode as codes [T+1, R*C], player cells [T+1, N, 2] and rewards [T, N]."""
-    from actionparty_env.real import MeltingPotEngine
-
-    engine = MeltingPotEngine()
-    step = engine.build("coins", seed=seed)
-    rng = np.random.default_rng(seed)
-    frames, cells, rewards = [step.frame], [step.players.cells.copy()], []
-    for _ in range(steps):
-        step = engine.step(rng.integers(0, engine.num_actions, engine.num_players))
-        frames.append(step.frame)
-        cells.append(step.players.cells.copy())
-        rewards.append(step.rewards.copy())
-    return frames, np.stack(cells), np.stack(rewards)
+from tests.real_engine import random_real_episode
 
 
 def test_the_coin_rule_pays_exactly_what_the_real_engine_pays():
     """Frames of real episodes, encoded: the rule's rewards from the codes a player stepped onto equal the
     engine's rewards at every step but those where a coin regrew under a standing player; matches and
     mismatches both among them."""
-    episodes = [_real_coins_episode(seed, 300) for seed in (1, 2, 3)]
-    book = Codebook.from_patch_sets(unique_patches(f) for frames, _, _ in episodes for f in frames)
+    episodes = [random_real_episode("coins", seed, 300) for seed in (1, 2, 3)]
+    book = Codebook.from_patch_sets(unique_patches(f) for frames, *_ in episodes for f in frames)
     v = len(book)
     payoffs = COIN_PAYOFFS["coins"]
     seen = {"match": 0, "mismatch": 0, "regrown": 0}
-    for frames, cells, rewards in episodes:
+    for frames, cells, _, rewards in episodes:
         codes = np.stack([book.encode(f).reshape(-1) for f in frames])
         cols = frames[0].shape[1] // 8
         flat = cells[..., 0] * cols + cells[..., 1]  # [T+1, N]

@@ -9,7 +9,7 @@ import torch
 from actionparty_env.games import get_game
 from actionparty_env.zaps import (BEAM_COLOUR, FIRE_ZAP, ZAPPERS, Zapper, ZapState, after_hits, zap_beam_code, zap_beams,
                                   zap_step)
-from tests.substrate_configs import substrate_config
+from tests.real_engine import substrate_config
 
 
 def _zapper_kwargs(substrate: str) -> dict:
