@@ -212,3 +212,15 @@ def test_the_bundled_dream_removes_only_whom_its_beams_reach_and_returns_them_on
         returned += int(back.sum())
         alive = now.clone()
     assert removed > 2 and returned > 0 and beams > 20, (removed, returned, beams)
+
+
+def test_the_zap_rates_benchmark_counts_beam_cells_and_refuses_games_without_the_rule():
+    from benchmarks import zap_rates
+
+    frame = np.zeros((16, 24, 3), np.uint8)  # 2 x 3 cells
+    frame[0:8, 8:16] = BEAM_COLOUR
+    frame[8:16, 0:8] = BEAM_COLOUR
+    frame[8:16, 16:20] = BEAM_COLOUR  # half a cell: no beam cell
+    assert zap_rates.beam_cells(frame) == 2
+    with pytest.raises(SystemExit):
+        zap_rates.main(["--substrates", "coins", "--device", "cpu"])
