@@ -1,6 +1,7 @@
 """Where a figure comes from: the machine and the commit, written beside every result."""
 from __future__ import annotations
 
+import json
 import os
 import platform
 import subprocess
@@ -34,3 +35,11 @@ def machine() -> dict:
     return {"cpu": cpu, "cores": os.cpu_count(), "python": platform.python_version(), "platform": platform.platform(),
             "git_commit": git_commit(), "date": time.strftime("%Y-%m-%d %H:%M:%S %Z"),
             "load_average_1min": round(os.getloadavg()[0], 2)}
+
+
+def save_results(stem: Path, result: dict, markdown: str) -> None:
+    """Write a benchmark's `stem`.json (the result) and `stem`.md (its table), and print the table."""
+    stem.parent.mkdir(parents=True, exist_ok=True)
+    stem.with_suffix(".json").write_text(json.dumps(result, indent=1))
+    stem.with_suffix(".md").write_text(markdown)
+    print(markdown)

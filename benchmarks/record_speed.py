@@ -17,7 +17,6 @@ Writes benchmarks/results/record_speed_<suffix>.json and .md (machine, command, 
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import shutil
 import sys
@@ -29,7 +28,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader
 
-from benchmarks.provenance import git_commit, machine
+from benchmarks.provenance import git_commit, machine, save_results
 from training.check import check_dataset
 from training.clips import BucketBatchSampler, ClipDataset, collate_clips
 from training.record import RecordConfig, record
@@ -158,11 +157,7 @@ def main(argv: list[str] | None = None) -> int:
     result = {"suffix": args.out_suffix, "machine": host, "commit": git_commit(),
               "command": " ".join(["python -m benchmarks.record_speed", *(sys.argv[1:] if argv is None else argv)]),
               "record": rec, "reader": reader}
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    stem = RESULTS / f"record_speed_{args.out_suffix}"
-    stem.with_suffix(".json").write_text(json.dumps(result, indent=1))
-    stem.with_suffix(".md").write_text(to_markdown(result))
-    print(to_markdown(result))
+    save_results(RESULTS / f"record_speed_{args.out_suffix}", result, to_markdown(result))
     return 0
 
 

@@ -16,7 +16,6 @@ the beam. Writes zap_rates_<tag>.json and .md (machine, command, commit).
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 
@@ -26,7 +25,7 @@ from tqdm import tqdm
 
 from actionparty_env.games import get_game
 from actionparty_env.zaps import BEAM_COLOUR, FIRE_ZAP, ZAPPERS, ZapState, after_hits, zap_step
-from benchmarks.provenance import git_commit, machine
+from benchmarks.provenance import git_commit, machine, save_results
 
 COUNTS = ("fired", "removed", "returned", "beam cells")
 
@@ -138,12 +137,7 @@ def main(argv: list[str] | None = None) -> int:
         result["substrates"][substrate] = {
             "real": real_rates(substrate, args.worlds, args.steps, args.zap_share, args.seed),
             "dream": dream_rates(substrate, args.worlds, args.steps, args.zap_share, args.seed, device, args.checkpoint)}
-    out = Path(args.out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    stem = out / f"zap_rates_{args.tag or device.split(':')[0]}"
-    stem.with_suffix(".json").write_text(json.dumps(result, indent=1))
-    stem.with_suffix(".md").write_text(to_markdown(result))
-    print(to_markdown(result))
+    save_results(Path(args.out_dir) / f"zap_rates_{args.tag or device.split(':')[0]}", result, to_markdown(result))
     return 0
 
 
