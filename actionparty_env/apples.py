@@ -82,12 +82,12 @@ class AppleCodes:
 def apple_codes(patches: np.ndarray) -> AppleCodes | None:
     """The game's apple, grass and floor codes among `patches` uint8 [V, 8, 8, 3]; None where the
     codebook lacks one of them (the rule then stays off)."""
-    apple = (patches.reshape(len(patches), -1, 3) == np.asarray(APPLE_RED, np.uint8)).all(-1).any(-1)
+    pixels = patches.reshape(len(patches), -1, 1, 3)
+    apple = (pixels == np.asarray(APPLE_RED, np.uint8)).all(-1).any((1, 2))
     grass, floor = np.flatnonzero(_drawn_in(patches, GRASS_PALETTE)), np.flatnonzero(_drawn_in(patches, FLOOR_PALETTE))
     if not apple.any() or not len(grass) or not len(floor):
         return None
-    on_grass = apple & (patches.reshape(len(patches), -1, 3)[:, :, None]
-                        == np.asarray(GRASS_PALETTE, np.uint8)[None, None]).all(-1).any((1, 2))
+    on_grass = apple & (pixels == np.asarray(GRASS_PALETTE, np.uint8)[None, None]).all(-1).any((1, 2))
     new_apple = int(np.flatnonzero(on_grass if on_grass.any() else apple)[0])
     return AppleCodes(torch.from_numpy(apple), int(grass[0]), int(floor[0]), new_apple)
 

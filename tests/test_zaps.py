@@ -34,28 +34,26 @@ def test_the_zappers_settings_are_the_installed_configs(substrate):
     assert FIRE_ZAP in get_game(substrate).action_names
 
 
-def _hits(zapper, zapper_at, facing, others, walls=(), rows=9, cols=9):
-    """Whom a zapper at `zapper_at` facing `facing` hits among players at `others`, walls at `walls`."""
-    cells = torch.tensor([[zapper_at, *others]])
-    face = torch.tensor([[facing] + [0] * len(others)])
-    blocks = torch.zeros(1, rows * cols, dtype=torch.bool)
-    for r, c in walls:
-        blocks[0, r * cols + c] = True
-    fires = torch.tensor([[True] + [False] * len(others)])
-    hit, _ = zap_beams(zapper, fires, cells, face, torch.ones_like(fires), blocks, rows, cols)
-    return [i for i in range(1, len(others) + 1) if hit[0, 0, i]]
-
-
-def _beam(zapper, zapper_at, facing, others=(), walls=(), rows=9, cols=9):
-    """The cells a zapper's beam is drawn on, as a set of (row, col)."""
+def _fire(zapper, zapper_at, facing, others=(), walls=(), rows=9, cols=9):
+    """One zapper at `zapper_at` facing `facing` fires among players at `others`, walls at `walls`:
+    (whom it hits, as 1-based indices into `others`; the cells its beam is drawn on, a set of (row, col))."""
     cells = torch.tensor([[zapper_at, *others]])
     fires = torch.tensor([[True] + [False] * len(others)])
     blocks = torch.zeros(1, rows * cols, dtype=torch.bool)
     for r, c in walls:
         blocks[0, r * cols + c] = True
-    _, beam = zap_beams(zapper, fires, cells, torch.tensor([[facing] + [0] * len(others)]), torch.ones_like(fires),
-                        blocks, rows, cols)
-    return {divmod(int(i), cols) for i in beam[0].nonzero().flatten()}
+    hit, beam = zap_beams(zapper, fires, cells, torch.tensor([[facing] + [0] * len(others)]), torch.ones_like(fires),
+                          blocks, rows, cols)
+    return ([i for i in range(1, len(others) + 1) if hit[0, 0, i]],
+            {divmod(int(i), cols) for i in beam[0].nonzero().flatten()})
+
+
+def _hits(*args, **kwargs) -> list[int]:
+    return _fire(*args, **kwargs)[0]
+
+
+def _beam(*args, **kwargs) -> set[tuple[int, int]]:
+    return _fire(*args, **kwargs)[1]
 
 
 def test_the_beam_covers_three_lines_ahead_and_beside_and_stops_at_walls_and_players():
