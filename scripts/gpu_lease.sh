@@ -6,6 +6,7 @@
 #   bash scripts/gpu_lease.sh poll [SECONDS]         poll; copy finished results to $OUT
 #   rl         the RL benchmark (benchmarks/rl.py) of $RL_GAMES on the bundled checkpoint, and start states.
 #   dyna       PPO in the dream, real episodes recorded with it, the checkpoint trained on, RL again.
+#   speed      the recorded step's GPU tests, then the dream's speed with and without the CUDA graph.
 #   small      record, then the small CPU model (training/configs/small_fast.yaml), and the play loop's frame rate.
 # The training jobs first record all 49 substrates on 16 cores and the held-out splits. Then:
 #   train      train the recipe (training/configs/h100.yaml) for $MINUTES, bundle it, evaluate it in
@@ -63,6 +64,15 @@ fidelity() {  # TAG CHECKPOINT [NAME=DIR...]: pixel fidelity on the test split, 
   local tag=$1 ckpt=$2; shift 2
   python3 -m benchmarks.fidelity --device $DEVICE --checkpoint $ckpt "${@/#/--ablation=}" --data $ROOT/data \
     --split test --episodes 1 --gifs 3 --cache $ROOT/cache --out-dir $ROOT/results --tag $tag > $ROOT/fidelity_$tag.log 2>&1
+}
+
+speed_graph_and_eager() {  # the dream's speed with and without the CUDA graph; SPEED_SECONDS=0 leaves it out
+  for graph in "" --no-cuda-graph; do
+    [ "${SPEED_SECONDS:-4}" = 0 ] && break
+    stamp "speed $graph"; python3 -m benchmarks.speed --device $DEVICE --batches ${SPEED_BATCHES:-1 16 64 256 1024} --peak-tflops 790 \
+      --max-seconds ${SPEED_SECONDS:-4} --substrates ${SPEED_SUBSTRATES:-coins clean_up} --out-dir $ROOT/results \
+      --tag ${SPEED_TAG:-h200_graph}${graph:+_off} $graph >> $ROOT/speed.log 2>&1
+  done
 }
 
 case "$1" in
@@ -154,12 +164,14 @@ case "$1" in
     python3 -m benchmarks.dynamics --device $DEVICE --data $ROOT/data --split test --episodes 1 --steps ${DYN_STEPS:-100} \
       --out-dir $ROOT/results --tag ${TAG:-h200_eval} > $ROOT/dynamics.log 2>&1 &
     wait
-    for graph in "" --no-cuda-graph; do  # SPEED_SECONDS=0 leaves the speed benchmark out
-      [ "${SPEED_SECONDS:-4}" = 0 ] && break
-      stamp "speed $graph"; python3 -m benchmarks.speed --device $DEVICE --batches ${SPEED_BATCHES:-1 16 64 256 1024} --peak-tflops 790 \
-        --max-seconds ${SPEED_SECONDS:-4} --substrates ${SPEED_SUBSTRATES:-coins clean_up} --out-dir $ROOT/results \
-        --tag h200_graph${graph:+_off} $graph >> $ROOT/speed.log 2>&1
-    done
+    speed_graph_and_eager
+    stamp done ;;
+  job-speed)
+    # The recorded step checked on the GPU, then the dream's speed with and without the CUDA graph.
+    stamp "recorded step on the GPU"
+    python3 -m pytest -q -p no:cacheprovider tests/test_step_speed.py -k recorded > $ROOT/graph_test.log 2>&1
+    tail -n 15 $ROOT/graph_test.log
+    speed_graph_and_eager
     stamp done ;;
   job-dyna)
     # The Dyna / DreamerV3 loop against what PPO exploits in the dream (issue 12). For each GAME:WORLDS of
