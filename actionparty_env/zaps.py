@@ -81,55 +81,65 @@ class ZapState:
         return ZapState(torch.where(pick, self.cooling, other.cooling), torch.where(pick, self.waited, other.waited))
 
 
-def beam_lines(zapper: Zapper, cells: torch.Tensor, facing: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """The beam's lines from players at `cells` [B, N, 2] facing `facing` [B, N]: (cells [B, N, L, K, 2],
-    in [B, N, L, K] bool) for its L = 2 * radius + 1 lines (the one ahead first, then right and left at
-    distance 1, 2, ...) of at most K = length cells each, in the order the beam travels."""
+def beam_lines(length: int, radius: int, cells: torch.Tensor, facing: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """The lines of a beam `length` cells long and `radius` wide from players at `cells` [B, N, 2] facing
+    `facing` [B, N]: (cells [B, N, L, K, 2], in [B, N, L, K] bool) for its L = 2 * radius + 1 lines (the
+    one ahead first, then right and left at distance 1, 2, ...) of at most K = length cells each, in the
+    order the beam travels."""
     dirs = dirs_tensor(cells.device)
     forward, right = dirs[facing], dirs[(facing + 1) % 4]            # [B, N, 2]
-    lines = torch.arange(2 * zapper.radius + 1, device=cells.device)
+    lines = torch.arange(2 * radius + 1, device=cells.device)
     distance = (lines + 1) // 2                                      # 0 ahead, then 1, 1, 2, 2, ...
     side = torch.where(lines % 2 == 1, 1, -1) * distance             # right positive, left negative
     start = torch.where((lines == 0)[:, None], (cells + forward)[:, :, None],
                         cells[:, :, None] + side[:, None] * right[:, :, None])  # [B, N, L, 2]
-    k = torch.arange(zapper.length, device=cells.device)
+    k = torch.arange(length, device=cells.device)
     line = start[..., None, :] + k[:, None] * forward[:, :, None, None, :]
-    length = torch.where(lines == 0, zapper.length, zapper.length - distance + 1)
-    return line, (k < length[:, None]).expand(line.shape[:-1])
+    reach = torch.where(lines == 0, length, length - distance + 1)
+    return line, (k < reach[:, None]).expand(line.shape[:-1])
+
+
+def beam_paths(length: int, radius: int, fires: torch.Tensor, cells: torch.Tensor, facing: torch.Tensor,
+               stops: torch.Tensor, rows: int, cols: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Where the beams of the firing players go, as dmlab2d's `Grid::HitBeamActual` runs them: `fires`
+    [B, N], `cells` [B, N, 2] and `facing` [B, N] after the step's moves, `stops` [B, R*C] the cells a
+    beam stops at (and hits). Returns (stopped_at [B, N, L], the cell (row * cols + col) each line of a
+    firing player stops at, R*C where it stops at none or at the map's edge; beam [B, R*C] bool, the
+    cells a beam is drawn on: a line's cells before the one that stops it)."""
+    b, n = fires.shape
+    line, inside = beam_lines(length, radius, cells, facing)          # [B, N, L, K, 2], [B, N, L, K]
+    out = (line[..., 0] < 0) | (line[..., 0] >= rows) | (line[..., 1] < 0) | (line[..., 1] >= cols)
+    flat = (line[..., 0].clamp(0, rows - 1) * cols + line[..., 1].clamp(0, cols - 1))
+    stop = inside & (stops.gather(1, flat.view(b, -1)).view(flat.shape) | out)
+    first = stop.long().argmax(-1)                                     # the first stop on each line (0 if none)
+    stopped = stop.any(-1)
+    at = torch.where(stopped & ~out.gather(-1, first[..., None]).squeeze(-1),
+                     flat.gather(-1, first[..., None]).squeeze(-1), rows * cols)  # [B, N, L]
+    # a line goes on where a player fires; a side line blocked at its first cell stops that side's wider ones
+    goes = fires[..., None].expand_as(at)
+    if radius > 1:
+        side = (stopped & (first == 0))[:, :, 1:].view(b, n, radius, 2)
+        shut = torch.cat([torch.zeros_like(side[:, :, :1]), side[:, :, :-1]], 2).cummax(2).values
+        goes = goes & torch.cat([torch.ones_like(at[:, :, :1], dtype=torch.bool), ~shut.reshape(b, n, -1)], 2)
+    k = torch.arange(length, device=cells.device)
+    drawn = inside & goes[..., None] & (k < torch.where(stopped, first, length)[..., None])
+    beam = torch.zeros(b, rows * cols + 1, dtype=torch.bool, device=cells.device)
+    beam.scatter_(1, torch.where(drawn, flat, rows * cols).view(b, -1), True)
+    return torch.where(goes, at, rows * cols), beam[:, :-1]
 
 
 def zap_beams(zapper: Zapper, fires: torch.Tensor, cells: torch.Tensor, facing: torch.Tensor, on_map: torch.Tensor,
               blocks: torch.Tensor, rows: int, cols: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """Where the beams of the firing players go: (hits [B, zapper, player] bool, whom each beam hits;
-    beam [B, R*C] bool, the cells a beam is drawn on: a line's cells before the one that stops it, as
-    dmlab2d draws them). `fires` [B, N], `cells` [B, N, 2] and `facing` [B, N] after the step's moves,
-    `on_map` [B, N] the players standing on the map (alive), `blocks` [B, R*C] the cells that stop a
-    beam (walls)."""
+    """Where the zaps go (`beam_paths`; a zap stops at walls, `blocks` [B, R*C], and at players, `on_map`
+    [B, N] those standing on the map): (hits [B, zapper, player] bool, whom each beam hits; beam [B, R*C]
+    bool, the cells a beam is drawn on)."""
     b, n = fires.shape
-    line, inside = beam_lines(zapper, cells, facing)                   # [B, N, L, K, 2], [B, N, L, K]
-    out = (line[..., 0] < 0) | (line[..., 0] >= rows) | (line[..., 1] < 0) | (line[..., 1] >= cols)
-    flat = (line[..., 0].clamp(0, rows - 1) * cols + line[..., 1].clamp(0, cols - 1))
-    who = cell_holders(cells, on_map, rows, cols).gather(1, flat.view(b, -1)).view(flat.shape) + 1  # 0: nobody
-    wall = blocks.gather(1, flat.view(b, -1)).view(flat.shape) | out
-    stop = inside & (wall | (who > 0))
-    first = stop.long().argmax(-1)                                     # the first stop on each line (0 if none)
-    stopped = stop.any(-1)
-    hit = torch.where(stopped, who.gather(-1, first[..., None]).squeeze(-1), 0)  # [B, N, L]
-    # a line goes on where a zapper fires; a side line blocked at its first cell stops that side's wider ones
-    goes = fires[..., None].expand_as(hit)
-    radius = zapper.radius
-    if radius > 1:
-        side = (stopped & (first == 0))[:, :, 1:].view(b, n, radius, 2)
-        shut = torch.cat([torch.zeros_like(side[:, :, :1]), side[:, :, :-1]], 2).cummax(2).values
-        goes = goes & torch.cat([torch.ones_like(hit[:, :, :1], dtype=torch.bool), ~shut.reshape(b, n, -1)], 2)
-    hit = torch.where(goes, hit, 0)
+    holders = cell_holders(cells, on_map, rows, cols)                  # [B, R*C + 1], -1: nobody
+    at, beam = beam_paths(zapper.length, zapper.radius, fires, cells, facing, blocks | (holders[:, :-1] >= 0), rows, cols)
+    hit = holders.gather(1, at.view(b, -1)).view(at.shape) + 1        # 0: nobody
     onehot = torch.zeros(b, n, n + 1, dtype=torch.bool, device=cells.device)
     onehot.scatter_(2, hit, True)
-    k = torch.arange(zapper.length, device=cells.device)
-    drawn = inside & goes[..., None] & (k < torch.where(stopped, first, zapper.length)[..., None])
-    beam = torch.zeros(b, rows * cols + 1, dtype=torch.bool, device=cells.device)
-    beam.scatter_(1, torch.where(drawn, flat, rows * cols).view(b, -1), True)
-    return onehot[..., 1:], beam[:, :-1]
+    return onehot[..., 1:], beam
 
 
 def zap_beam_code(patches: np.ndarray) -> int | None:
@@ -139,15 +149,22 @@ def zap_beam_code(patches: np.ndarray) -> int | None:
     return int(found[0]) if len(found) else None
 
 
+def fire_clock(cooldown: int, cooling: torch.Tensor, alive: torch.Tensor, wants: torch.Tensor
+               ) -> tuple[torch.Tensor, torch.Tensor]:
+    """A beam's cooldown timer as the Lua counts it (`Zapper`, `Cleaner`): a live player whose timer is 0
+    and who `wants` [B, N] to fire fires and sets it to `cooldown`; one whose timer is above 0 counts it
+    down instead. Returns (who fires, the timers after the step)."""
+    ready = cooling == 0
+    fires = alive & ready & wants
+    return fires, torch.where(alive, torch.where(ready, torch.where(wants, cooldown, 0), cooling - 1), cooling)
+
+
 def zap_step(zapper: Zapper, state: ZapState, alive: torch.Tensor, zap: torch.Tensor
              ) -> tuple[torch.Tensor, torch.Tensor, ZapState]:
     """The clocks, before the moves: `alive` [B, N] now, `zap` [B, N] whose action is FIRE_ZAP.
     Returns (who fires [B, N], who returns to the map this step [B, N], the state with the cooldown
     counted; `after_hits` counts the waits)."""
-    ready = state.cooling == 0
-    fires = alive & ready & zap
-    cooling = torch.where(alive, torch.where(ready, torch.where(zap, zapper.cooldown, 0), state.cooling - 1),
-                          state.cooling)
+    fires, cooling = fire_clock(zapper.cooldown, state.cooling, alive, zap)
     returns = ~alive & (state.waited > zapper.respawn_after)  # off the map respawn_after + 1 steps (the engine's count)
     return fires, returns, ZapState(cooling, state.waited)
 

@@ -32,3 +32,26 @@ def random_real_episode(substrate: str, seed: int, steps: int):
         alive.append(step.players.alive.copy())
         rewards.append(step.rewards.copy())
     return frames, np.stack(cells), np.stack(alive), np.stack(rewards)
+
+
+def real_steps(substrate: str, seed: int, steps: int, favoured: int, share: float):
+    """Random actions with the action `favoured` (an index) taken by a `share` of the players: per step
+    the actions [N], the players' (cells, facing, alive) before and after (torch, [1, N, ...]) and the
+    frame and the rewards [N] after; it ends with the episode."""
+    import torch
+
+    from actionparty_env.real import MeltingPotEngine
+
+    engine = MeltingPotEngine()
+    step = engine.build(substrate, seed=seed)
+    rng = np.random.default_rng(seed)
+    n = engine.num_players
+    for _ in range(steps):
+        before = [torch.from_numpy(x.copy())[None] for x in (step.players.cells, step.players.facing, step.players.alive)]
+        actions = rng.integers(0, engine.num_actions, n)
+        actions[rng.random(n) < share] = favoured
+        step = engine.step(actions)
+        after = [torch.from_numpy(x.copy())[None] for x in (step.players.cells, step.players.facing, step.players.alive)]
+        yield actions, before, after, step.frame, step.rewards.copy()
+        if step.done:
+            return

@@ -9,7 +9,7 @@ import torch
 from actionparty_env.games import get_game
 from actionparty_env.zaps import (BEAM_COLOUR, FIRE_ZAP, ZAPPERS, Zapper, ZapState, after_hits, zap_beam_code, zap_beams,
                                   zap_step)
-from tests.real_engine import substrate_config
+from tests.real_engine import real_steps, substrate_config
 
 
 def _zapper_kwargs(substrate: str) -> dict:
@@ -113,27 +113,6 @@ def test_the_cooldown_and_the_wait_count_as_the_lua_counts_them():
     assert back_at == z.respawn_after + 1
 
 
-def _real_episodes(substrate: str, seed: int, steps: int, zap_share: float = 0.2):
-    """Random actions with FIRE_ZAP taken often: per step the actions and the players' cells, facing and
-    alive before and after, and the frame after."""
-    from actionparty_env.real import MeltingPotEngine
-
-    engine = MeltingPotEngine()
-    step = engine.build(substrate, seed=seed)
-    zap = get_game(substrate).action_names.index(FIRE_ZAP)
-    rng = np.random.default_rng(seed)
-    n = engine.num_players
-    for _ in range(steps):
-        before = [torch.from_numpy(x.copy())[None] for x in (step.players.cells, step.players.facing, step.players.alive)]
-        actions = rng.integers(0, engine.num_actions, n)
-        actions[rng.random(n) < zap_share] = zap
-        step = engine.step(actions)
-        after = [torch.from_numpy(x.copy())[None] for x in (step.players.cells, step.players.facing, step.players.alive)]
-        yield torch.from_numpy(actions == zap)[None], before, after, step.frame
-        if step.done:
-            return
-
-
 @pytest.mark.slow
 @pytest.mark.parametrize("substrate", ["commons_harvest__open", "clean_up"])
 def test_the_zap_rule_removes_and_returns_exactly_the_players_the_real_engine_does(substrate):
@@ -145,7 +124,9 @@ def test_the_zap_rule_removes_and_returns_exactly_the_players_the_real_engine_do
     rows, cols = len(ascii_map), len(ascii_map[0])
     walls = torch.tensor([[ch == "W" for ch in line] for line in ascii_map]).view(1, -1)
     state, removed, returned, beams, crossed = None, 0, 0, 0, 0
-    for zap, (_, _, alive), (cells, facing, alive_next), frame in _real_episodes(substrate, 3, 700):
+    fire = get_game(substrate).action_names.index(FIRE_ZAP)
+    for actions, (_, _, alive), (cells, facing, alive_next), frame, _ in real_steps(substrate, 3, 700, fire, 0.2):
+        zap = torch.from_numpy(actions == fire)[None]
         state = state or ZapState.fresh(tuple(alive.shape), "cpu")
         fires, returns, state = zap_step(zapper, state, alive, zap)
         hits, beam = zap_beams(zapper, fires, cells, facing, alive, walls, rows, cols)

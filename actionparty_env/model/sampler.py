@@ -54,12 +54,15 @@ import torch
 import torch.nn.functional as F
 
 from actionparty_env.apples import AppleRule, AppleState, apple_codes, apple_regrowth_of, apple_step
+from actionparty_env.clean_up import (FIRE_CLEAN, CleanUpRule, CleanUpState, clean_up_codes, clean_up_rules_of,
+                                      clean_up_step)
 from actionparty_env.coins import (coin_codes, coin_matches, coin_payoffs_of, coin_rewards, colour_directions,
                                    floor_codes)
 from actionparty_env.games import load_catalog
 from actionparty_env.grid import (JUMP, MOVES, STAY, TURNS, PlayerStates, cell_holders, moved_cells, resolve_moves,
                                   void_cells)
 from actionparty_env.model.attention import ORDER, Tokens
+from actionparty_env.model.checkpoint import CheckpointWarning
 from actionparty_env.model.network import Blocks, KVCache, WorldModel
 from actionparty_env.model.sprites import constrain_attached, constrain_logits, restrict_to_start_appearance
 from actionparty_env.model.step_graph import StepGraph
@@ -294,10 +297,12 @@ class DreamSimulator:
         self.apple_state: AppleState | None = None  # per world, after a reset
         # Zaps that remove players, by the game's rule (actionparty_env/zaps.py): a beam stops at walls, the
         # codes no player enters and none changes into.
-        self.zapper = zapper_of(name) if self.enterable is not None else None
-        if self.zapper is not None:
+        if self.enterable is not None:
             static = ~(self.next_allowed & ~torch.eye(len(self.allowed), dtype=torch.bool, device=self.device)).any(-1)
             self.beam_blockers = ~self.enterable & static
+        self.zapper = zapper_of(name) if self.enterable is not None else None
+        self.is_beam_code = None
+        if self.zapper is not None:
             self.is_zap = torch.tensor([a == FIRE_ZAP for a in model.action_vocab], device=self.device)
             beam = zap_beam_code(self.codebook.patches[self.allowed.cpu().numpy()])
             if beam is not None:  # the frame shows the rule's beams, and no other
@@ -306,6 +311,23 @@ class DreamSimulator:
                 self.beam_only = torch.where(self.is_beam_code, 0.0, float("-inf"))
                 self.logits_hooks.append(self.zap_rule)
         self.zap_state: ZapState | None = None
+        # Clean Up's river and orchard by the game's rule (actionparty_env/clean_up.py), where the codes show them.
+        rules = clean_up_rules_of(name) if self.enterable is not None else None
+        found = clean_up_codes(self.codebook.patches[self.allowed.cpu().numpy()]) if rules else None
+        self.clean_up = None if found is None else CleanUpRule.of(rules, found, self.device)
+        if self.clean_up is not None:
+            self.is_clean = torch.tensor([a == FIRE_CLEAN for a in model.action_vocab], device=self.device)
+            # the codes other rules draw over the river and the orchard: players, a zap's beam
+            self.clean_up_free = self.player_code | (self.is_beam_code if self.is_beam_code is not None else False)
+            self.logits_hooks.append(self.clean_up_rule)
+            self.clean_up_apples_drawn = bool(found.apple.any())
+            if not self.clean_up_apples_drawn:
+                warnings.warn(f"{name}: this checkpoint's codebook has no apple for this game (no training episode "
+                              f"grew one), so the dream pays apples by the game's rule but cannot draw them; "
+                              f"retrain with episodes whose players clean the river (docs/TRAINING.md)",
+                              CheckpointWarning, stacklevel=2)
+        self.clean_up_state: CleanUpState | None = None
+        self.clean_beam: torch.Tensor | None = None  # [B, R*C] the cells this step's cleaning beams cover
         self.zap_beam: torch.Tensor | None = None  # [B, R*C] the cells this step's beams cover, during a step
         self.apple_shows: torch.Tensor | None = None  # [B, R*C] what each spot shows next, during a step
         self.void: torch.Tensor | None = None  # [B, R*C] bool, set at each reset where the map varies
@@ -354,9 +376,10 @@ class DreamSimulator:
         stamina = self.stamina_state.fields() if self.stamina_state is not None else ()
         apples = (self.apple_state.spots, self.apple_state.live) if self.apple_state is not None else ()
         zaps = self.zap_state.fields() if self.zap_state is not None else ()
+        clean_up = self.clean_up_state.fields() if self.clean_up_state is not None else ()
         held = [t for t in (self.void, self.owned if self.sprites is not None else None) if t is not None]
         players = self.players
-        return [self.codes, players.cells, players.facing, players.alive, *stamina, *apples, *zaps, *held,
+        return [self.codes, players.cells, players.facing, players.alive, *stamina, *apples, *zaps, *clean_up, *held,
                 self.present, *self.cache.tensors()]
 
     def _load_step_state(self, tensors: list[torch.Tensor]) -> None:
@@ -369,6 +392,8 @@ class DreamSimulator:
             self.apple_state = AppleState(next(it), next(it))
         if self.zap_state is not None:
             self.zap_state = ZapState(next(it), next(it))
+        if self.clean_up_state is not None:
+            self.clean_up_state = CleanUpState(*(next(it) for _ in self.clean_up_state.fields()))
         if self.void is not None:
             self.void = next(it)
         if self.sprites is not None:
@@ -421,9 +446,12 @@ class DreamSimulator:
         if self.apples is not None:
             apples = AppleState.at_start(self.apples.codes, self.code_index[codes.view(len(codes), -1)])
         zaps = ZapState.fresh(tuple(players.alive.shape), self.device) if self.zapper is not None else None
+        clean_up = None
+        if self.clean_up is not None:
+            clean_up = CleanUpState.at_start(self.clean_up, self.code_index[codes.view(len(codes), -1)], self.num_players)
         if worlds is None or self.codes is None:
             self.codes, self.players, self.void, self.stamina_state = codes, players, void, fresh
-            self.apple_state, self.zap_state = apples, zaps
+            self.apple_state, self.zap_state, self.clean_up_state = apples, zaps, clean_up
             self.cache = self._new_cache()
             return
         worlds = torch.as_tensor(worlds, device=self.device).bool()
@@ -440,6 +468,8 @@ class DreamSimulator:
             self.apple_state = apples.where(worlds, self.apple_state)
         if zaps is not None:
             self.zap_state = zaps.where(worlds, self.zap_state)
+        if clean_up is not None:
+            self.clean_up_state = clean_up.where(worlds, self.clean_up_state)
         self.cache.forget(worlds)
 
     def _void(self, codes: torch.Tensor, players: PlayerStates) -> torch.Tensor:
@@ -551,6 +581,20 @@ class DreamSimulator:
         step's beams cover (`zap_beam`), over whatever the rules before it allow there, and nowhere else."""
         return torch.where(self.zap_beam[..., None], self.beam_only, logits.masked_fill(self.is_beam_code, float("-inf")))
 
+    def clean_up_rule(self, logits: torch.Tensor, cells: torch.Tensor, facing: torch.Tensor,
+                      drawn: torch.Tensor) -> torch.Tensor:
+        """Clean Up's river and orchard as a logits hook (actionparty_env/clean_up.py): a container shows
+        its water or its dirt as the rule says, a spot an apple or none, a cleaning beam's cell a beam
+        code (over a zap's, as the engine draws it: `zap_rule` leaves those cells to this one); nowhere
+        else dirt, an apple or a cleaning beam. Players and zaps are the other rules'."""
+        codes, rule, state = self.clean_up.codes, self.clean_up, self.clean_up_state
+        river = torch.where(state.dirt[..., None], codes.dirt, codes.water)
+        ground = ~(codes.apple | codes.dirt | codes.beam)
+        spot = torch.where(state.apples[..., None] & self.clean_up_apples_drawn, codes.apple, ground)
+        keep = torch.where(rule.river[:, None], river, torch.where(rule.spots[:, None], spot, ground))
+        keep = torch.where(self.clean_beam[..., None], codes.beam | self.player_code, keep | self.clean_up_free)
+        return logits.masked_fill(~keep, float("-inf"))
+
     def sprite_rule(self, logits: torch.Tensor, cells: torch.Tensor, facing: torch.Tensor,
                     drawn: torch.Tensor) -> torch.Tensor:
         """The sprite rule as a logits hook: player sprites only where a drawn player stands, there only
@@ -639,9 +683,11 @@ class DreamSimulator:
         else:  # the first checkpoint's pointer over every cell
             cell_idx = out["cell_logits"].argmax(-1)
             cells = torch.where(alive[..., None], torch.stack([cell_idx // cols, cell_idx % cols], -1), now.cells)
+        standing = alive  # on the map after the moves, before any zap (a zapped player has eaten first)
+        if self.enterable is not None:
+            walls = self.beam_blockers[prev.clamp(min=0)] & (prev >= 0)  # what stops a beam
         if self.zapper is not None:
-            blocks = self.beam_blockers[prev.clamp(min=0)] & (prev >= 0)
-            hits, beam = zap_beams(self.zapper, fires, cells, facing, now.alive & self.present, blocks, rows, cols)
+            hits, beam = zap_beams(self.zapper, fires, cells, facing, now.alive & self.present, walls, rows, cols)
             alive = alive & ~hits.any(1)
             drawn = cell_holders(cells, alive & self.present, rows, cols)[:, :-1] >= 0  # a returning player is drawn
             self.zap_beam = beam & ~drawn
@@ -658,6 +704,15 @@ class DreamSimulator:
             self.expected_rewards = torch.where(self.predators, meal, self.expected_rewards)
         if self.coin_payoffs is not None:
             rewards = self.expected_rewards = self._coin_rewards(prev, now, cells, alive)
+        if self.clean_up is not None:
+            rewards, self.clean_up_state, beam = clean_up_step(
+                self.clean_up, self.clean_up_state, prev, self.clean_up_free | self.clean_up.codes.beam,
+                PlayerStates(now.cells, now.facing, now.alive & self.present), cells, facing, standing & self.present, self.is_clean[action_ids], rows, cols, walls, self.generator,
+                random_events=self.decoding != "argmax")
+            self.clean_beam = beam & ~(cell_holders(cells, alive & self.present, rows, cols)[:, :-1] >= 0)
+            if self.zapper is not None:  # the cleaning beam is drawn over a zap's where they cross
+                self.zap_beam = self.zap_beam & ~self.clean_beam
+            self.expected_rewards = rewards
         if self.apples is not None:
             rewards, self.apple_state, self.apple_shows = apple_step(
                 self.apples, self.apple_state, prev, self.player_code, cells, alive & self.present, rows, cols,
