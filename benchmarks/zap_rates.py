@@ -1,7 +1,7 @@
-"""Zaps under a policy that acts on its own world: removals, returns and beams, real game vs dream.
+"""Zaps (and clean_up's cleaning) under a policy that acts on its own world, real game vs dream.
 
     python -m benchmarks.zap_rates [--substrates commons_harvest__open clean_up] [--worlds 4] [--steps 100] \\
-        [--zap-share 0.3] [--device auto] [--checkpoint DIR] [--out-dir benchmarks/results --tag TAG]
+        [--zap-share 0.3] [--clean-share 0.3] [--device auto] [--checkpoint DIR] [--out-dir benchmarks/results --tag TAG]
 
 `benchmark dynamics` feeds the dream the real episode's recorded actions; once the dream's players
 drift from the real ones (a respawn at another spawn point is enough), a recorded zap aims where a
@@ -11,7 +11,10 @@ actions: uniform random actions with FIRE_ZAP taken at `--zap-share` (so zaps ar
 real starts (`--worlds` real builds, seeds 0..K-1; the dream starts from the same builds' first
 frames, `start="real"`), for `--steps` steps. Counted per 100 steps (all players): zaps fired
 (`zaps.zap_step` on each world's own states), players removed, players returned, and cells showing
-the beam. Writes zap_rates_<tag>.json and .md (machine, command, commit).
+the beam. In clean_up (actionparty_env/clean_up.py) FIRE_CLEAN is also taken at `--clean-share`, and
+the river is counted from the frames: containers cleaned (dirty, then clean water), dirt spawned (clean,
+then dirty) and cells showing the cleaning beam. Writes zap_rates_<tag>.json and .md (machine,
+command, commit).
 """
 from __future__ import annotations
 
@@ -23,18 +26,43 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+from actionparty_env.clean_up import CLEAN_UP, FIRE_CLEAN, RIVER_CELLS, clean_up_codes, map_cells
 from actionparty_env.games import get_game
+from actionparty_env.model.codebook import Codebook, unique_patches
 from actionparty_env.zaps import BEAM_COLOUR, FIRE_ZAP, ZAPPERS, ZapState, after_hits, zap_step
 from benchmarks.provenance import git_commit, machine, save_results
 
 COUNTS = ("fired", "removed", "returned", "beam cells")
+RIVER_COUNTS = ("cleaned", "dirt spawned", "cleaning beam cells")
 
 
-def random_zapping(game, worlds: int, share: float, rng: np.random.Generator) -> np.ndarray:
-    """Actions [worlds, N]: uniform, FIRE_ZAP instead with probability `share`."""
+def random_zapping(game, worlds: int, share: float, rng: np.random.Generator, clean_share: float = 0.0) -> np.ndarray:
+    """Actions [worlds, N]: uniform, FIRE_ZAP instead with probability `share`, or (in a game with
+    FIRE_CLEAN) FIRE_CLEAN with probability `clean_share`."""
     actions = rng.integers(0, game.num_actions, (worlds, game.num_players))
-    actions[rng.random(actions.shape) < share] = game.action_names.index(FIRE_ZAP)
+    pick = rng.random(actions.shape)
+    actions[pick < share] = game.action_names.index(FIRE_ZAP)
+    if FIRE_CLEAN in game.action_names:
+        actions[(pick >= share) & (pick < share + clean_share)] = game.action_names.index(FIRE_CLEAN)
     return actions
+
+
+def river(frame: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """clean_up's frame [H, W, 3], cell by cell [R*C] bool: (dirty containers, clean containers, cells
+    showing the cleaning beam), read from the frame's own patches (clean_up.clean_up_codes)."""
+    book = Codebook.from_patch_sets([unique_patches(frame)])
+    codes, index = clean_up_codes(book.patches), book.encode(frame).reshape(-1)
+    containers = map_cells(RIVER_CELLS)
+    return codes.dirt.numpy()[index] & containers, codes.water.numpy()[index] & containers, codes.beam.numpy()[index]
+
+
+def count_river(tally: dict, before, after) -> None:
+    """Add one step of every world (frames `before` and `after`) to `tally`'s river counts."""
+    for b, a in zip(before, after):
+        (dirt_b, clean_b, _), (dirt_a, clean_a, beam) = river(b), river(a)
+        tally["cleaned"] += int((dirt_b & clean_a).sum())
+        tally["dirt spawned"] += int((clean_b & dirt_a).sum())
+        tally["cleaning beam cells"] += int(beam.sum())
 
 
 def beam_cells(frame: np.ndarray) -> int:
@@ -45,8 +73,11 @@ def beam_cells(frame: np.ndarray) -> int:
 
 
 def count(tally: dict, zaps: torch.Tensor, state: ZapState, substrate: str, alive: np.ndarray,
-          alive_next: np.ndarray, frames) -> ZapState:
-    """Add one step of every world to `tally`; returns the zaps' clock after it."""
+          alive_next: np.ndarray, before, frames) -> ZapState:
+    """Add one step of every world (its frames `before` and after it, `frames`) to `tally`; returns the
+    zaps' clock after it."""
+    if substrate in CLEAN_UP:
+        count_river(tally, before, frames)
     fires, _, state = zap_step(ZAPPERS[substrate], state, torch.from_numpy(alive), zaps)
     tally["fired"] += int(fires.sum())
     tally["removed"] += int((alive & ~alive_next).sum())
@@ -55,23 +86,27 @@ def count(tally: dict, zaps: torch.Tensor, state: ZapState, substrate: str, aliv
     return after_hits(state, torch.from_numpy(alive_next))
 
 
-def real_rates(substrate: str, worlds: int, steps: int, share: float, seed: int) -> dict:
+def counters(substrate: str) -> dict:
+    return dict.fromkeys(COUNTS + (RIVER_COUNTS if substrate in CLEAN_UP else ()), 0)
+
+
+def real_rates(substrate: str, worlds: int, steps: int, share: float, clean_share: float, seed: int) -> dict:
     from actionparty_env.real import MeltingPotEngine
 
     game, rng = get_game(substrate), np.random.default_rng(seed)
     engines = [MeltingPotEngine() for _ in range(worlds)]
     now = [e.build(substrate, seed=w) for w, e in enumerate(engines)]
-    tally, state = dict.fromkeys(COUNTS, 0), ZapState.fresh((worlds, game.num_players), "cpu")
+    tally, state = counters(substrate), ZapState.fresh((worlds, game.num_players), "cpu")
     for _ in tqdm(range(steps), desc=f"{substrate} real", file=sys.stdout, mininterval=5):
-        actions = random_zapping(game, worlds, share, rng)
-        alive = np.stack([s.players.alive for s in now])
+        actions = random_zapping(game, worlds, share, rng, clean_share)
+        alive, before = np.stack([s.players.alive for s in now]), [s.frame for s in now]
         now = [e.step(a) for e, a in zip(engines, actions)]
         state = count(tally, torch.from_numpy(actions == game.action_names.index(FIRE_ZAP)), state, substrate,
-                      alive, np.stack([s.players.alive for s in now]), [s.frame for s in now])
+                      alive, np.stack([s.players.alive for s in now]), before, [s.frame for s in now])
     return tally
 
 
-def dream_rates(substrate: str, worlds: int, steps: int, share: float, seed: int, device: str,
+def dream_rates(substrate: str, worlds: int, steps: int, share: float, clean_share: float, seed: int, device: str,
                 checkpoint: str | None) -> dict:
     from actionparty_env.env import DreamWorlds
 
@@ -79,13 +114,16 @@ def dream_rates(substrate: str, worlds: int, steps: int, share: float, seed: int
     dream = DreamWorlds(substrate, num_worlds=worlds, device=device, checkpoint=checkpoint, start="real")
     dream.reset(list(range(worlds)))
     sim = dream.sim
-    tally, state = dict.fromkeys(COUNTS, 0), ZapState.fresh((worlds, game.num_players), "cpu")
+    tally, state = counters(substrate), ZapState.fresh((worlds, game.num_players), "cpu")
+    before = list(sim.codebook.decode(sim.codes).cpu().numpy())
     for _ in tqdm(range(steps), desc=f"{substrate} dream", file=sys.stdout, mininterval=5):
-        actions = random_zapping(game, worlds, share, rng)
+        actions = random_zapping(game, worlds, share, rng, clean_share)
         alive = sim.players.alive.cpu().numpy()
         result = sim.step(torch.as_tensor(actions, device=sim.device))
+        frames = list(result.frames.cpu().numpy())
         state = count(tally, torch.from_numpy(actions == game.action_names.index(FIRE_ZAP)), state, substrate,
-                      alive, result.players.alive.cpu().numpy(), list(result.frames.cpu().numpy()))
+                      alive, result.players.alive.cpu().numpy(), before, frames)
+        before = frames
     return tally
 
 
@@ -97,18 +135,31 @@ def to_markdown(result: dict) -> str:
              f"with FIRE_ZAP at {m['zap_share']}, from real starts (builds 0..{m['worlds'] - 1}); counts per 100 steps, "
              "all players (benchmarks/zap_rates.py).", "",
              "| substrate | run | " + " | ".join(f"{c} / 100 steps" for c in COUNTS) + " |", "|---|---|" + "---|" * len(COUNTS)]
-    for substrate, runs in result["substrates"].items():
-        per = 100 / (m["worlds"] * m["steps"])
-        for run in ("real", "dream"):
-            cells = []
-            for c in COUNTS:
-                v = runs[run][c] * per
-                real = runs["real"][c] * per
-                cells.append(f"{v:.1f}" + (f" ({v / real:.2f})" if run == "dream" and real else ""))
-            lines.append(f"| {substrate} | {run} | " + " | ".join(cells) + " |")
+    lines += _rows(result, COUNTS)
     lines += ["", "In brackets: dream / real. Fired zaps follow each world's own players (who is alive, the cooldown), "
               "so they differ where removals do."]
+    river_games = {k: v for k, v in result["substrates"].items() if RIVER_COUNTS[0] in v["real"]}
+    if river_games:
+        lines += ["", f"clean_up's river, FIRE_CLEAN at {m['clean_share']} (containers cleaned: dirty then clean water; "
+                  "spawned: clean then dirty; cells under a player are counted in neither):", "",
+                  "| substrate | run | " + " | ".join(f"{c} / 100 steps" for c in RIVER_COUNTS) + " |",
+                  "|---|---|" + "---|" * len(RIVER_COUNTS)]
+        lines += _rows({**result, "substrates": river_games}, RIVER_COUNTS)
     return "\n".join(lines) + "\n"
+
+
+def _rows(result: dict, counts: tuple[str, ...]) -> list[str]:
+    """One table row per substrate and run: each count per 100 steps, the dream's over the real's in brackets."""
+    m, rows = result["meta"], []
+    per = 100 / (m["worlds"] * m["steps"])
+    for substrate, runs in result["substrates"].items():
+        for run in ("real", "dream"):
+            cells = []
+            for c in counts:
+                v, real = runs[run][c] * per, runs["real"][c] * per
+                cells.append(f"{v:.1f}" + (f" ({v / real:.2f})" if run == "dream" and real else ""))
+            rows.append(f"| {substrate} | {run} | " + " | ".join(cells) + " |")
+    return rows
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -117,6 +168,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--worlds", type=int, default=4)
     p.add_argument("--steps", type=int, default=100)
     p.add_argument("--zap-share", type=float, default=0.3)
+    p.add_argument("--clean-share", type=float, default=0.3, help="FIRE_CLEAN's share in clean_up")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", default="auto")
     p.add_argument("--checkpoint", default=None)
@@ -126,17 +178,20 @@ def main(argv: list[str] | None = None) -> int:
     unknown = [s for s in args.substrates if s not in ZAPPERS]
     if unknown:
         p.error(f"no zap rule for {', '.join(unknown)}; these have one: {', '.join(sorted(ZAPPERS))}")
-    if args.worlds < 1 or args.steps < 1 or not 0 <= args.zap_share <= 1:
-        p.error("--worlds and --steps must be >= 1 and --zap-share in [0, 1]")
+    if args.worlds < 1 or args.steps < 1 or not (0 <= args.zap_share and 0 <= args.clean_share
+                                                  and args.zap_share + args.clean_share <= 1):
+        p.error("--worlds and --steps must be >= 1, --zap-share and --clean-share >= 0 and at most 1 together")
     device = ("cuda" if torch.cuda.is_available() else "cpu") if args.device == "auto" else args.device
     result = {"substrates": {}, "meta": {
         "command": "python -m benchmarks.zap_rates " + " ".join(sys.argv[1:] if argv is None else argv),
         "commit": git_commit(), "machine": machine(), "device": torch.cuda.get_device_name() if device.startswith("cuda")
-        else "cpu", "worlds": args.worlds, "steps": args.steps, "zap_share": args.zap_share}}
+        else "cpu", "worlds": args.worlds, "steps": args.steps, "zap_share": args.zap_share,
+        "clean_share": args.clean_share}}
     for substrate in args.substrates:
         result["substrates"][substrate] = {
-            "real": real_rates(substrate, args.worlds, args.steps, args.zap_share, args.seed),
-            "dream": dream_rates(substrate, args.worlds, args.steps, args.zap_share, args.seed, device, args.checkpoint)}
+            "real": real_rates(substrate, args.worlds, args.steps, args.zap_share, args.clean_share, args.seed),
+            "dream": dream_rates(substrate, args.worlds, args.steps, args.zap_share, args.clean_share, args.seed, device,
+                                 args.checkpoint)}
     save_results(Path(args.out_dir) / f"zap_rates_{args.tag or device.split(':')[0]}", result, to_markdown(result))
     return 0
 

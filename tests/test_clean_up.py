@@ -232,3 +232,19 @@ def test_the_bundled_dream_cleans_the_river_by_the_rule():
         beams += int(sim.clean_beam.sum())
         assert not result.rewards.any()  # 79 of 147 dirty: nothing grows
     assert cleaned > 0 and beams > 20, (cleaned, beams)
+
+
+def test_the_zap_rates_benchmark_reads_the_river_from_a_real_frame():
+    """benchmarks/zap_rates.py counts clean_up's river from the frames alone: a real first frame shows the
+    map's 79 dirty and 68 clean containers, and a step that changes nothing counts nothing."""
+    from actionparty_env.real import MeltingPotEngine
+    from benchmarks import zap_rates
+
+    frame = MeltingPotEngine().build("clean_up", seed=0).frame
+    dirt, water, beam = zap_rates.river(frame)
+    assert dirt.sum() == 79 and water.sum() == 68 and not beam.any()
+    assert np.array_equal(dirt, map_cells("F"))
+    tally = zap_rates.counters("clean_up")
+    zap_rates.count_river(tally, [frame], [frame])
+    assert tally["cleaned"] == tally["dirt spawned"] == tally["cleaning beam cells"] == 0
+    assert set(zap_rates.counters("commons_harvest__open")) == set(zap_rates.COUNTS)
