@@ -40,7 +40,9 @@ Decoding (`decoding=`), the small pure functions below:
   players (the commons_harvest games, clean_up) the game's rule says who is on the map
   (actionparty_env/zaps.py): a FIRE_ZAP off cooldown fires a beam after the moves, the players it
   reaches are removed, and each returns, at a spawn cell the pointer head draws, on the game's clock.
-  Seeded: same seed, same dream.
+  In clean_up the river and the orchard follow the game's rule (actionparty_env/clean_up.py): dirt
+  spawns and is cleaned by FIRE_CLEAN's beam, apples grow at the rate the river's dirt sets and pay
+  +1 to the player that eats one. Seeded: same seed, same dream.
 - "argmax": every output at its mode (the first checkpoint's decoding): no random event ever happens.
 """
 from __future__ import annotations
