@@ -178,8 +178,11 @@ def test_rl_mix_is_seeded_mixes_its_behaviours_and_covers_the_action_space():
     assert header["params"]["weights"]["persistent_random"] >= 0.3
     # over many players the behaviours come at their stated rates
     many = make_policy("rl_mix", CLEAN_UP.action_set, 4000, seed=1).describe()["behaviours"]
-    for name, w in RLMixParams().weights.items():
-        assert abs(many.count(name) / 4000 - w) < 0.03, name
+    weights = RLMixParams().weights  # clean_up has a river: its cleaners count
+    for name, w in weights.items():
+        assert abs(many.count(name) / 4000 - w / sum(weights.values())) < 0.03, name
+    coins = make_policy("rl_mix", get_game("coins").action_set, 4000, seed=1).describe()["behaviours"]
+    assert "cleaner" not in coins  # no river: the draw is over the others alone
     with pytest.raises(ValueError, match="closed-loop"):
         a.act()
     with pytest.raises(ValueError, match="cells"):
@@ -205,3 +208,26 @@ def test_rl_mix_records_and_replays_from_the_stored_states(tmp_path):
                   ep.frames[t], rewards)
         assert np.array_equal(p.act(t, s), ep.actions[t]), t
         rewards = ep.rewards[t]
+
+
+def test_cleaners_clean_clean_ups_river_until_apples_grow():
+    """rl_mix in the real clean_up: its cleaners (about half the players there) find the dirt from the
+    frame and, in shifts, clean the river below the 40% of dirt where apples stop growing (79 of 147
+    dirty at the start), and apples grow and are eaten. Without cleaners no recorded episode grew one."""
+    from actionparty_env.clean_up import RIVER_CELLS, clean_up_codes, map_cells
+    from actionparty_env.model.codebook import Codebook, unique_patches
+    from actionparty_env.real import MeltingPotEngine
+
+    engine = MeltingPotEngine()
+    step = engine.build("clean_up", seed=1)
+    policy = rl_mix(CLEAN_UP.action_set, 7, seed=1)
+    assert policy.behaviours.count("cleaner") >= 3
+    rewards, least_dirt = 0.0, 147
+    for t in range(300):
+        step = engine.step(policy.act(t, State(step.players, 21, 30, frame=step.frame, rewards=step.rewards)))
+        rewards += float(step.rewards.sum())
+        if t % 25 == 24:
+            book = Codebook.from_patch_sets([unique_patches(step.frame)])
+            dirt = clean_up_codes(book.patches).dirt.numpy()[book.encode(step.frame).reshape(-1)]
+            least_dirt = min(least_dirt, int((dirt & map_cells(RIVER_CELLS)).sum()))
+    assert least_dirt < 0.4 * 147 and rewards > 5, (least_dirt, rewards)

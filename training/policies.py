@@ -27,7 +27,14 @@ the recorder) and acts on it:
   - `follower` (5%): walks to the cell behind another player, faces its way and queues behind it;
   - `collector` (10%): walks forward through the map in long runs, turns where a wall stops it, uses
     the substrate's other `use` actions often (harvest, clean, claim), and walks to the nearest cell
-    showing a patch that paid a player who stepped onto it this episode (apples, coins).
+    showing a patch that paid a player who stepped onto it this episode (apples, coins);
+  - `cleaner` (weight 1.0, only where the substrate has a cleaning action, so about half of clean_up's
+    players; fewer clean slower than the river fouls, 0.5 cells a step): in shifts, walks to the
+    nearest cell showing the river's dirt (the dirt's colour over another patch of the frame,
+    `actionparty_env.clean_up.overlay_pairs`) and fires FIRE_CLEAN when the dirt is within the beam's
+    reach ahead, then collects a while (someone must eat what the clean river grows); with no dirt in
+    sight it collects. Without cleaners no recorded clean_up episode grew
+    an apple (the river starts above the pollution at which apples stop growing).
   Every closed-loop player also takes a uniformly random action now and then (`p_noise`), stands
   still a few steps when the game refused its move or turn (stamina, a freeze), and steers round the
   walls the players have bumped into (`ClosedLoopPolicy`).
@@ -56,6 +63,7 @@ from pathlib import Path
 
 import numpy as np
 
+from actionparty_env.clean_up import DIRT_COLOUR, overlay_pairs
 from actionparty_env.grid import HasPlayers, PlayerStates
 
 POLICIES = ("persistent_random", "mix", "rl_mix")
@@ -171,6 +179,7 @@ DIRS = np.array([(-1, 0), (0, 1), (1, 0), (0, -1)], dtype=np.int64)  # N, E, S, 
 # `use` actions aimed at other players: zaps, the *_in_the_matrix and predator_prey interaction
 # beams, hidden_agenda's tag. Other `use` actions (clean, claim, harvest, eat, ...) are "collect".
 ZAP_KEYS = ("fireZap", "interact", "tag")
+CLEAN_KEYS = ("fireClean",)
 WALL_MEMORY = 300  # steps a cell that refused a move stays known as a wall (walls can be destroyed)
 TIRED_MEMORY = 20  # steps after a refused turn in which a player's refused moves mark no walls
 _PATCH_MULT = (np.random.default_rng(0x9A7C4).integers(1, 2**63, size=24, dtype=np.uint64) | np.uint64(1))
@@ -203,7 +212,8 @@ class State(HasPlayers):
 class ActionTable:
     """A substrate's actions by what they do: moves by direction relative to the facing (from the
     `move` value: 1..4 = forward, right, backward, left), turns by sign, `use` actions split into
-    player-directed ones (`zap`, keys in ZAP_KEYS) and the rest (`collect`)."""
+    player-directed ones (`zap`, keys in ZAP_KEYS) and the rest (`collect`), of which `clean` cleans
+    (keys in CLEAN_KEYS)."""
 
     def __init__(self, action_set: Sequence[Mapping[str, int]]):
         self.kinds = action_kinds(action_set)
@@ -212,7 +222,7 @@ class ActionTable:
         self.offset = np.full(self.num_actions, -1, dtype=np.int64)   # per action: its move offset
         self.turn: dict[int, int] = {}          # -1 left, +1 right
         self.idle = self.kinds.index("idle") if "idle" in self.kinds else 0
-        self.zap, self.collect = [], []
+        self.zap, self.collect, self.clean = [], [], []
         for a, (kind, action) in enumerate(zip(self.kinds, action_set)):
             if kind in ("forward", "step") and 1 <= action["move"] <= 4:
                 self.move.setdefault(action["move"] - 1, a)
@@ -222,6 +232,8 @@ class ActionTable:
             elif kind == "use":
                 keyed = any(action.get(k, 0) != 0 for k in ZAP_KEYS)
                 (self.zap if keyed else self.collect).append(a)
+                if any(action.get(k, 0) != 0 for k in CLEAN_KEYS):
+                    self.clean.append(a)
         self.use = self.zap + self.collect
 
 
@@ -263,16 +275,31 @@ class CollectorParams:
 
 
 @dataclass(frozen=True)
+class CleanerParams:
+    reach: int = 3           # fire when the dirt is 1..reach cells ahead ...
+    width: int = 1           # ... and at most this far to the side (the Cleaner's beam: 3 long, 1 wide)
+    p_fire: float = 0.9
+    p_noise: float = 0.05    # a uniformly random action now and then
+    p_turn: float = 0.5      # while walking to the dirt: turn toward it rather than step sideways
+    p_unstick: float = 0.9   # a move a wall stopped: turn
+    # it takes shifts: this many steps at the river, then this many collecting (someone must eat)
+    clean_steps: tuple[int, int] = (40, 120)
+    collect_steps: tuple[int, int] = (30, 90)
+
+
+@dataclass(frozen=True)
 class RLMixParams:
+    # "cleaner" counts only where the substrate has a cleaning action (elsewhere the draw is as before)
     weights: dict[str, float] = field(default_factory=lambda: {
         "persistent_random": 0.35, "explorer": 0.20, "seeker": 0.25, "blocker": 0.05,
-        "follower": 0.05, "collector": 0.10})
+        "follower": 0.05, "collector": 0.10, "cleaner": 1.0})
     random: PersistentRandomParams = field(default_factory=PersistentRandomParams)
     explorer: ExplorerParams = field(default_factory=ExplorerParams)
     seeker: SeekerParams = field(default_factory=SeekerParams)
     blocker: FollowerParams = field(default_factory=FollowerParams)
     follower: FollowerParams = field(default_factory=lambda: FollowerParams(spot="behind"))
     collector: CollectorParams = field(default_factory=CollectorParams)
+    cleaner: CleanerParams = field(default_factory=CleanerParams)
 
 
 @dataclass
@@ -284,6 +311,7 @@ class _Seen:
     bumped: list[str]        # per player: "", "player", "refused" or "wall" (its last move failed: why)
     tired: list[bool]        # per player: its last move or turn was refused (stamina, a freeze)
     resources: np.ndarray | None = None  # int [K, 2]: cells showing a patch that paid when entered
+    dirt: np.ndarray | None = None       # int [K, 2]: cells showing the river's dirt (clean_up)
 
     def wrap(self, d: np.ndarray) -> np.ndarray:
         if self.state.torus:
@@ -315,6 +343,7 @@ class _Player:
         self.action, self.left = 0, 0         # an action held for `left` more steps
         self.target, self.target_left = -1, 0
         self.contact, self.contact_max, self.rest_left = 0, 0, 0
+        self.shift, self.shift_left = "collect", 0  # a cleaner's shift (the first is "clean") and its steps left
 
     # -- helpers
     def _hold(self, action: int, lo: int, hi: int) -> int:
@@ -414,6 +443,8 @@ class _Player:
             return self._seeker(i, seen)
         if self.behaviour in ("blocker", "follower"):
             return self._follower(i, seen)
+        if self.behaviour == "cleaner":
+            return self._cleaner(i, seen)
         return self._collector(i, seen, self.params)
 
     def _seeker(self, i: int, seen: _Seen) -> int:
@@ -472,6 +503,30 @@ class _Player:
             return t.move.get(0, t.idle) if rng.random() < 0.5 else t.idle  # push or wait
         return self._toward(d, cell, facing, p.p_turn, seen)
 
+    def _cleaner(self, i: int, seen: _Seen) -> int:
+        p, t, rng, state = self.params, self.table, self.rng, seen.state
+        self.shift_left -= 1
+        if self.shift_left <= 0:
+            self.shift = "collect" if self.shift == "clean" else "clean"
+            self.shift_left = int(rng.integers(*(p.clean_steps if self.shift == "clean" else p.collect_steps))) + 1
+        if self.shift == "collect" or seen.dirt is None or not len(seen.dirt):
+            return self._collector(i, seen, self.collector)
+        if rng.random() < p.p_noise:
+            return self._random(1, 1)
+        if seen.bumped[i] == "wall" and rng.random() < p.p_unstick:
+            return self._escape()
+        cell, facing = state.cells[i], int(state.facing[i])
+        d = seen.wrap(seen.dirt - cell)
+        dist = np.abs(d).sum(-1)
+        ahead, side = d @ DIRS[facing], d @ DIRS[(facing + 1) % 4]
+        if ((ahead >= 1) & (ahead <= p.reach) & (np.abs(side) <= p.width)).any() and rng.random() < p.p_fire:
+            return int(t.clean[int(rng.integers(len(t.clean)))])
+        best = np.flatnonzero(dist == dist.min())
+        target = d[best[int(rng.integers(len(best)))]]
+        if not target.any():  # standing on the dirt: the beam starts ahead, so step off it
+            return self._escape()
+        return self._toward(target, cell, facing, p.p_turn, seen)
+
     def _collector(self, i: int, seen: _Seen, p: CollectorParams) -> int:
         t, rng, state = self.table, self.rng, seen.state
         if seen.bumped[i] == "wall" and t.turn and rng.random() < p.p_unstick:
@@ -519,6 +574,8 @@ class ClosedLoopPolicy:
         self._hashes: np.ndarray | None = None   # the last frame's patch hashes
         self._paid: set[int] = set()             # patch hashes that paid when entered
         self._walkable: set[int] = set()         # patch hashes a player has stepped onto
+        self._dirt: set[int] = set()             # patch hashes showing the river's dirt (cleaners only)
+        self._classified: set[int] = set()       # patch hashes already looked at for dirt
         self._t = 0
 
     def _bumps(self, state: State, prev_hashes: np.ndarray | None) -> tuple[list[str], list[bool]]:
@@ -587,6 +644,20 @@ class ClosedLoopPolicy:
             return None
         return np.argwhere(np.isin(hashes, np.fromiter(self._paid, dtype=np.uint64)))
 
+    def _dirt_cells(self, frame: np.ndarray, hashes: np.ndarray) -> np.ndarray:
+        """int [K, 2]: the cells showing dirt, the dirt's colour drawn over another patch of a frame
+        (looked at again only when the frame shows patches not seen before)."""
+        if not set(np.unique(hashes).tolist()) <= self._classified:
+            rows, cols = hashes.shape
+            cells = frame[:rows * 8, :cols * 8].reshape(rows, 8, cols, 8, 3).transpose(0, 2, 1, 3, 4).reshape(-1, 8, 8, 3)
+            keys, first = np.unique(hashes.reshape(-1), return_index=True)
+            pairs = overlay_pairs(cells[first], DIRT_COLOUR)
+            self._dirt.update(int(keys[k]) for k in pairs[:, 1])
+            self._classified.update(int(k) for k in keys)
+        if not self._dirt:
+            return np.zeros((0, 2), np.int64)
+        return np.argwhere(np.isin(hashes, np.fromiter(self._dirt, dtype=np.uint64)))
+
     def act(self, step: int | None = None, state: State | None = None) -> np.ndarray:
         """int64 [N]: this step's action index of every player, seeing `state`."""
         if state is None:
@@ -609,7 +680,10 @@ class ClosedLoopPolicy:
         resources = self._resources(state, prev, hashes)
         self._hashes = hashes
         deltas = state.cells[None, :, :] - state.cells[:, None, :]
-        seen = _Seen(state, deltas, self._t - self._wall_time < WALL_MEMORY, bumped, tired, resources)
+        dirt = None
+        if hashes is not None and "cleaner" in self.behaviours:
+            dirt = self._dirt_cells(np.asarray(state.frame), hashes)
+        seen = _Seen(state, deltas, self._t - self._wall_time < WALL_MEMORY, bumped, tired, resources, dirt)
         seen.deltas = seen.wrap(deltas)
         out = np.array([p.draw_held() if p.held is not None else p.act(i, seen)
                         for i, p in enumerate(self.players)], dtype=np.int64)
@@ -628,11 +702,11 @@ def rl_mix(action_set: Sequence[Mapping[str, int]], num_players: int, seed: int,
     """The `rl_mix` policy: per player one behaviour drawn with `params.weights`, each player with
     its own random stream, all seeded by `seed`."""
     params = params or RLMixParams()
-    names = list(params.weights)
+    table = ActionTable(action_set)
+    names = [k for k in params.weights if k != "cleaner" or table.clean]  # cleaners only where there is a river
     w = np.array([params.weights[k] for k in names], dtype=float)
     if (w < 0).any() or w.sum() <= 0:
         raise ValueError(f"behaviour weights must be >= 0 with a positive sum, got {params.weights}")
-    table = ActionTable(action_set)
     drawn = np.random.default_rng([seed, 0x51ED, 0]).choice(len(names), size=num_players, p=w / w.sum())
     players = []
     for i, k in enumerate(drawn):
@@ -644,7 +718,7 @@ def rl_mix(action_set: Sequence[Mapping[str, int]], num_players: int, seed: int,
         elif name == "explorer":
             players.append(_Player(name, params.explorer, table, rng,
                                    held=explorer(action_set, params.explorer)))
-        elif name in ("seeker", "blocker", "follower", "collector"):
+        elif name in ("seeker", "blocker", "follower", "collector", "cleaner"):
             players.append(_Player(name, getattr(params, name), table, rng, collector=params.collector))
         else:
             raise ValueError(f"unknown behaviour {name!r} in the weights")
