@@ -178,14 +178,14 @@ class CleanUpState:
                               for a, o in zip(self.fields(), other.fields())))
 
 
-def seen(codes: CleanUpCodes, rule: CleanUpRule, state: CleanUpState, frame: torch.Tensor,
-         hidden: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+def seen(rule: CleanUpRule, state: CleanUpState, frame: torch.Tensor, hidden: torch.Tensor
+         ) -> tuple[torch.Tensor, torch.Tensor]:
     """(dirt, apples) [B, R*C] as `frame` (game code indices [B, R*C]) shows them; a cell whose code is
     `hidden` ([V] bool: a player, a beam) or unknown keeps what `state` last saw there."""
     index = frame.clamp(min=0)
     shown = (frame >= 0) & ~hidden[index]
-    dirt = torch.where(shown, codes.dirt[index], state.dirt) & rule.river
-    apples = torch.where(shown, codes.apple[index], state.apples) & rule.spots
+    dirt = torch.where(shown, rule.codes.dirt[index], state.dirt) & rule.river
+    apples = torch.where(shown, rule.codes.apple[index], state.apples) & rule.spots
     return dirt, apples
 
 
@@ -210,7 +210,7 @@ def clean_up_step(rule: CleanUpRule, state: CleanUpState, frame: torch.Tensor, h
     cells a cleaning beam is drawn on)."""
     b, n = alive.shape
     rules = rule.rules
-    dirt, apples = seen(rule.codes, rule, state, frame, hidden)
+    dirt, apples = seen(rule, state, frame, hidden)
     meals = torch.zeros(b, n, device=dirt.device)
     if random_events:  # the scene's updates come before the players' moves
         grow = growth_probability(rules, dirt, rule.river)[:, None]

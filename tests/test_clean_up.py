@@ -92,7 +92,7 @@ def test_the_cleaning_beam_cleans_the_first_dirt_of_each_line_passes_players_and
 def test_the_state_is_seen_in_each_frame_except_under_players_and_beams():
     rule, hidden = _strip(CleanUpRules(), river=[0, 1, 2], spots=[3, 4, 5])
     state, _ = _state(rule, [1, 1, 1, 3, 3, 3, 2, 2])
-    dirt, apples = seen(rule.codes, rule, state, torch.tensor([[0, 5, 4, 2, 5, 4, 3, 1]]), hidden)
+    dirt, apples = seen(rule, state, torch.tensor([[0, 5, 4, 2, 5, 4, 3, 1]]), hidden)
     assert dirt[0].tolist()[:3] == [False, True, True]       # clean where water shows; under a player or beam kept
     assert apples[0].tolist()[3:6] == [False, True, True]    # eaten where sand shows
     assert not dirt[0, 3:].any() and not apples[0, 6:].any()  # nothing off the river and the spots
@@ -179,7 +179,7 @@ def test_the_clean_up_rule_cleans_pays_and_spawns_as_the_real_engine_does(monkey
         unseen += int(off.sum())
         paid += int(pay.sum())
         real_paid += int(real.sum())
-        dirt, apples = seen(codes, rule, after, index[t + 1:t + 2], hidden)
+        dirt, apples = seen(rule, after, index[t + 1:t + 2], hidden)
         wrong_dirt += int((after.dirt & ~dirt).sum())  # the rule's dirt the engine does not show
         spawned.append(int((dirt & ~after.dirt).sum()))
         waiting = rule.spots & ~after.apples & ~hidden[index[t + 1]]

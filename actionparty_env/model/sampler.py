@@ -691,9 +691,11 @@ class DreamSimulator:
         if self.zapper is not None:
             hits, beam = zap_beams(self.zapper, fires, cells, facing, now.alive & self.present, walls, rows, cols)
             alive = alive & ~hits.any(1)
-            drawn = cell_holders(cells, alive & self.present, rows, cols)[:, :-1] >= 0  # a returning player is drawn
-            self.zap_beam = beam & ~drawn
             self.zap_state = after_hits(self.zap_state, alive)
+        if self.zapper is not None or self.clean_up is not None:  # beams are not drawn over the players drawn
+            drawn = cell_holders(cells, alive & self.present, rows, cols)[:, :-1] >= 0
+        if self.zapper is not None:
+            self.zap_beam = beam & ~drawn
         ate = None
         if self.stamina is not None:
             alive, ate = self._stamina_after_moves(action_ids, now, cells, facing, alive,
@@ -707,11 +709,12 @@ class DreamSimulator:
         if self.coin_payoffs is not None:
             rewards = self.expected_rewards = self._coin_rewards(prev, now, cells, alive)
         if self.clean_up is not None:
+            before = PlayerStates(now.cells, now.facing, now.alive & self.present)
             rewards, self.clean_up_state, beam = clean_up_step(
-                self.clean_up, self.clean_up_state, prev, self.clean_up_free | self.clean_up.codes.beam,
-                PlayerStates(now.cells, now.facing, now.alive & self.present), cells, facing, standing & self.present, self.is_clean[action_ids], rows, cols, walls, self.generator,
+                self.clean_up, self.clean_up_state, prev, self.clean_up_free | self.clean_up.codes.beam, before,
+                cells, facing, standing & self.present, self.is_clean[action_ids], rows, cols, walls, self.generator,
                 random_events=self.decoding != "argmax")
-            self.clean_beam = beam & ~(cell_holders(cells, alive & self.present, rows, cols)[:, :-1] >= 0)
+            self.clean_beam = beam & ~drawn
             if self.zapper is not None:  # the cleaning beam is drawn over a zap's where they cross
                 self.zap_beam = self.zap_beam & ~self.clean_beam
             self.expected_rewards = rewards
