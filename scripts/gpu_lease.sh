@@ -8,6 +8,8 @@
 #   dyna       PPO in the dream, real episodes recorded with it, the checkpoint trained on, RL again.
 #   speed      the recorded step's GPU tests, then the dream's speed with and without the CUDA graph.
 #   small      record, then the small CPU model (training/configs/small_fast.yaml), and the play loop's frame rate.
+#   grow       rl_mix data (clean_up's apples), the bundled checkpoint trained on with its codebook grown, the
+#              small model anew; their fidelity and dynamics beside the bundled one.
 # The training jobs first record all 49 substrates on 16 cores and the held-out splits. Then:
 #   train      train the recipe (training/configs/h100.yaml) for $MINUTES, bundle it, evaluate it in
 #              closed loop on the test split, measure its speed and its pixel fidelity.
@@ -33,12 +35,17 @@ MINUTES=${MINUTES:-11}
 BUDGET=${BUDGET:-2400}
 stamp() { echo "[$(date +%T)] $*"; }
 
-record() {
-  stamp record; python3 -m training.record --out $ROOT/data --substrates $SUBSTRATES \
-    --episodes-per-substrate $EPISODES --steps $EPISODE_STEPS --workers 16 --seed 0 --policy ${POLICY:-mix} > $ROOT/record.log 2>&1
+record_episodes() {  # SUBSTRATES EPISODES STEPS: training episodes into $ROOT/data on 16 cores
+  python3 -m training.record --out $ROOT/data --substrates $1 --episodes-per-substrate $2 --steps $3 \
+    --workers 16 --seed 0 --policy ${POLICY:-mix} >> $ROOT/record.log 2>&1
+}
+
+split() {  # the held-out splits of $ROOT/data: 1 validation and $TEST test episodes per substrate
   stamp split; python3 -m training.heldout $ROOT/data --val 1 --test ${TEST:-2} --workers 16 >> $ROOT/record.log 2>&1
   grep -a "^recorded\|failed" $ROOT/record.log | tail -6
 }
+
+record() { stamp record; record_episodes $SUBSTRATES $EPISODES $EPISODE_STEPS; split; }
 
 train() {  # NAME [KEY=VALUE...]: train into $ROOT/NAME, bundle into $ROOT/ckpt_NAME
   local name=$1; shift
@@ -231,6 +238,34 @@ case "$1" in
     # The play loop's frame rate only where pygame travelled (PLAY=1 bash scripts/gpu_wheels.sh) and PLAY_STEPS > 0.
     [ "${PLAY_STEPS:-0}" -gt 0 ] && SDL_VIDEODRIVER=dummy python3 -m benchmarks.play_speed --device $DEVICE --substrates coins clean_up \
       --steps $PLAY_STEPS --out-dir $ROOT/results --tag h200 > $ROOT/play_speed.log 2>&1
+    stamp done ;;
+  job-grow)
+    # Issue 12, clean_up's apples: every substrate recorded with rl_mix (whose cleaners make clean_up's
+    # apples grow), clean_up with $CLEAN_UP_EPISODES longer episodes; the bundled checkpoint trained on
+    # ($STEPS at most $MINUTES) with its codebook grown by the patches it lacks (training/tables.py
+    # grow_codebook: the clean_up apple), the small model from scratch beside it; then pixel fidelity and
+    # dynamics of both on the fresh test split beside the bundled checkpoint.
+    export POLICY=rl_mix
+    others=$(python3 -c "from actionparty_env.games import load_catalog; print(','.join(n for n in load_catalog() if n != 'clean_up'))")
+    stamp record; record_episodes ${OTHERS:-$others} $EPISODES $EPISODE_STEPS
+    record_episodes clean_up ${CLEAN_UP_EPISODES:-48} ${CLEAN_UP_STEPS:-400}
+    TEST=${TEST:-1} split
+    stamp "train, and the small model"
+    (CONFIG=training/configs/small_fast.yaml STEPS= train small max_minutes=${SMALL_MINUTES:-$MINUTES}) &
+    INIT=$PWD/actionparty_env/checkpoints/default STEPS=${STEPS:-2000} train main max_minutes=$MINUTES \
+      lr=${LR:-2.0e-4} warmup_steps=100
+    wait
+    for ck in main small; do
+      cp actionparty_env/checkpoints/default/view_tables.npz actionparty_env/checkpoints/default/start_states.npz $ROOT/ckpt_$ck/
+      python3 -m training.bundle --refresh-digests $ROOT/ckpt_$ck >> $ROOT/bundle_$ck.log 2>&1
+    done
+    grep -a "codes of the data added" $ROOT/main.log
+    stamp "fidelity and dynamics"
+    fidelity ${TAG:-h200_grow} $ROOT/ckpt_main bundled=$PWD/actionparty_env/checkpoints/default small=$ROOT/ckpt_small &
+    python3 -m benchmarks.dynamics --device $DEVICE --checkpoint $ROOT/ckpt_main --compare bundled=$PWD/actionparty_env/checkpoints/default \
+      --compare small=$ROOT/ckpt_small --data $ROOT/data --split test --episodes 1 --steps ${DYN_STEPS:-100} --out-dir $ROOT/results \
+      --tag ${TAG:-h200_grow} > $ROOT/dynamics.log 2>&1 &
+    wait
     stamp done ;;
   job-small)
     # The small CPU model alone (issue 14): record, train training/configs/small_fast.yaml for $MINUTES, bundle.

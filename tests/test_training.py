@@ -264,3 +264,65 @@ def test_bundle_makes_a_loadable_checkpoint_with_start_states_sprite_and_transit
     assert {g: set(t.pairs.tolist()) for g, t in model.transition_tables.items()} == seen
     with np.load(tmp_path / "ck" / "start_states.npz") as starts:
         assert any(k.startswith("coins/0/") for k in starts.files)
+
+
+@pytest.mark.slow  # a 60-step training run on recorded episodes
+def test_grown_codebook_predicts_as_before_and_adds_each_new_patch_as_its_nearest_twin(batch, data):
+    from actionparty_env.model.codebook import Codebook
+    from training.tables import build_tables, grow_codebook
+
+    model, raw, game_map = batch
+    old, v = model.codebook(), model.cfg.vocab_size
+    tables = build_tables(str(data), model.cfg.max_actions, model.cfg.reward_bins, workers=0)
+    # Three patches the data never showed, each one pixel off a known patch (so that patch is its twin).
+    twins = np.array([0, v // 2, v - 1])
+    new = old.patches[twins].copy()
+    new[:, 0, 0, 0] ^= 1
+    book = Codebook.from_patch_sets([tables.codebook.patches.reshape(-1, 192), new.reshape(-1, 192)])
+    coins = tables.games.index("coins")
+    game_codes = np.zeros((len(tables.games), len(book)), bool)
+    game_codes[:, book.lookup(tables.codebook.patches)] = tables.game_codes
+    game_codes[coins, book.lookup(new)] = True  # coins drew them; cooking did not
+    grown, added = grow_codebook(model, dataclasses.replace(tables, codebook=book, game_codes=game_codes))
+
+    assert added == 3 and grown.cfg.vocab_size == v + 3 and grown.mask_code == v + 3
+    assert np.array_equal(grown.codebook().patches[:v], old.patches)  # old codes keep their numbers
+    assert np.array_equal(grown.codebook().lookup(new), v + np.arange(3)[np.argsort(np.argsort(book.lookup(new)))])
+    new_codes = grown.codebook().lookup(new)
+    assert grown.game_codes[model.games.index("coins"), new_codes].all()
+    assert not grown.game_codes[model.games.index("collaborative_cooking__asymmetric"), new_codes].any()
+    assert torch.equal(grown.game_codes[:, :v], model.game_codes)
+    # On inputs of old codes (and the mask, now at its new number) the grown model says what the old one
+    # did, and each new code gets its twin's logit.
+    blocks, _ = to_blocks(raw, model.action_ids, game_map, "cpu")
+    masked = blocks.codes.clone()
+    masked[:, -1, ::2] = model.mask_code
+    with torch.no_grad():
+        before = model(dataclasses.replace(blocks, codes=masked))
+        masked[masked == model.mask_code] = grown.mask_code
+        after = grown(dataclasses.replace(blocks, codes=masked))
+    torch.testing.assert_close(after["code_logits"][..., :v], before["code_logits"])
+    order = np.argsort(book.lookup(new))  # the new codes in the order they were appended
+    torch.testing.assert_close(after["code_logits"][..., v:], before["code_logits"][..., twins[order]])
+    for key in ("move_logits", "facing_logits", "alive_logit", "reward_logits", "change_logit"):
+        torch.testing.assert_close(after[key], before[key])
+    assert grow_codebook(model, tables) == (model, 0)  # nothing new: the same model
+
+
+def test_continuing_from_a_checkpoint_adds_the_codes_its_codebook_lacks(data, coins_checkpoint, tmp_path, capsys):
+    from training.train import build_model
+
+    old = load_world_model(coins_checkpoint)  # codes of the bundled coins start states only
+    cfg = TrainConfig(data=str(data), out=str(tmp_path), init_from=str(coins_checkpoint), workers=0)
+    model = build_model(cfg, tmp_path, rank=0, world=1)
+    from training.store import list_episodes, read_episode
+
+    frames = [f for key in list_episodes(str(data), split="train") for f in read_episode(str(data), key).frames]
+    unknown = {}
+    for name, book in (("old", old.codebook()), ("grown", model.codebook())):
+        for f in frames:
+            book.encode(f)
+        unknown[name] = book.unknown_patches
+    assert unknown["old"] > 0 and unknown["grown"] == 0  # every patch of the data now has its own code
+    added = model.cfg.vocab_size - old.cfg.vocab_size
+    assert added > 0 and f"{added} codes of the data added" in capsys.readouterr().out

@@ -9,6 +9,7 @@ plus a grid uniform in symlog between its smallest and largest payoff (DreamerV3
 its targets are two-hot between the two neighbouring bins (the expectation is the exact value)."""
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 
 import numpy as np
@@ -18,6 +19,7 @@ from tqdm import tqdm
 
 from actionparty_env.games import load_catalog
 from actionparty_env.model.codebook import Codebook, unique_patches, unique_rows
+from actionparty_env.model.network import WorldModel
 from training.store import list_episodes, read_episode
 
 
@@ -30,6 +32,7 @@ class Tables:
     game_codes: np.ndarray           # [G, V] bool: codes seen in that game
     reward_support: np.ndarray       # [G, K] float32, sorted per game (padding repeats the largest value)
     reward_valid: np.ndarray         # [G, K] bool: the real bins of each game
+    data_games: list[str]            # the games the data has episodes of (the others may draw any code)
 
 
 def symlog(x: np.ndarray) -> np.ndarray:
@@ -97,7 +100,7 @@ def build_tables(path: str, max_actions: int, reward_bins: int, workers: int = 4
     valid = np.zeros(support.shape, bool)
     for g, name in enumerate(games):  # a game absent from the data pays 0
         support[g], valid[g] = reward_support(np.concatenate(rewards.get(name, [np.zeros(1)])), support.shape[1])
-    return Tables(games, vocab, action_ids, codebook, game_codes, support, valid)
+    return Tables(games, vocab, action_ids, codebook, game_codes, support, valid, sorted(per_game))
 
 
 def install_tables(model, tables: Tables) -> None:
@@ -109,3 +112,42 @@ def install_tables(model, tables: Tables) -> None:
         model.reward_support.copy_(torch.from_numpy(tables.reward_support))
         model.reward_valid.copy_(torch.from_numpy(tables.reward_valid))
     model._codebook = tables.codebook
+
+
+@torch.no_grad()
+def grow_codebook(model: WorldModel, tables: Tables) -> tuple[WorldModel, int]:
+    """`model` with the codes of `tables` it lacks appended to its codebook, and how many there are.
+
+    Old codes keep their numbers, so everything keyed by code (the sprite and transition tables)
+    stays valid. A new code starts as its nearest old patch (L2 in RGB): the same embedding and the
+    same row of the code head, so the grown model predicts what the old one did, its probability
+    shared with its twin until training tells them apart (an apple on grass starts as the grass it
+    covers). The games the data shows get the new codes they draw; the other games keep theirs. The
+    mask code moves to the end, as it always sits at vocab_size."""
+    old = model.codebook()
+    index = old.lookup(tables.codebook.patches)  # each table code's number in the grown codebook
+    fresh = np.flatnonzero(index < 0)
+    if not len(fresh):
+        return model, 0
+    v = len(old)
+    index[fresh] = v + np.arange(len(fresh))
+    new_patches = tables.codebook.patches[fresh]
+    twin = torch.from_numpy(old.nearest(new_patches.reshape(len(fresh), -1)))
+    grown = WorldModel(dataclasses.replace(model.cfg, vocab_size=v + len(fresh)), model.games, model.action_vocab)
+    state = model.state_dict()
+    state["patches"] = torch.cat([state["patches"], torch.from_numpy(new_patches).to(state["patches"])])
+    emb = state["code_emb.weight"]  # [V + 1, d], the mask last
+    state["code_emb.weight"] = torch.cat([emb[:v], emb[twin], emb[v:]])
+    for key in ("code_head.weight", "code_head.bias"):
+        state[key] = torch.cat([state[key], state[key][twin]])
+    book = Codebook(state["patches"].cpu().numpy())
+    codes = torch.zeros(len(model.games), len(book), dtype=torch.bool)
+    codes[:, :v] = state["game_codes"].cpu()
+    for game in set(tables.data_games) & set(model.games):
+        seen = index[tables.game_codes[tables.games.index(game)]]
+        codes[model.games.index(game), torch.from_numpy(seen)] = True
+    state["game_codes"] = codes
+    grown.load_state_dict(state)
+    grown._codebook = book
+    grown.sprite_tables, grown.transition_tables = model.sprite_tables, model.transition_tables
+    return grown.to(emb.device), len(fresh)

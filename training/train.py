@@ -42,7 +42,7 @@ from actionparty_env.model.checkpoint import load_world_model, save_checkpoint
 from actionparty_env.model.network import Blocks, ModelConfig, WorldModel
 from actionparty_env.model.sampler import DreamSimulator
 from training.clips import BucketBatchSampler, ClipDataset, collate_clips
-from training.tables import build_tables, install_tables
+from training.tables import Tables, build_tables, grow_codebook, install_tables
 
 
 @dataclass
@@ -281,10 +281,8 @@ def setup_distributed():
     return rank, world, torch.device("cpu")
 
 
-def build_model(cfg: TrainConfig, out: Path, rank: int, world: int) -> WorldModel:
-    """A fresh model with its tables (built by rank 0 and shared through `out`), or one to continue."""
-    if cfg.init_from:
-        return load_world_model(cfg.init_from)
+def shared_tables(cfg: TrainConfig, out: Path, rank: int, world: int) -> Tables:
+    """The data's tables, built once by rank 0 and shared through `out` (a resumed run reads them back)."""
     tables_path = out / "tables.pt"
     max_actions = ModelConfig.__dataclass_fields__["max_actions"].default
     if rank == 0 and not tables_path.exists():
@@ -294,7 +292,19 @@ def build_model(cfg: TrainConfig, out: Path, rank: int, world: int) -> WorldMode
         os.replace(tables_path.with_suffix(".tmp"), tables_path)
     if world > 1:
         dist.barrier()
-    tables = torch.load(tables_path, weights_only=False)
+    return torch.load(tables_path, weights_only=False)
+
+
+def build_model(cfg: TrainConfig, out: Path, rank: int, world: int) -> WorldModel:
+    """A fresh model with its tables, or one to continue (`init_from`), its codebook grown by the patches
+    of the data it lacks (new sprites, a game state its episodes never reached): without them such a
+    patch would be encoded as its nearest code and the model could never draw it."""
+    tables = shared_tables(cfg, out, rank, world)
+    if cfg.init_from:
+        model, added = grow_codebook(load_world_model(cfg.init_from), tables)
+        if rank == 0:
+            print(f"{cfg.init_from}: {added} codes of the data added to its codebook ({model.cfg.vocab_size} now)")
+        return model
     mcfg = ModelConfig(vocab_size=len(tables.codebook), num_games=len(tables.games),
                        num_action_names=len(tables.action_vocab), **cfg.model)
     model = WorldModel(mcfg, tables.games, tables.action_vocab)

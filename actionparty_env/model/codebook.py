@@ -76,18 +76,17 @@ class Codebook:
         cells = frame_to_cells(frame)
         first, inverse = unique_rows(cells)
         uniq = cells[first]
-        codes = np.empty(len(uniq), dtype=np.int64)
-        missing = []
-        for j, patch in enumerate(uniq):
-            code = self._index.get(patch.tobytes())
-            if code is None:
-                missing.append(j)
-            else:
-                codes[j] = code
-        if missing:
-            self.unknown_patches += len(missing)
+        codes = self.lookup(uniq)
+        missing = codes < 0
+        if missing.any():
+            self.unknown_patches += int(missing.sum())
             codes[missing] = self.nearest(uniq[missing])
         return codes[inverse].reshape(h // CELL, w // CELL)
+
+    def lookup(self, patches: np.ndarray) -> np.ndarray:
+        """int64 [n]: the code of each uint8 patch ([n, 8, 8, 3] or [n, 192]), -1 where the codebook has none."""
+        flat = np.asarray(patches, dtype=np.uint8).reshape(-1, PATCH_DIM)
+        return np.array([self._index.get(p.tobytes(), -1) for p in flat], dtype=np.int64)
 
     def nearest(self, patches: np.ndarray) -> np.ndarray:
         """Codes of the closest known patches (L2 in RGB), for patches never seen in training."""
