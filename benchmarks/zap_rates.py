@@ -1,17 +1,21 @@
 """Zaps (and clean_up's cleaning) under a policy that acts on its own world, real game vs dream.
 
     python -m benchmarks.zap_rates [--substrates commons_harvest__open clean_up] [--worlds 4] [--steps 100] \\
-        [--zap-share 0.3] [--clean-share 0.3] [--device auto] [--checkpoint DIR] [--out-dir benchmarks/results --tag TAG]
+        [--policy random] [--zap-share 0.3] [--clean-share 0.3] [--device auto] [--checkpoint DIR] \\
+        [--out-dir benchmarks/results --tag TAG]
 
 `benchmark dynamics` feeds the dream the real episode's recorded actions; once the dream's players
 drift from the real ones (a respawn at another spawn point is enough), a recorded zap aims where a
 real player stood, so removals there undercount what the dream does for a policy acting on the
 dream's own state, which is what an RL user runs. Here both worlds get the same policy, not the same
-actions: uniform random actions with FIRE_ZAP taken at `--zap-share` (so zaps are frequent), from
-real starts (`--worlds` real builds, seeds 0..K-1; the dream starts from the same builds' first
-frames, `start="real"`), for `--steps` steps. Counted per 100 steps (all players): zaps fired
-(`zaps.zap_step` on each world's own states), players removed, players returned, and cells showing
-the beam. In clean_up (actionparty_env/clean_up.py) FIRE_CLEAN is also taken at `--clean-share`, and
+actions, from real starts (`--worlds` real builds, seeds 0..K-1; the dream starts from the same
+builds' first frames, `start="real"`), for `--steps` steps. `--policy random`: uniform random actions
+with FIRE_ZAP taken at `--zap-share` (so zaps are frequent); `--policy rl_mix`: the recorder's
+closed-loop behaviours (training/policies.py; world w's seeded by --seed + w), each world's on its
+own frame, players and rewards (in clean_up about half of them clean the river in shifts, so apples
+grow: the game's public good). Counted per 100 steps (all players): reward events (a player's
+r != 0) and the return paid, zaps fired (`zaps.zap_step` on each world's own states), players
+removed, players returned, and cells showing the beam. In clean_up (actionparty_env/clean_up.py) FIRE_CLEAN is also taken at `--clean-share`, and
 the river is counted from the frames: containers cleaned (dirty, then clean water), dirt spawned (clean,
 then dirty) and cells showing the cleaning beam. Writes zap_rates_<tag>.json and .md (machine,
 command, commit).
@@ -27,12 +31,15 @@ import torch
 from tqdm import tqdm
 
 from actionparty_env.clean_up import CLEAN_UP, FIRE_CLEAN, RIVER_CELLS, clean_up_codes, map_cells
-from actionparty_env.games import get_game
+from actionparty_env.games import GameSpec, get_game
+from actionparty_env.grid import CELL, PlayerStates
 from actionparty_env.model.codebook import Codebook, unique_patches
 from actionparty_env.zaps import BEAM_COLOUR, FIRE_ZAP, ZAPPERS, ZapState, after_hits, zap_step
 from benchmarks.provenance import git_commit, machine, save_results
+from training.policies import State, rl_mix
 
-COUNTS = ("fired", "removed", "returned", "beam cells")
+POLICIES = ("random", "rl_mix")
+COUNTS = ("reward events", "return", "fired", "removed", "returned", "beam cells")
 RIVER_COUNTS = ("cleaned", "dirt spawned", "cleaning beam cells")
 
 
@@ -45,6 +52,28 @@ def random_zapping(game, worlds: int, share: float, rng: np.random.Generator, cl
     if FIRE_CLEAN in game.action_names:
         actions[(pick >= share) & (pick < share + clean_share)] = game.action_names.index(FIRE_CLEAN)
     return actions
+
+
+class Players:
+    """Every world's actions [worlds, N] for the state it is in: `random_zapping`, or with `policy="rl_mix"`
+    each world's own `rl_mix` on its frame, players and last rewards."""
+
+    def __init__(self, policy: str, game: GameSpec, worlds: int, share: float, clean_share: float, seed: int):
+        self.game, self.worlds, self.share, self.clean_share = game, worlds, share, clean_share
+        self.rng = np.random.default_rng(seed)
+        self.bots = [rl_mix(game.action_set, game.num_players, seed + w) for w in range(worlds)] \
+            if policy == "rl_mix" else None
+        self.t = 0
+
+    def act(self, players: PlayerStates, frames: list[np.ndarray], rewards: np.ndarray) -> np.ndarray:
+        """`players` [worlds, N, ...] on the CPU, `frames` each world's [H, W, 3], `rewards` [worlds, N]."""
+        self.t += 1
+        if self.bots is None:
+            return random_zapping(self.game, self.worlds, self.share, self.rng, self.clean_share)
+        rows, cols = frames[0].shape[0] // CELL, frames[0].shape[1] // CELL
+        torus = bool(self.game.view.get("torus", False))
+        return np.stack([bot.act(self.t - 1, State(players[w], rows, cols, torus, frames[w], rewards[w]))
+                         for w, bot in enumerate(self.bots)])
 
 
 def river(frame: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -73,9 +102,11 @@ def beam_cells(frame: np.ndarray) -> int:
 
 
 def count(tally: dict, zaps: torch.Tensor, state: ZapState, substrate: str, alive: np.ndarray,
-          alive_next: np.ndarray, before, frames) -> ZapState:
-    """Add one step of every world (its frames `before` and after it, `frames`) to `tally`; returns the
-    zaps' clock after it."""
+          alive_next: np.ndarray, before, frames, rewards: np.ndarray) -> ZapState:
+    """Add one step of every world (its frames `before` and after it, `frames`, and its rewards [worlds,
+    N]) to `tally`; returns the zaps' clock after it."""
+    tally["reward events"] += int((rewards != 0).sum())
+    tally["return"] += float(rewards.sum())
     if substrate in CLEAN_UP:
         count_river(tally, before, frames)
     fires, _, state = zap_step(ZAPPERS[substrate], state, torch.from_numpy(alive), zaps)
@@ -90,39 +121,41 @@ def counters(substrate: str) -> dict:
     return dict.fromkeys(COUNTS + (RIVER_COUNTS if substrate in CLEAN_UP else ()), 0)
 
 
-def real_rates(substrate: str, worlds: int, steps: int, share: float, clean_share: float, seed: int) -> dict:
+def real_rates(substrate: str, worlds: int, steps: int, players: Players) -> dict:
     from actionparty_env.real import MeltingPotEngine
 
-    game, rng = get_game(substrate), np.random.default_rng(seed)
+    game = get_game(substrate)
     engines = [MeltingPotEngine() for _ in range(worlds)]
     now = [e.build(substrate, seed=w) for w, e in enumerate(engines)]
     tally, state = counters(substrate), ZapState.fresh((worlds, game.num_players), "cpu")
+    rewards = np.zeros((worlds, game.num_players), np.float32)
     for _ in tqdm(range(steps), desc=f"{substrate} real", file=sys.stdout, mininterval=5):
-        actions = random_zapping(game, worlds, share, rng, clean_share)
         alive, before = np.stack([s.players.alive for s in now]), [s.frame for s in now]
+        actions = players.act(PlayerStates.stack([s.players for s in now]), before, rewards)
         now = [e.step(a) for e, a in zip(engines, actions)]
+        rewards = np.stack([s.rewards for s in now]).astype(np.float32)
         state = count(tally, torch.from_numpy(actions == game.action_names.index(FIRE_ZAP)), state, substrate,
-                      alive, np.stack([s.players.alive for s in now]), before, [s.frame for s in now])
+                      alive, np.stack([s.players.alive for s in now]), before, [s.frame for s in now], rewards)
     return tally
 
 
-def dream_rates(substrate: str, worlds: int, steps: int, share: float, clean_share: float, seed: int, device: str,
-                checkpoint: str | None) -> dict:
+def dream_rates(substrate: str, worlds: int, steps: int, players: Players, device: str, checkpoint: str | None) -> dict:
     from actionparty_env.env import DreamWorlds
 
-    game, rng = get_game(substrate), np.random.default_rng(seed)
+    game = get_game(substrate)
     dream = DreamWorlds(substrate, num_worlds=worlds, device=device, checkpoint=checkpoint, start="real")
     dream.reset(list(range(worlds)))
     sim = dream.sim
     tally, state = counters(substrate), ZapState.fresh((worlds, game.num_players), "cpu")
     before = list(sim.codebook.decode(sim.codes).cpu().numpy())
+    rewards = np.zeros((worlds, game.num_players), np.float32)
     for _ in tqdm(range(steps), desc=f"{substrate} dream", file=sys.stdout, mininterval=5):
-        actions = random_zapping(game, worlds, share, rng, clean_share)
         alive = sim.players.alive.cpu().numpy()
+        actions = players.act(sim.players.to("cpu"), before, rewards)
         result = sim.step(torch.as_tensor(actions, device=sim.device))
-        frames = list(result.frames.cpu().numpy())
+        frames, rewards = list(result.frames.cpu().numpy()), result.rewards.float().cpu().numpy()
         state = count(tally, torch.from_numpy(actions == game.action_names.index(FIRE_ZAP)), state, substrate,
-                      alive, result.players.alive.cpu().numpy(), before, frames)
+                      alive, result.players.alive.cpu().numpy(), before, frames, rewards)
         before = frames
     return tally
 
@@ -131,8 +164,10 @@ def to_markdown(result: dict) -> str:
     m = result["meta"]
     lines = [f"# Zaps under a policy acting on its own world, real game vs dream ({m['device']})", "",
              f"Command: `{m['command']}`; commit {m['commit']}; {m['machine']['cpu']}, {m['machine']['cores']} cores, "
-             f"{m['machine']['date']}. {m['worlds']} worlds x {m['steps']} steps per substrate, uniform random actions "
-             f"with FIRE_ZAP at {m['zap_share']}, from real starts (builds 0..{m['worlds'] - 1}); counts per 100 steps, "
+             f"{m['machine']['date']}. {m['worlds']} worlds x {m['steps']} steps per substrate, "
+             + (f"uniform random actions with FIRE_ZAP at {m['zap_share']}" if m.get("policy", "random") == "random"
+                else f"every player by {m['policy']} (training/policies.py) on its world's own state")
+             + f", from real starts (builds 0..{m['worlds'] - 1}); counts per 100 steps, "
              "all players (benchmarks/zap_rates.py).", "",
              "| substrate | run | " + " | ".join(f"{c} / 100 steps" for c in COUNTS) + " |", "|---|---|" + "---|" * len(COUNTS)]
     lines += _rows(result, COUNTS)
@@ -140,7 +175,8 @@ def to_markdown(result: dict) -> str:
               "so they differ where removals do."]
     river_games = {k: v for k, v in result["substrates"].items() if RIVER_COUNTS[0] in v["real"]}
     if river_games:
-        lines += ["", f"clean_up's river, FIRE_CLEAN at {m['clean_share']} (containers cleaned: dirty then clean water; "
+        policy = f"FIRE_CLEAN at {m['clean_share']}" if m.get("policy", "random") == "random" else m["policy"]
+        lines += ["", f"clean_up's river, {policy} (containers cleaned: dirty then clean water; "
                   "spawned: clean then dirty; cells under a player are counted in neither):", "",
                   "| substrate | run | " + " | ".join(f"{c} / 100 steps" for c in RIVER_COUNTS) + " |",
                   "|---|---|" + "---|" * len(RIVER_COUNTS)]
@@ -167,6 +203,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--substrates", nargs="*", default=["commons_harvest__open", "clean_up"])
     p.add_argument("--worlds", type=int, default=4)
     p.add_argument("--steps", type=int, default=100)
+    p.add_argument("--policy", default="random", choices=POLICIES,
+                   help="random: uniform actions with the shares below; rl_mix: the recorder's behaviours")
     p.add_argument("--zap-share", type=float, default=0.3)
     p.add_argument("--clean-share", type=float, default=0.3, help="FIRE_CLEAN's share in clean_up")
     p.add_argument("--seed", type=int, default=0)
@@ -186,12 +224,13 @@ def main(argv: list[str] | None = None) -> int:
         "command": "python -m benchmarks.zap_rates " + " ".join(sys.argv[1:] if argv is None else argv),
         "commit": git_commit(), "machine": machine(), "device": torch.cuda.get_device_name() if device.startswith("cuda")
         else "cpu", "worlds": args.worlds, "steps": args.steps, "zap_share": args.zap_share,
-        "clean_share": args.clean_share}}
+        "clean_share": args.clean_share, "policy": args.policy}}
     for substrate in args.substrates:
+        def players() -> Players:  # the same draws for both runs
+            return Players(args.policy, get_game(substrate), args.worlds, args.zap_share, args.clean_share, args.seed)
         result["substrates"][substrate] = {
-            "real": real_rates(substrate, args.worlds, args.steps, args.zap_share, args.clean_share, args.seed),
-            "dream": dream_rates(substrate, args.worlds, args.steps, args.zap_share, args.clean_share, args.seed, device,
-                                 args.checkpoint)}
+            "real": real_rates(substrate, args.worlds, args.steps, players()),
+            "dream": dream_rates(substrate, args.worlds, args.steps, players(), device, args.checkpoint)}
     save_results(Path(args.out_dir) / f"zap_rates_{args.tag or device.split(':')[0]}", result, to_markdown(result))
     return 0
 

@@ -2,15 +2,18 @@
 against the real engine and in the dream."""
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import pytest
 import torch
 
 from actionparty_env.clean_up import (APPLE_CELLS, APPLE_RED, CLEAN_BEAM_COLOUR, CLEAN_UP, CLEAN_UP_MAP, DIRT_COLOUR,
                                       FIRE_CLEAN, RIVER_CELLS, CleanUpCodes, CleanUpRule, CleanUpRules, CleanUpState,
-                                      clean_up_codes, clean_up_step, growth_probability, map_cells, seen)
+                                      clean_up_codes, clean_up_step, growth_probability, map_cells, overlay_pairs, seen)
 from actionparty_env.games import get_game
 from actionparty_env.grid import PlayerStates
+from actionparty_env.model.checkpoint import CheckpointWarning
 from actionparty_env.model.codebook import Codebook, unique_patches
 from tests.real_engine import real_steps, substrate_config
 
@@ -207,7 +210,8 @@ def test_the_bundled_dream_cleans_the_river_by_the_rule():
     from actionparty_env.env import DreamWorlds
 
     worlds = DreamWorlds("clean_up", num_worlds=2, device="cpu")
-    with pytest.warns(UserWarning, match="no apple"):  # the bundled data grew none: paid, not drawn
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", CheckpointWarning)  # its codebook draws every code the rule needs
         worlds.reset([0, 1])
     sim = worlds.sim
     rule, codes = sim.clean_up, sim.clean_up.codes
@@ -232,6 +236,40 @@ def test_the_bundled_dream_cleans_the_river_by_the_rule():
         beams += int(sim.clean_beam.sum())
         assert not result.rewards.any()  # 79 of 147 dirty: nothing grows
     assert cleaned > 0 and beams > 20, (cleaned, beams)
+
+
+def test_the_bundled_dream_grows_draws_and_pays_apples_once_the_river_is_clean():
+    """The bundled clean_up dream on the CPU, started from real states with the river cleaned (each dirt
+    code replaced by the water it is drawn over): apples grow on the spots at the rule's rate, the frame
+    shows an apple on exactly the spots where the rule holds one (but under players and beams), and the
+    players walking onto them are paid +1 each (+2 where one grew under a player too)."""
+    from actionparty_env.env import DreamWorlds
+
+    worlds = DreamWorlds("clean_up", num_worlds=2, device="cpu")
+    worlds.reset([0, 1])
+    sim = worlds.sim
+    codes, rule = sim.clean_up.codes, sim.clean_up
+    pairs = torch.from_numpy(overlay_pairs(sim.codebook.patches[sim.allowed.numpy()], DIRT_COLOUR))
+    washed = sim.codes.clone()
+    for water, dirt in pairs.tolist():
+        washed[washed == sim.allowed[dirt]] = sim.allowed[water]
+    sim.reset_codes(washed, sim.players)
+    assert int(sim.clean_up_state.dirt.sum()) == 0 and int(sim.clean_up_state.apples.sum()) == 0
+    rng = np.random.default_rng(0)
+    grown = paid = 0
+    for _ in range(10):
+        apples_before = sim.clean_up_state.apples.clone()
+        result = sim.step(torch.as_tensor(rng.integers(0, 5, (2, 7))))  # moves only: no beams
+        after = sim.code_index[sim.codes.view(2, -1)]
+        state = sim.clean_up_state
+        covered = sim.clean_up_free[after]
+        assert torch.equal(codes.apple[after] & ~covered, state.apples & ~covered)
+        assert not (codes.apple[after] & ~rule.spots).any()
+        grown += int((state.apples & ~apples_before).sum())
+        assert set(result.rewards.unique().tolist()) <= {0.0, 1.0, 2.0}
+        paid += int(result.rewards.sum())
+    # 122 spots growing at 0.05 a step each (the river clean): about 120 apples in 2 worlds x 10 steps
+    assert 80 < grown < 170 and paid > 0, (grown, paid)
 
 
 def test_the_zap_rates_benchmark_reads_the_river_from_a_real_frame():
