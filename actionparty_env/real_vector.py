@@ -30,7 +30,7 @@ from stable_baselines3.common.vec_env.base_vec_env import tile_images
 
 from actionparty_env.env import _positive_int
 from actionparty_env.real import EngineStep, RealParallelEnv
-from actionparty_env.vector import WorldsVecEnv
+from actionparty_env.vector import WorldState, WorldsVecEnv
 
 
 def _worker(remote: Connection, parent_remote: Connection, substrate: str, num_players: int, max_cycles: int) -> None:
@@ -204,6 +204,12 @@ class RealVecEnv(WorldsVecEnv):
         if not self._started():
             raise RuntimeError("call reset() before rendering")
         return self._call(range(self.num_worlds), "frame", [None] * self.num_worlds)
+
+    def world_states(self) -> list[WorldState]:
+        """Every world's real global frame (asked of the workers, as `get_images()`), its players'
+        states and the rewards of its last step (0 after a reset)."""
+        frames = self.get_images()
+        return [WorldState(s.players, frame, s.rewards) for s, frame in zip(self._last, frames)]
 
     def render(self, mode: str | None = None) -> np.ndarray | None:
         """SB3's render; in "rgb_array" frames of different sizes are padded with black to tile."""

@@ -6,7 +6,7 @@ of every world as one env. A world that ends (`max_cycles`, or the game's own en
 reset within the same step: its slots report `done`, the last view as
 `infos[k]["terminal_observation"]` and `infos[k]["TimeLimit.truncated"]` (True when `max_cycles` cut
 the episode). `WorldsVecEnv` holds that bookkeeping once (spaces, seeds, action checks, auto-reset,
-the per-slot VecEnv methods); `DreamVecEnv` steps its B worlds in one batched simulator call with no
+the per-slot VecEnv methods, `world_states()`); `DreamVecEnv` steps its B worlds in one batched simulator call with no
 per-env Python loop, and `actionparty_env.real_vector.RealVecEnv` steps K real Melting Pots in
 subprocesses.
 
@@ -16,6 +16,7 @@ The envs pickle as their constructor arguments; `DreamVecEnv` loads the model on
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -26,10 +27,46 @@ from stable_baselines3.common.vec_env.base_vec_env import VecEnvIndices, VecEnvO
 
 from actionparty_env.env import DreamWorlds
 from actionparty_env.games import GameSpec
+from actionparty_env.grid import HasPlayers, PlayerStates
 from actionparty_env.players import MAX_SEED, check_positive_int, check_seed
 
 
-class WorldsVecEnv(VecEnv):
+@dataclass(frozen=True)
+class WorldState(HasPlayers):
+    """One world after the last reset or step, as numpy arrays: what a closed-loop policy of all its
+    players sees (a scenario's background players, benchmarks/scenario.py). `cells`, `facing` and
+    `alive` forward to `players` (grid.HasPlayers)."""
+
+    players: PlayerStates  # cells int64 [N, 2] (row, col), facing int64 [N] 0..3 = N, E, S, W, alive bool [N]
+    frame: np.ndarray      # uint8 [rows*8, cols*8, 3]: the world's global frame
+    rewards: np.ndarray    # float32 [N]: the rewards of the step into this state (0 where an episode starts)
+
+
+class SharedSlots(VecEnv):
+    """SB3's per-slot VecEnv methods for a VecEnv whose slots share one env object (no env per slot).
+    A subclass sets `self._slot_attrs = {}` before use."""
+
+    _slot_attrs: dict[int, dict[str, Any]]
+
+    def get_attr(self, attr_name: str, indices: VecEnvIndices = None) -> list[Any]:
+        """Slots share one env: a slot's value is what `set_attr` gave it, else the env's attribute."""
+        slots = [self._slot_attrs.get(i, {}) for i in self._get_indices(indices)]
+        return [slot[attr_name] if attr_name in slot else getattr(self, attr_name) for slot in slots]
+
+    def set_attr(self, attr_name: str, value: Any, indices: VecEnvIndices = None) -> None:
+        for i in self._get_indices(indices):
+            self._slot_attrs.setdefault(i, {})[attr_name] = value
+
+    def env_method(self, method_name: str, *method_args, indices: VecEnvIndices = None, **method_kwargs) -> list[Any]:
+        """Calls this env's own method once per slot asked for (the slots have no env of their own)."""
+        method = getattr(self, method_name)
+        return [method(*method_args, **method_kwargs) for _ in self._get_indices(indices)]
+
+    def env_is_wrapped(self, wrapper_class: type, indices: VecEnvIndices = None) -> list[bool]:
+        return [False for _ in self._get_indices(indices)]
+
+
+class WorldsVecEnv(SharedSlots):
     """K worlds of one substrate with N players each, as a VecEnv of K*N world-major slots.
 
     A subclass checks its arguments (`_check_common` first), keeps them in `self._args` (the env
@@ -42,7 +79,8 @@ class WorldsVecEnv(VecEnv):
     - `_step_worlds(actions)`: one step of every world, actions int64 [K, N] (already checked).
       Returns (views [K, N, V, V, 3], rewards float32 [K, N], terminated bool [K]);
     - `_infos()`: one `PlayerStates.infos` dict per slot for the last reset or step;
-    - `close()` and `get_images()` (each world's global frame).
+    - `close()`, `get_images()` (each world's global frame) and `world_states()` (each world's
+      `WorldState`).
 
     Arrays a hook returns must not be changed in place later (observations handed out alias them).
     `episode_seeds` (int64 [K]) is the seed each world's current episode started from.
@@ -101,6 +139,17 @@ class WorldsVecEnv(VecEnv):
             seed = int(np.random.randint(0, MAX_SEED - self.num_envs + 2))
         return super().seed(check_seed(seed, upper=MAX_SEED - self.num_envs + 1))
 
+    def seed_worlds(self, seeds: Sequence[int]) -> None:
+        """Seeds for the next `reset()`, one per world, in world order (`seed(s)` is the case
+        s + w*N; this one serves a wrapper that numbers the worlds' episodes otherwise, as
+        benchmarks/scenario.py does). Each is checked (players.check_seed)."""
+        if len(seeds) != self.num_worlds:
+            raise ValueError(f"seed_worlds needs one seed per world ({self.num_worlds}), got {len(seeds)}")
+        checked = [check_seed(s, name=f"seeds[{w}]") for w, s in enumerate(seeds)]
+        # reset() reads world w's seed from its first slot
+        self._seeds = [checked[k // self.num_players] if k % self.num_players == 0 else None
+                       for k in range(self.num_envs)]
+
     def reset(self) -> VecEnvObs:
         """Start every world; seeds from `seed()` (world w uses slot w*N's seed) or the env's own rng."""
         n = self.num_players
@@ -156,22 +205,10 @@ class WorldsVecEnv(VecEnv):
             self._cycles[ended] = 0
         return obs, rewards, dones, infos
 
-    def get_attr(self, attr_name: str, indices: VecEnvIndices = None) -> list[Any]:
-        """Slots share one env: a slot's value is what `set_attr` gave it, else the env's attribute."""
-        slots = [self._slot_attrs.get(i, {}) for i in self._get_indices(indices)]
-        return [slot[attr_name] if attr_name in slot else getattr(self, attr_name) for slot in slots]
-
-    def set_attr(self, attr_name: str, value: Any, indices: VecEnvIndices = None) -> None:
-        for i in self._get_indices(indices):
-            self._slot_attrs.setdefault(i, {})[attr_name] = value
-
-    def env_method(self, method_name: str, *method_args, indices: VecEnvIndices = None, **method_kwargs) -> list[Any]:
-        """Calls this env's own method once per slot asked for (the slots have no env of their own)."""
-        method = getattr(self, method_name)
-        return [method(*method_args, **method_kwargs) for _ in self._get_indices(indices)]
-
-    def env_is_wrapped(self, wrapper_class: type, indices: VecEnvIndices = None) -> list[bool]:
-        return [False for _ in self._get_indices(indices)]
+    def world_states(self) -> list[WorldState]:
+        """Every world's `WorldState` after the last reset or step (after an auto-reset: the new
+        episode's start)."""
+        raise NotImplementedError
 
     # --- helpers ---
     def _obs(self, views: np.ndarray) -> np.ndarray:
@@ -203,6 +240,17 @@ class DreamVecEnv(WorldsVecEnv):
         if self.dream.last is None:
             raise RuntimeError("call reset() before rendering")
         return list(self.dream.last.frames.cpu().numpy())
+
+    def world_states(self) -> list[WorldState]:
+        """Every world's generated frame, its players' states and rewards (one read from the device)."""
+        last = self.dream.last
+        if last is None:
+            raise RuntimeError("call reset() before world_states()")
+        frames, rewards = last.frames.cpu().numpy(), last.rewards.float().cpu().numpy()
+        cells, facing, alive = (last.players.cells.cpu().numpy(), last.players.facing.cpu().numpy(),
+                                last.players.alive.cpu().numpy())
+        return [WorldState(PlayerStates(cells[w], facing[w], alive[w]), frames[w], rewards[w])
+                for w in range(self.num_worlds)]
 
     # --- WorldsVecEnv hooks: one simulator call for every world ---
     def _started(self) -> bool:

@@ -84,6 +84,22 @@ def test_seed_gives_world_w_the_seed_of_slot_w_times_n(coins):
     assert coins_map(frames[0]) != coins_map(frames[1])
 
 
+def test_world_states_hold_each_worlds_frame_players_and_last_rewards(coins):
+    coins.seed_worlds([21, 5])  # any seed per world (seed(s) is the case s + w*N)
+    coins.reset()
+    assert coins.episode_seeds.tolist() == [21, 5]
+    states = coins.world_states()
+    assert [coins_map(s.frame) for s in states] == [real_map(21), real_map(5)]
+    assert all(not s.rewards.any() for s in states)  # nothing paid at the start
+    for _ in range(3):
+        _, rewards, _, infos = coins.step(np.random.default_rng(0).integers(COINS.num_actions, size=4))
+    for w, s in enumerate(coins.world_states()):
+        assert np.array_equal(s.frame, coins.get_images()[w])
+        assert [tuple(c) for c in s.cells.tolist()] == [infos[w * 2 + i]["cell"] for i in range(2)]
+        assert s.facing.tolist() == [infos[w * 2 + i]["facing"] for i in range(2)]
+        assert s.rewards.tolist() == rewards[w * 2:w * 2 + 2].tolist()
+
+
 def test_same_seed_same_episodes_and_auto_reset_seeds():
     def run(seed):
         env = RealVecEnv("coins", 2, max_cycles=2, seed=seed, render_mode="rgb_array")

@@ -117,6 +117,25 @@ def test_vecenv_methods(checkpoint):
     assert len(env.get_images()) == 2 and np.array_equal(env.get_images()[0], frame)
 
 
+def test_world_states_and_seed_worlds(checkpoint):
+    env = vec(checkpoint, 2, temperature=1.0)
+    env.seed_worlds([9, 4])  # any seed per world, for a wrapper that numbers its episodes otherwise
+    env.reset()
+    assert env.episode_seeds.tolist() == [9, 4]
+    _, rewards, _, infos = env.step(random_actions(env, np.random.default_rng(0)))
+    states = env.world_states()  # what a closed-loop policy of a world's players reads, as numpy
+    last = env.dream.last
+    for w, s in enumerate(states):
+        assert np.array_equal(s.frame, last.frames[w].numpy()) and np.array_equal(s.frame, env.get_images()[w])
+        assert np.array_equal(s.cells, last.cells[w].numpy()) and s.cells.dtype == np.int64
+        assert s.facing.tolist() == [infos[w * 2 + i]["facing"] for i in range(2)]
+        assert s.alive.dtype == bool and s.rewards.tolist() == rewards[w * 2:w * 2 + 2].tolist()
+    with pytest.raises(ValueError, match="one seed per world"):
+        env.seed_worlds([1])
+    with pytest.raises(ValueError, match=r"seeds\[1\]"):
+        env.seed_worlds([1, -1])
+
+
 @pytest.mark.parametrize("actions, match", [
     (np.zeros(5, np.int64), r"shape \(6,\)"),
     (np.full(6, 7), r"in \[0, 7\)"),
