@@ -117,6 +117,21 @@ def test_seeker_ignores_dead_players_and_steers_round_a_known_wall():
     assert int(p.act(1, s)[0]) in (A["STEP_LEFT"], A["STEP_RIGHT"])
 
 
+def test_took_tells_the_policy_what_a_player_another_policy_drove_really_did():
+    # as above, but player 0 was a scenario's focal player and stood still (NOOP) instead of walking:
+    # told so, the policy reads no bump and no wall from its unmoved cell, and walks on
+    p = rl_mix(CLEAN_UP.action_set, 2, 0, only("seeker", p_noise=0.0, p_fire=0.0, p_unstick=0.0))
+    s = state([[5, 5], [5, 9]], [1, 1])
+    chosen = p.act(0, s)
+    assert int(chosen[0]) == A["FORWARD"]
+    p.took(np.array([A["NOOP"], chosen[1]]))
+    assert int(p.act(1, s)[0]) == A["FORWARD"]
+    with pytest.raises(ValueError, match=r"shape \(2,\)"):
+        p.took(np.zeros(3, np.int64))
+    with pytest.raises(RuntimeError, match="before act"):
+        rl_mix(CLEAN_UP.action_set, 2, 0).took(np.zeros(2, np.int64))
+
+
 def test_blocker_and_follower_take_their_spot_and_face_the_right_way():
     # the target (player 1) at (5, 5) faces E: the blocker's spot is (5, 6), the follower's (5, 4)
     p = rl_mix(CLEAN_UP.action_set, 2, 0, only("blocker", p_noise=0.0))

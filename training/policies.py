@@ -691,6 +691,17 @@ class ClosedLoopPolicy:
         self._t += 1
         return out
 
+    def took(self, actions: np.ndarray) -> None:
+        """The actions the players really took after the last `act`, where another policy drove some
+        of them (a scenario's focal players, benchmarks/scenario.py): the next step reads its bumps
+        and walls from these, not from the actions this policy chose for them."""
+        if self._prev is None:
+            raise RuntimeError("took() before act(): no step to correct")
+        actions = np.asarray(actions, dtype=np.int64)
+        if actions.shape != (len(self.players),):
+            raise ValueError(f"actions must have shape ({len(self.players)},), got {actions.shape}")
+        self._prev = (*self._prev[:3], actions)
+
     def describe(self) -> dict:
         """JSON-able record for the episode header."""
         return {"name": self.name, "params": asdict(self.params), "behaviours": self.behaviours,
