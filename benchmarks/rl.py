@@ -62,6 +62,7 @@ from actionparty_env import DreamVecEnv
 from actionparty_env.games import get_game
 from actionparty_env.real_vector import RealVecEnv
 from benchmarks.provenance import git_commit, machine
+from benchmarks.scenario import BACKGROUNDS, FOCAL_RULE, ScenarioVecEnv
 
 ARMS = ("random", "real", "dream")
 TRAINED = ("real", "dream")
@@ -166,7 +167,7 @@ class Progress(BaseCallback):
     """A tqdm bar, the training episodes' returns (VecMonitor's), their seeds, real-game scores at
     `curve_at` timesteps, and a stop at `deadline` (time.time(); a guard for a leased machine)."""
 
-    def __init__(self, env: DreamVecEnv | RealVecEnv, total: int, label: str,
+    def __init__(self, env: DreamVecEnv | RealVecEnv | ScenarioVecEnv, total: int, label: str,
                  curve_at: list[int], score: Callable[[PPO], np.ndarray], deadline: float = float("inf")):
         super().__init__()
         self.env, self.total, self.label, self.deadline = env, total, label, deadline
@@ -195,6 +196,11 @@ class Progress(BaseCallback):
         self.bar.close()
 
 
+def scenario(env: DreamVecEnv | RealVecEnv, args: argparse.Namespace) -> VecEnv:
+    """`env` itself, or with `--background` its `--focal` focal slots per world among the background players."""
+    return ScenarioVecEnv(env, args.focal, args.background) if args.background else env
+
+
 def train_arm(arm: str, args: argparse.Namespace, work: Path) -> None:
     """Train one PPO arm for args.timesteps; save its policy and its curve under `work`."""
     n = get_game(args.game).num_players
@@ -204,8 +210,9 @@ def train_arm(arm: str, args: argparse.Namespace, work: Path) -> None:
     else:
         env = RealVecEnv(args.game, num_worlds=args.real_worlds, max_cycles=args.episode, channels_first=True,
                          seed=args.seed)
-    scorer = RealVecEnv(args.game, num_worlds=min(args.real_worlds, args.curve_episodes), max_cycles=args.episode,
-                        channels_first=True) if args.curve_points else None
+    env = scenario(env, args)
+    scorer = scenario(RealVecEnv(args.game, num_worlds=min(args.real_worlds, args.curve_episodes),
+                                 max_cycles=args.episode, channels_first=True), args) if args.curve_points else None
     curve_at = [int(args.timesteps * (i + 1) / args.curve_points) for i in range(args.curve_points)]
     model = PPOSettings(rollout=args.rollout).make(VecMonitor(env), args.seed, args.device)
     # SB3's losses and episode stats per update go to work/<arm>_log/progress.csv (its default logger
@@ -223,7 +230,8 @@ def train_arm(arm: str, args: argparse.Namespace, work: Path) -> None:
     record = {"arm": arm, "command": "python -m benchmarks.rl " + " ".join(args.argv), "timesteps": model.num_timesteps, "budget": args.timesteps,
               "stopped_at_max_minutes": model.num_timesteps < args.timesteps, "seconds": round(seconds, 1),
               "timesteps_per_s": round(model.num_timesteps / seconds, 1), "slots": env.num_envs,
-              "n_steps": model.n_steps, "episodes": callback.episodes, "real_scores": callback.scores,
+              "n_steps": model.n_steps, "background": args.background, "focal": args.focal if args.background else None,
+              "episodes": callback.episodes, "real_scores": callback.scores,
               "training_episodes": len(callback.seeds), "seeds_shared_with_eval": len(callback.seeds & eval_seeds)}
     (work / f"{arm}.json").write_text(json.dumps(record))
     print(f"{args.game} {arm}: {model.num_timesteps} timesteps in {seconds:.0f} s "
@@ -234,11 +242,18 @@ def train_arm(arm: str, args: argparse.Namespace, work: Path) -> None:
 
 
 def score_arms(args: argparse.Namespace, work: Path) -> dict:
-    """Every arm in the real game and in the dream, on the evaluation seeds."""
+    """Every arm in the real game and in the dream, on the evaluation seeds: in self-play and as a focal
+    player among random ones, or with `--background` as the focal players among the background bots."""
     game = get_game(args.game)
     missing = [arm for arm in TRAINED if not (work / f"{arm}.zip").is_file()]
     if missing:
         raise SystemExit(f"no trained policy for {', '.join(missing)} in {work}: train it first (--train {' '.join(missing)})")
+    training = {arm: json.loads((work / f"{arm}.json").read_text()) for arm in TRAINED}
+    how = lambda b, k: "in self-play" if b is None else f"as {k} focal player(s) among {b}"  # noqa: E731
+    for arm, tr in training.items():  # a self-play policy scored as a focal one (or back) measures nothing asked
+        if (tr.get("background"), tr.get("focal")) != (args.background, args.focal if args.background else None):
+            raise SystemExit(f"the {arm} policy in {work} was trained {how(tr.get('background'), tr.get('focal'))}, "
+                             f"not {how(args.background, args.focal)}: train it so, or score another --work")
     acts = {"random": random_act(game.num_actions, args.seed)}
     acts.update({arm: policy_act(PPO.load(work / f"{arm}.zip", device=args.device)) for arm in TRAINED})
     worlds = min(args.real_worlds, args.eval_episodes)
@@ -246,17 +261,24 @@ def score_arms(args: argparse.Namespace, work: Path) -> dict:
             "dream": DreamVecEnv(args.game, num_worlds=min(args.dream_worlds, args.eval_episodes),
                                  checkpoint=args.checkpoint, device=args.device, max_cycles=args.episode,
                                  channels_first=True, cuda_graph=not args.no_cuda_graph)}
-    # Self-play (every player acts by the arm's policy) and focal (one player does, beside random ones).
+    envs = {where: scenario(env, args) for where, env in envs.items()}
+    # Self-play (every player acts by the arm's policy) and focal (one player does, beside random ones);
+    # in a scenario the env's slots are the focal players already, among the background bots.
     background = random_act(game.num_actions, args.seed + 1)
     returns, focal = {arm: {} for arm in ARMS}, {arm: {} for arm in ARMS}
     for where, env in envs.items():
         for arm, act in tqdm(acts.items(), desc=f"score in the {where} game", file=sys.stdout):
             returns[arm][where] = episode_returns(env, act, args.eval_episodes, EVAL_SEED)
-            focal[arm][where] = episode_returns(env, act, args.eval_episodes, EVAL_SEED, background)
+            if not args.background:
+                focal[arm][where] = episode_returns(env, act, args.eval_episodes, EVAL_SEED, background)
         env.close()
-    training = {arm: json.loads((work / f"{arm}.json").read_text()) for arm in TRAINED}
-    return {"game": args.game, "players": game.num_players, "returns": _lists(returns), **summary(returns),
-            "focal": {"returns": _lists(focal), **summary(focal)}, "training": training}
+    result = {"game": args.game, "players": game.num_players, "returns": _lists(returns), **summary(returns),
+              "training": training}
+    if args.background:
+        result["background"] = {"policy": args.background, "focal_players": args.focal, "focal_rule": FOCAL_RULE}
+    else:
+        result["focal"] = {"returns": _lists(focal), **summary(focal)}
+    return result
 
 
 def _lists(returns: dict[str, dict[str, np.ndarray]]) -> dict:
@@ -283,8 +305,9 @@ def plot(result: dict, path: Path) -> Path:
             ax.errorbar(t, m, yerr=se, color=colors[arm], marker="o", capsize=3, label=f"{arm}-trained, in the real game")
     rand = result["arms"]["random"]["real"]
     ax.axhline(rand["mean"], color="tab:gray", linestyle="--", label="random, in the real game")
-    ax.set_xlabel("PPO timesteps (one per player per step)")
-    ax.set_ylabel(f"return per player per episode ({result['meta']['episode']} steps)")
+    who = f"focal player among {result['background']['policy']} bots" if "background" in result else "player"
+    ax.set_xlabel(f"PPO timesteps (one per {'focal ' if 'background' in result else ''}player per step)")
+    ax.set_ylabel(f"return per {who} per episode ({result['meta']['episode']} steps)")
     ax.set_title(f"{result['game']}: trained in the dream vs in the real game")
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
@@ -325,10 +348,24 @@ def write_table(out_dir: Path, tag: str) -> Path:
     lines = [f"# Trained in the dream, scored in the real game ({tag})", ""]
     for r in results[:1]:
         m = r["meta"]
+        who = "the focal players" if "background" in r else "all players"
         lines += [f"Machine: {m['device_name']}; {m['machine']['cores']} CPU cores; commit {m['commit']}, {m['machine']['date']}.  ",
-                  f"PPO (SB3 CnnPolicy, one policy for all players): {m['ppo']}; episodes of {m['episode']} "
+                  f"PPO (SB3 CnnPolicy, one policy for {who}): {m['ppo']}; episodes of {m['episode']} "
                   f"steps; {m['eval_episodes']} evaluation episodes per arm and env, seeds no training episode used.", ""]
-    lines += _rows(results, lambda r: r)
+    self_play = [r for r in results if "background" not in r]
+    if self_play:
+        lines += _rows(self_play, lambda r: r)
+    scenarios = [r for r in results if "background" in r]
+    key = lambda r: (r["background"]["policy"], r["background"]["focal_players"], r["background"]["focal_rule"])  # noqa: E731
+    for policy, k, rule in dict.fromkeys(map(key, scenarios)):  # a table per background and number of focal players
+        if lines[-1]:
+            lines.append("")
+        lines += [f"Focal among {policy} background players (Melting Pot's scenarios, in training and in scoring, in "
+                  f"the real game and in the dream: in every world {k} focal player(s) act by the arm's policy, the "
+                  f"others by `training.policies.{policy}`; the focal players are {rule}; the return: the focal "
+                  f"players' mean per episode; random: random focal players among the same bots; timesteps count "
+                  f"one per focal player per step):", ""]
+        lines += _rows([r for r in scenarios if key(r) == (policy, k, rule)], lambda r: r)
     focal = [r for r in results if "focal" in r]
     if focal:
         lines += ["", "Focal player against random background players (Melting Pot's focal-vs-background protocol: "
@@ -375,6 +412,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--no-cuda-graph", action="store_true", help="on a GPU, step the dream eagerly, not as a "
                                                                    "recorded CUDA graph (model/step_graph.py)")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--background", choices=BACKGROUNDS, default=None,
+                   help="Melting Pot's scenarios: in training and scoring, --focal players per world act by the "
+                        "policy, the others by this behaviour policy (training/policies.py)")
+    p.add_argument("--focal", type=int, default=None, help="focal players per world with --background (default 1)")
     p.add_argument("--train", nargs="*", default=list(TRAINED), choices=TRAINED,
                    help="arms to train (default both; none: score the policies in --work)")
     p.add_argument("--max-minutes", type=float, default=float("inf"),
@@ -393,10 +434,15 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     if args.game is None:
         p.error("--game is required (or --report)")
-    get_game(args.game)  # a ValueError naming close matches, before anything runs
+    players = get_game(args.game).num_players  # a ValueError naming close matches, before anything runs
     for name in ("timesteps", "rollout", "episode", "dream_worlds", "real_worlds", "eval_episodes", "curve_episodes"):
         if getattr(args, name) < 1:
             p.error(f"--{name.replace('_', '-')} must be >= 1")
+    if args.background is None and args.focal is not None:
+        p.error("--focal needs --background (without it, every player acts by the policy)")
+    args.focal = 1 if args.focal is None else args.focal
+    if args.background is not None and not 1 <= args.focal < players:
+        p.error(f"--focal must be in 1..{players - 1} ({args.game} has {players} players; at least one is background)")
     if args.device == "auto":
         args.device = "cuda" if torch.cuda.is_available() else "cpu"
     work = Path(args.work) / args.game

@@ -117,3 +117,27 @@ def test_benchmark_rl_end_to_end_on_coins(coins_checkpoint, tmp_path, one_thread
     assert (out / "rl_t.md").read_text().count("| coins | 2 |") == 2  # the self-play and the focal table
     # scoring again from the saved policies, without training
     assert rl.main(argv + ["--train"]) == 0
+
+
+@pytest.mark.slow
+def test_benchmark_rl_scenario_end_to_end_on_coins(coins_checkpoint, tmp_path, one_thread):
+    """--background rl_mix: trained and scored as the focal player among rl_mix players, labelled so."""
+    out, work = tmp_path / "results", tmp_path / "work"
+    argv = ["--game", "coins", "--background", "rl_mix", "--timesteps", "16", "--rollout", "16", "--episode", "4",
+            "--dream-worlds", "1", "--real-worlds", "1", "--eval-episodes", "2", "--curve-points", "0",
+            "--checkpoint", str(coins_checkpoint), "--device", "cpu", "--work", str(work), "--out-dir", str(out),
+            "--tag", "s"]
+    assert rl.main(argv) == 0
+    result = json.loads((out / "rl_s_coins.json").read_text())
+    assert result["background"]["policy"] == "rl_mix" and result["background"]["focal_players"] == 1
+    assert "focal" not in result  # no random-background table: the background is rl_mix
+    assert all(len(result["returns"][arm][where]) == 2 for arm in rl.ARMS for where in ("real", "dream"))
+    for arm in rl.TRAINED:
+        assert result["training"][arm]["slots"] == 1 and result["training"][arm]["background"] == "rl_mix"
+    table = (out / "rl_s.md").read_text()
+    assert "Focal among rl_mix background players" in table and table.count("| coins | 2 |") == 1
+    # policies trained among rl_mix are not scored in self-play, nor the other way round
+    with pytest.raises(SystemExit, match="trained as 1 focal player"):
+        rl.main([a for a in argv if a not in ("--background", "rl_mix")] + ["--train"])
+    with pytest.raises(SystemExit):
+        rl.main(argv + ["--focal", "2"])  # coins has 2 players: one focal at most
