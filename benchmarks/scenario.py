@@ -89,6 +89,7 @@ class ScenarioVecEnv(SharedSlots):
         return [seed + k for k in range(self.num_envs)]
 
     def reset(self) -> VecEnvObs:
+        """Start every world; each draws its focal players and its background from its episode's seed."""
         obs = self.env.reset()
         self._start(np.ones(self.num_worlds, bool))
         self._started = True
@@ -113,11 +114,7 @@ class ScenarioVecEnv(SharedSlots):
     def step_wait(self) -> VecEnvStepReturn:
         obs, rewards, dones, infos = self.env.step_wait()
         old = self._slots()
-        ended = dones.reshape(self.num_worlds, self.env.num_players)[:, 0]
-        if ended.any():
-            self._start(ended)
-        else:
-            self._plan()
+        self._start(dones.reshape(self.num_worlds, self.env.num_players)[:, 0])  # the worlds that ended restart
         return obs[self._slots()], rewards[old], dones[old], [infos[k] for k in old]
 
     def close(self) -> None:
