@@ -5,6 +5,7 @@
         [--out-dir benchmarks/results --tag TAG]
     python -m benchmarks.rl --game coins --timesteps 4096 --dream-worlds 2 --real-worlds 2 \\
         --eval-episodes 2 --episode 20 --curve-points 0 --device cpu     # a CPU smoke run of the plumbing
+    python -m benchmarks.rl --game clean_up --background rl_mix [--focal 1] ...   # Melting Pot's scenarios
 
 Three arms, one shared policy for every player (parameter sharing, SB3 PPO with a CnnPolicy):
 - `random`: uniform random actions;
@@ -33,6 +34,21 @@ they earn (+1 a coin, -2 to its owner), so self-play scores near 0 however well 
   small to say anything about transfer).
 Learning curves: the training episodes' returns (each arm in its own env: the dream arm's are what
 the dream pays) and `--curve-points` real-game scores of each policy during training.
+
+With `--background rl_mix` (Melting Pot's scenarios; benchmarks/scenario.py) the arms are trained and
+scored as focal players among background bots: in every world of both envs, in training and in scoring,
+`--focal` K players (default 1; at least one player is left to the background) act by the arm's policy
+and the others by `training.policies.rl_mix`, seeded by the world's episode seed and restarted with it,
+closed-loop on the world's global frame, players' states and rewards (`world_states()` of both envs).
+PPO sees only the focal slots (worlds x K), so a timestep is one focal player's step. Evaluation
+episode i starts from EVAL_SEED + i x K; its focal players are the K from its seed mod N on, so each
+evaluation seed puts every arm in the same slots among the same bots, and the seeds rotate the focal
+slot through every player. Reported: the focal players' mean return per episode (random: random focal
+players among the same bots), with the same statistics, labelled "focal among rl_mix background
+players"; self-play and the random-background table are left out (the policies were trained among
+rl_mix, not among copies of themselves or random players). This is the score clean_up needs: apples grow
+only while someone cleans the river, PPO in self-play never learns to, and rl_mix's cleaners do. A
+policy trained one way is refused for scoring the other way.
 
 Training writes `--work`/GAME/{real,dream}.zip and .json (curve, seeds) and SB3's per-update log
 {real,dream}_log/progress.csv; `--train` picks the arms to train
@@ -361,7 +377,7 @@ def write_table(out_dir: Path, tag: str) -> Path:
         if lines[-1]:
             lines.append("")
         lines += [f"Focal among {policy} background players (Melting Pot's scenarios, in training and in scoring, in "
-                  f"the real game and in the dream: in every world {k} focal player(s) act by the arm's policy, the "
+                  f"the real game and in the dream: in every world K = {k} focal player(s) act by the arm's policy, the "
                   f"others by `training.policies.{policy}`; the focal players are {rule}; the return: the focal "
                   f"players' mean per episode; random: random focal players among the same bots; timesteps count "
                   f"one per focal player per step):", ""]

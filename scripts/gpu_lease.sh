@@ -59,7 +59,7 @@ rl_game() {  # GAME DREAM_WORLDS CHECKPOINT WORK TAG: the RL benchmark's two arm
   local g=$1 w=$2 ck=$3 work=$4 tag=$5
   local rl="--game $g --dream-worlds $w --checkpoint $ck --timesteps ${RL_STEPS:-1000000} --episode ${RL_EPISODE:-200} ${RL_ROLLOUT:+--rollout $RL_ROLLOUT}
     --real-worlds ${REAL_WORLDS:-8} --eval-episodes ${EVAL_EPISODES:-32} --device $DEVICE --work $work
-    --out-dir $ROOT/results --tag $tag ${NO_GRAPH:+--no-cuda-graph}"
+    --out-dir $ROOT/results --tag $tag ${NO_GRAPH:+--no-cuda-graph} ${RL_BACKGROUND:+--background $RL_BACKGROUND}"
   for arm in dream real; do
     python3 -m benchmarks.rl $rl --train $arm --no-score --max-minutes ${RL_MINUTES:-12} > $ROOT/rl_${tag}_${g}_$arm.log 2>&1 &
   done
