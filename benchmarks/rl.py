@@ -372,7 +372,7 @@ def write_table(out_dir: Path, tag: str) -> Path:
     if self_play:
         lines += _rows(self_play, lambda r: r)
     scenarios = [r for r in results if "background" in r]
-    key = lambda r: (r["background"]["policy"], r["background"]["focal_players"], r["background"]["focal_rule"])  # noqa: E731
+    key = lambda r: tuple(r["background"][k] for k in ("policy", "focal_players", "focal_rule"))  # noqa: E731
     for policy, k, rule in dict.fromkeys(map(key, scenarios)):  # a table per background and number of focal players
         if lines[-1]:
             lines.append("")

@@ -107,7 +107,8 @@ def test_an_ended_world_gets_new_focal_slots_and_reports_the_old_ones():
 
 
 def test_sb3_checks_and_ppo_run_on_it():
-    env = VecCheckNan(VecMonitor(ScenarioVecEnv(ScriptedWorlds(num_worlds=2, max_cycles=3), focal=2)), raise_exception=True)
+    scenario = ScenarioVecEnv(ScriptedWorlds(num_worlds=2, max_cycles=3), focal=2)
+    env = VecCheckNan(VecMonitor(scenario), raise_exception=True)
     model = PPO("CnnPolicy", env, n_steps=8, batch_size=16, n_epochs=1, seed=0, device="cpu")
     model.learn(16)
     assert model.num_timesteps == 32  # 4 slots x 8 steps: the focal slots only
