@@ -286,3 +286,22 @@ def test_the_zap_rates_benchmark_reads_the_river_from_a_real_frame():
     zap_rates.count_river(tally, [frame], [frame])
     assert tally["cleaned"] == tally["dirt spawned"] == tally["cleaning beam cells"] == 0
     assert set(zap_rates.counters("commons_harvest__open")) == set(zap_rates.COUNTS)
+
+
+def test_a_checkpoint_without_an_apple_code_says_it_cannot_draw_apples(monkeypatch):
+    """A codebook that never saw a clean_up apple (checkpoints before session 10) keeps the rule, paid but
+    not drawn, and says so; here the bundled codebook with its apple codes hidden from the rule."""
+    import dataclasses
+
+    from actionparty_env.env import DreamWorlds
+    from actionparty_env.model import sampler
+
+    def without_apples(patches):
+        found = clean_up_codes(patches)
+        return dataclasses.replace(found, apple=torch.zeros_like(found.apple))
+
+    monkeypatch.setattr(sampler, "clean_up_codes", without_apples)
+    worlds = DreamWorlds("clean_up", num_worlds=1, device="cpu")
+    with pytest.warns(CheckpointWarning, match="no apple"):
+        worlds.reset([0])
+    assert worlds.sim.clean_up is not None and not worlds.sim.clean_up_apples_drawn
