@@ -7,40 +7,7 @@ import pytest
 
 from actionparty_env.games import get_game
 from benchmarks import rl
-from tests.fake_worlds import FakeWorlds
-
-
-class ScriptedWorlds(FakeWorlds):
-    """K worlds of coins' spaces where player p earns p + 1 every step and world 1 ends after 2 steps
-    (the game's own end): known returns for `episode_returns`."""
-
-    def __init__(self, num_worlds: int, max_cycles: int):
-        self._args = dict(num_worlds=num_worlds, max_cycles=max_cycles)
-        self._init_worlds(get_game("coins"), num_worlds, 2, max_cycles, True, None, None)
-        self.started_seeds: list[int] = []
-        self.actions: list[np.ndarray] = []
-        self._t = None
-
-    def _started(self):
-        return self._t is not None
-
-    def _start_worlds(self, seeds, worlds, reseed):
-        if reseed is not None:  # reset(), not an auto-reset
-            self.started_seeds += seeds
-        if self._t is None or worlds is None:
-            self._t = np.zeros(self.num_worlds, int)
-        else:
-            self._t[worlds] = 0
-        return np.zeros((self.num_worlds, 2, 88, 88, 3), np.uint8)
-
-    def _step_worlds(self, actions):
-        self.actions.append(np.array(actions))
-        self._t += 1
-        rewards = np.tile(np.array([1.0, 2.0], np.float32), (self.num_worlds, 1))
-        terminated = np.zeros(self.num_worlds, bool)
-        if self.num_worlds > 1:
-            terminated[1] = self._t[1] == 2
-        return np.zeros((self.num_worlds, 2, 88, 88, 3), np.uint8), rewards, terminated
+from tests.fake_worlds import ScriptedWorlds
 
 
 def test_episode_returns_count_each_worlds_first_episode_per_player_on_eval_seeds():

@@ -22,50 +22,17 @@ from actionparty_env.vector import DreamVecEnv, WorldState
 from benchmarks import rl
 from benchmarks.scenario import ScenarioVecEnv
 from training.policies import ClosedLoopPolicy, State, rl_mix
-from tests.fake_worlds import FakeWorlds
+from tests.fake_worlds import ScriptedWorlds
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 CLEAN_UP = get_game("clean_up")
 
 
-class ScriptedWorlds(FakeWorlds):
-    """K worlds of 3 players with coins' spaces and a black 10x10 map, where player p earns p + 1 every
-    step and world 1 ends after 2 steps (the game's own end). Records the joint actions and the seeds
-    `reset()` started from."""
+class ScenarioWorlds(ScriptedWorlds):
+    """`ScriptedWorlds` of 3 players on a black 10x10 map, with the world states a background reads."""
 
-    def __init__(self, num_worlds: int, max_cycles: int):
-        self._args = dict(num_worlds=num_worlds, max_cycles=max_cycles)
-        self._init_worlds(get_game("coins"), num_worlds, 3, max_cycles, True, None, None)
-        self.started_seeds: list[int] = []
-        self.actions: list[np.ndarray] = []
-        self._t = None
-
-    def _started(self):
-        return self._t is not None
-
-    def _start_worlds(self, seeds, worlds, reseed):
-        if reseed is not None:  # reset(), not an auto-reset
-            self.started_seeds += seeds
-        if self._t is None or worlds is None:
-            self._t = np.zeros(self.num_worlds, int)
-        else:
-            self._t[worlds] = 0
-        return self._views()
-
-    def _step_worlds(self, actions):
-        self.actions.append(np.array(actions))
-        self._t += 1
-        terminated = np.zeros(self.num_worlds, bool)
-        terminated[1:] = self._t[1:] == 2
-        return self._views(), self._rewards(), terminated
-
-    def _views(self):  # player p's view shows its own number, so a slot's observation says whose it is
-        views = np.zeros((self.num_worlds, 3, 88, 88, 3), np.uint8)
-        views[:] = np.arange(3, dtype=np.uint8)[None, :, None, None, None]
-        return views
-
-    def _rewards(self):
-        return np.tile(np.arange(1.0, 4.0, dtype=np.float32), (self.num_worlds, 1))
+    def __init__(self, num_worlds: int, max_cycles: int, players: int = 3):
+        super().__init__(num_worlds, max_cycles, players)
 
     def world_states(self):
         players = PlayerStates(np.array([[1, 1], [1, 4], [5, 1]]), np.zeros(3, np.int64), np.ones(3, bool))
@@ -75,7 +42,7 @@ class ScriptedWorlds(FakeWorlds):
 def test_focal_slots_their_rewards_actions_and_episode_numbering_on_scripted_worlds(monkeypatch):
     took = []  # what every world's rl_mix is told its players really did
     monkeypatch.setattr(ClosedLoopPolicy, "took", lambda self, actions: took.append(np.array(actions)))
-    inner = ScriptedWorlds(num_worlds=2, max_cycles=4)
+    inner = ScenarioWorlds(num_worlds=2, max_cycles=4)
     env = ScenarioVecEnv(inner, focal=1)
     assert env.num_envs == 2 and env.num_worlds == 2 and env.num_players == 1
     assert env.observation_space == inner.observation_space and env.action_space == inner.action_space
@@ -91,7 +58,7 @@ def test_focal_slots_their_rewards_actions_and_episode_numbering_on_scripted_wor
 
 
 def test_an_ended_world_gets_new_focal_slots_and_reports_the_old_ones():
-    env = ScenarioVecEnv(ScriptedWorlds(num_worlds=2, max_cycles=4), focal=2)
+    env = ScenarioVecEnv(ScenarioWorlds(num_worlds=2, max_cycles=4), focal=2)
     assert env.seed(10) == [10, 11, 12, 13]
     obs = env.reset()
     assert env.focal_slots.tolist() == [[1, 2], [0, 1]]  # seeds 10 and 12: from 10 % 3 = 1 and 12 % 3 = 0 on
@@ -107,7 +74,7 @@ def test_an_ended_world_gets_new_focal_slots_and_reports_the_old_ones():
 
 
 def test_sb3_checks_and_ppo_run_on_it():
-    scenario = ScenarioVecEnv(ScriptedWorlds(num_worlds=2, max_cycles=3), focal=2)
+    scenario = ScenarioVecEnv(ScenarioWorlds(num_worlds=2, max_cycles=3), focal=2)
     env = VecCheckNan(VecMonitor(scenario), raise_exception=True)
     model = PPO("CnnPolicy", env, n_steps=8, batch_size=16, n_epochs=1, seed=0, device="cpu")
     model.learn(16)
@@ -115,7 +82,7 @@ def test_sb3_checks_and_ppo_run_on_it():
 
 
 def test_bad_input_is_a_clear_error():
-    inner = ScriptedWorlds(num_worlds=1, max_cycles=4)
+    inner = ScenarioWorlds(num_worlds=1, max_cycles=4)
     for focal in (0, 3):
         with pytest.raises(ValueError, match=r"focal must be an int in 1\.\.2"):
             ScenarioVecEnv(inner, focal=focal)
