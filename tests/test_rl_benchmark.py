@@ -5,7 +5,6 @@ import json
 import numpy as np
 import pytest
 
-from actionparty_env.games import get_game
 from benchmarks import rl
 from tests.fake_worlds import ScriptedWorlds
 
