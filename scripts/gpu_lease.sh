@@ -8,6 +8,8 @@
 #   dyna       PPO in the dream, real episodes recorded with it, the checkpoint trained on, RL again.
 #   speed      the recorded step's GPU tests, then the dream's speed with and without the CUDA graph.
 #   small      record, then the small CPU model (training/configs/small_fast.yaml), and the play loop's frame rate.
+#   scenario   the RL benchmark of $RL_GAMES as focal players among rl_mix bots; beside it rl_mix data on 6 cores,
+#              the small model trained on from its bundled weights, then its fidelity beside the bundled ones.
 #   grow       rl_mix data (clean_up's apples), the bundled checkpoint trained on with its codebook grown, the
 #              small model anew; their fidelity and dynamics beside the bundled one.
 # The training jobs first record all 49 substrates on 16 cores and the held-out splits. Then:
@@ -35,13 +37,13 @@ MINUTES=${MINUTES:-11}
 BUDGET=${BUDGET:-2400}
 stamp() { echo "[$(date +%T)] $*"; }
 
-record_episodes() {  # SUBSTRATES EPISODES STEPS: training episodes into $ROOT/data on 16 cores
+record_episodes() {  # SUBSTRATES EPISODES STEPS: training episodes into $ROOT/data on $WORKERS (16) cores
   python3 -m training.record --out $ROOT/data --substrates $1 --episodes-per-substrate $2 --steps $3 \
-    --workers 16 --seed 0 --policy ${POLICY:-mix} >> $ROOT/record.log 2>&1
+    --workers ${WORKERS:-16} --seed 0 --policy ${POLICY:-mix} >> $ROOT/record.log 2>&1
 }
 
 split() {  # the held-out splits of $ROOT/data: 1 validation and $TEST test episodes per substrate
-  stamp split; python3 -m training.heldout $ROOT/data --val 1 --test ${TEST:-2} --workers 16 >> $ROOT/record.log 2>&1
+  stamp split; python3 -m training.heldout $ROOT/data --val 1 --test ${TEST:-2} --workers ${WORKERS:-16} >> $ROOT/record.log 2>&1
   grep -a "^recorded\|failed" $ROOT/record.log | tail -6
 }
 
@@ -59,7 +61,7 @@ rl_game() {  # GAME DREAM_WORLDS CHECKPOINT WORK TAG: the RL benchmark's two arm
   local g=$1 w=$2 ck=$3 work=$4 tag=$5
   local rl="--game $g --dream-worlds $w --checkpoint $ck --timesteps ${RL_STEPS:-1000000} --episode ${RL_EPISODE:-200} ${RL_ROLLOUT:+--rollout $RL_ROLLOUT}
     --real-worlds ${REAL_WORLDS:-8} --eval-episodes ${EVAL_EPISODES:-32} --device $DEVICE --work $work
-    --out-dir $ROOT/results --tag $tag ${NO_GRAPH:+--no-cuda-graph} ${RL_BACKGROUND:+--background $RL_BACKGROUND}"
+    --out-dir $ROOT/results --tag $tag ${NO_GRAPH:+--no-cuda-graph} ${RL_BACKGROUND:+--background $RL_BACKGROUND} ${RL_FOCAL:+--focal $RL_FOCAL}"
   for arm in dream real; do
     python3 -m benchmarks.rl $rl --train $arm --no-score --max-minutes ${RL_MINUTES:-12} > $ROOT/rl_${tag}_${g}_$arm.log 2>&1 &
   done
@@ -265,6 +267,31 @@ case "$1" in
     python3 -m benchmarks.dynamics --device $DEVICE --checkpoint $ROOT/ckpt_main --compare bundled=$PWD/actionparty_env/checkpoints/default \
       --compare small=$ROOT/ckpt_small --data $ROOT/data --split test --episodes 1 --steps ${DYN_STEPS:-100} --out-dir $ROOT/results \
       --tag ${TAG:-h200_grow} > $ROOT/dynamics.log 2>&1 &
+    wait
+    stamp done ;;
+  job-scenario)
+    # Issue 12 in Melting Pot's scenario form: for each GAME:DREAM_WORLDS:FOCAL of $RL_GAMES the RL
+    # benchmark's arms trained and scored as FOCAL players per world among rl_mix bots (RL_BACKGROUND,
+    # default rl_mix), all games at once. Beside them (issue 14) rl_mix data on $WORKERS (6) cores with one test episode
+    # per substrate, the bundled small model trained on from its weights (its codebook grown) for
+    # $SMALL_STEPS at most $SMALL_MINUTES; then its pixel fidelity beside the bundled small and default ones.
+    export POLICY=rl_mix RL_BACKGROUND=${RL_BACKGROUND:-rl_mix}
+    stamp "rl: $RL_GAMES among $RL_BACKGROUND"
+    for gwk in $RL_GAMES; do
+      IFS=: read -r g w k <<< "$gwk"
+      RL_FOCAL=${k:-1} rl_game $g $w $PWD/actionparty_env/checkpoints/default $ROOT/rl ${TAG:-h200_scenario} &
+    done
+    stamp record; WORKERS=${WORKERS:-6} record_episodes $SUBSTRATES $EPISODES $EPISODE_STEPS
+    WORKERS=${WORKERS:-6} TEST=1 split
+    stamp "train small"
+    small=$PWD/actionparty_env/checkpoints/small
+    CONFIG=training/configs/small_fast.yaml INIT=$small STEPS=${SMALL_STEPS:-6000} train small \
+      max_minutes=${SMALL_MINUTES:-9} lr=${LR:-5.0e-4} warmup_steps=100
+    cp actionparty_env/checkpoints/default/view_tables.npz actionparty_env/checkpoints/default/start_states.npz $ROOT/ckpt_small/
+    python3 -m training.bundle --refresh-digests $ROOT/ckpt_small >> $ROOT/bundle_small.log 2>&1
+    grep -a "codes of the data added" $ROOT/small.log
+    stamp "fidelity of the small models"
+    fidelity ${TAG:-h200_scenario}_small $ROOT/ckpt_small small_before=$small default=$PWD/actionparty_env/checkpoints/default
     wait
     stamp done ;;
   job-small)
