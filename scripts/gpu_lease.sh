@@ -69,6 +69,11 @@ rl_game() {  # GAME DREAM_WORLDS CHECKPOINT WORK TAG: the RL benchmark's two arm
   python3 -m benchmarks.rl $rl --train > $ROOT/rl_${tag}_${g}_score.log 2>&1
 }
 
+game_tables() {  # NAME: the default's start states and view tables (facts of the games) into $ROOT/ckpt_NAME, digests anew
+  cp actionparty_env/checkpoints/default/view_tables.npz actionparty_env/checkpoints/default/start_states.npz $ROOT/ckpt_$1/
+  python3 -m training.bundle --refresh-digests $ROOT/ckpt_$1 >> $ROOT/bundle_$1.log 2>&1
+}
+
 fidelity() {  # TAG CHECKPOINT [NAME=DIR...]: pixel fidelity on the test split, one episode per substrate
   local tag=$1 ckpt=$2; shift 2
   python3 -m benchmarks.fidelity --device $DEVICE --checkpoint $ckpt "${@/#/--ablation=}" --data $ROOT/data \
@@ -219,8 +224,7 @@ case "$1" in
     small=$!
     INIT=$PWD/actionparty_env/checkpoints/default STEPS=${STEPS:-3000} train main max_minutes=$MINUTES \
       lr=${LR:-3.0e-4} warmup_steps=100
-    cp actionparty_env/checkpoints/default/view_tables.npz actionparty_env/checkpoints/default/start_states.npz $ROOT/ckpt_main/
-    python3 -m training.bundle --refresh-digests $ROOT/ckpt_main >> $ROOT/bundle_main.log 2>&1
+    game_tables main
     rl_games=$([ -n "${RL_FIRST:-}" ] && echo ${games%% *} || echo $games)
     stamp "rl on the new checkpoint: $rl_games"
     for gw in $rl_games; do
@@ -257,10 +261,7 @@ case "$1" in
     INIT=$PWD/actionparty_env/checkpoints/default STEPS=${STEPS:-2000} train main max_minutes=$MINUTES \
       lr=${LR:-2.0e-4} warmup_steps=100
     wait
-    for ck in main small; do
-      cp actionparty_env/checkpoints/default/view_tables.npz actionparty_env/checkpoints/default/start_states.npz $ROOT/ckpt_$ck/
-      python3 -m training.bundle --refresh-digests $ROOT/ckpt_$ck >> $ROOT/bundle_$ck.log 2>&1
-    done
+    game_tables main; game_tables small
     grep -a "codes of the data added" $ROOT/main.log
     stamp "fidelity and dynamics"
     fidelity ${TAG:-h200_grow} $ROOT/ckpt_main bundled=$PWD/actionparty_env/checkpoints/default small=$ROOT/ckpt_small &
@@ -287,8 +288,7 @@ case "$1" in
     small=$PWD/actionparty_env/checkpoints/small
     CONFIG=training/configs/small_fast.yaml INIT=$small STEPS=${SMALL_STEPS:-6000} train small \
       max_minutes=${SMALL_MINUTES:-9} lr=${LR:-5.0e-4} warmup_steps=100
-    cp actionparty_env/checkpoints/default/view_tables.npz actionparty_env/checkpoints/default/start_states.npz $ROOT/ckpt_small/
-    python3 -m training.bundle --refresh-digests $ROOT/ckpt_small >> $ROOT/bundle_small.log 2>&1
+    game_tables small
     grep -a "codes of the data added" $ROOT/small.log
     stamp "fidelity of the small models"
     fidelity ${TAG:-h200_scenario}_small $ROOT/ckpt_small small_before=$small default=$PWD/actionparty_env/checkpoints/default
