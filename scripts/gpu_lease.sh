@@ -10,6 +10,8 @@
 #   small      record, then the small CPU model (training/configs/small_fast.yaml), and the play loop's frame rate.
 #   scenario   the RL benchmark of $RL_GAMES as focal players among rl_mix bots; beside it rl_mix data on 6 cores,
 #              the small model trained on from its bundled weights, then its fidelity beside the bundled ones.
+#   fair       the small model's batched speed and step profiles, then RL of $RL_GAMES among rl_mix bots at equal
+#              timesteps ($RL_STEPS) and the small model trained on beside it.
 #   grow       rl_mix data (clean_up's apples), the bundled checkpoint trained on with its codebook grown, the
 #              small model anew; their fidelity and dynamics beside the bundled one.
 # The training jobs first record all 49 substrates on 16 cores and the held-out splits. Then:
@@ -292,6 +294,37 @@ case "$1" in
     grep -a "codes of the data added" $ROOT/small.log
     stamp "fidelity of the small models"
     fidelity ${TAG:-h200_scenario}_small $ROOT/ckpt_small small_before=$small default=$PWD/actionparty_env/checkpoints/default
+    wait
+    stamp done ;;
+  job-fair)
+    # Issue 12 at equal budgets: each GAME:DREAM_WORLDS:FOCAL of $RL_GAMES among rl_mix bots, both arms
+    # trained for $RL_STEPS timesteps ($RL_MINUTES only guards the lease), all games at once. First, on the
+    # idle GPU (issue 14), the small model's batched speed and where a batched step's time goes, with
+    # rl_mix data recorded beside on $WORKERS (12) cores; then, beside the RL, the small model trained on
+    # and its pixel fidelity beside the bundled small and default ones.
+    export POLICY=rl_mix RL_BACKGROUND=${RL_BACKGROUND:-rl_mix}
+    stamp record; (WORKERS=${WORKERS:-12} record_episodes $SUBSTRATES $EPISODES $EPISODE_STEPS; WORKERS=${WORKERS:-12} TEST=1 split) &
+    stamp "speed of the small model"
+    python3 -m benchmarks.speed --device $DEVICE --checkpoint small --batches ${SPEED_BATCHES:-1 16 64 256 1024 4096} \
+      --peak-tflops 790 --max-seconds 3 --substrates coins clean_up commons_harvest__open --out-dir $ROOT/results \
+      --tag h200_small > $ROOT/speed.log 2>&1
+    stamp "step profiles"
+    python3 -m benchmarks.step_profile --device $DEVICE --worlds 256 --out-dir $ROOT/results --tag h200_default >> $ROOT/speed.log 2>&1
+    python3 -m benchmarks.step_profile --device $DEVICE --checkpoint small --worlds 1024 --out-dir $ROOT/results --tag h200_small >> $ROOT/speed.log 2>&1
+    wait
+    stamp "rl: $RL_GAMES among $RL_BACKGROUND, $RL_STEPS timesteps an arm"
+    for gwk in $RL_GAMES; do
+      IFS=: read -r g w k <<< "$gwk"
+      RL_FOCAL=${k:-1} rl_game $g $w $PWD/actionparty_env/checkpoints/default $ROOT/rl ${TAG:-h200_fair} &
+    done
+    stamp "train small"
+    small=$PWD/actionparty_env/checkpoints/small
+    CONFIG=training/configs/small_fast.yaml INIT=$small STEPS=${SMALL_STEPS:-8000} train small \
+      max_minutes=${SMALL_MINUTES:-10} lr=${LR:-3.0e-4} warmup_steps=100 workers=4
+    game_tables small
+    grep -a "codes of the data added" $ROOT/small.log
+    stamp "fidelity of the small models"
+    fidelity ${TAG:-h200_fair}_small $ROOT/ckpt_small small_before=$small default=$PWD/actionparty_env/checkpoints/default
     wait
     stamp done ;;
   job-small)
