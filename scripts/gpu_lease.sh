@@ -338,11 +338,16 @@ case "$1" in
     wait
     stamp done ;;
   poll)
+    # A bare machine (the lease went back while no call came, e.g. an interrupted turn) has no job to wait on.
+    [ -f $ROOT/job.log ] || { echo "poll: no job on this machine ($ROOT/job.log missing): the lease was lost"; exit 3; }
     end=$((SECONDS + ${2:-540}))
     while [ $SECONDS -lt $end ] && ! grep -q "\] done" $ROOT/job.log; do sleep 10; done
     cat $ROOT/job.log; for f in $ROOT/*.log; do echo "== $f"; tail -c 300 $f | tr '\r' '\n' | tail -n 2; done
-    # PACK=1 packs what there is now (a lease about to end).
+    # Every poll brings back the results and logs so far (small), so a lease lost between calls loses only
+    # what came after its last poll; PACK=1 packs the rest too (a lease about to end).
+    tar czf $OUT/results_so_far.tgz -C $ROOT results $(cd $ROOT && ls *.log 2>/dev/null)
     if grep -q "\] done" $ROOT/job.log || [ -n "${PACK:-}" ]; then
+      rm -f $OUT/results_so_far.tgz  # results.tgz below holds it all
       [ -f $ROOT/ckpt_starts/start_states.npz ] && cp $ROOT/ckpt_starts/start_states.npz $OUT/
       # At most 8 files of 16 MiB come back: the shards one by one, the checkpoint's small files in one tar.
       [ -d $ROOT/ckpt_main ] && mkdir -p $OUT/ckpt && cp $ROOT/ckpt_main/model-*.safetensors $OUT/ckpt/ && \
