@@ -343,6 +343,13 @@ def _mean_se(d: dict) -> str:
     return f"{d['mean']:+.2f} ± {d['se']:.2f}" if d["se"] is not None else f"{d['mean']:+.2f}"
 
 
+def unequal_budgets(training: dict, tolerance: float = 0.05) -> bool:
+    """Whether the arms' timesteps differ by more than `tolerance` of the larger: then the transfer ratio
+    measures samples as well as the dream (a wall-clock cap, --max-minutes, stopped one arm early)."""
+    steps = [training[arm]["timesteps"] for arm in TRAINED]
+    return max(steps) - min(steps) > tolerance * max(steps)
+
+
 def _rows(results: list[dict], scores: Callable[[dict], dict]) -> list[str]:
     """The table of the results' scores (`scores(result)`: the self-play or the focal summary)."""
     lines = ["| game | players | timesteps real / dream | random | real-trained | dream-trained | dream-trained in the dream "
@@ -351,6 +358,7 @@ def _rows(results: list[dict], scores: Callable[[dict], dict]) -> list[str]:
         s, n = scores(r), r["players"]
         a = s["arms"]
         steps = " / ".join(f"{r['training'][arm]['timesteps']:,}" for arm in TRAINED)
+        steps += " (unequal)" if unequal_budgets(r["training"]) else ""
         lines.append(f"| {r['game']} | {n} | {steps} | {_mean_se(a['random']['real'])} | "
                      f"{_mean_se(a['real']['real'])} | {_mean_se(a['dream']['real'])} | {_mean_se(a['dream']['dream'])} | "
                      f"{'yes' if s['real_beats_random'] else 'no'} | {_interval(s['transfer_ratio'])} | "
@@ -391,7 +399,8 @@ def write_table(out_dir: Path, tag: str) -> Path:
     lines += ["", "Returns: mean per-player return per episode ± standard error. Transfer ratio = (dream-trained - random) / "
               "(real-trained - random), in the real game; exploitation gap = (dream-trained in the dream - in the real game) / "
               "(real-trained - random). Targets: transfer >= 0.8, gap <= 0.2. Timesteps count one per player per step "
-              "(real steps = timesteps / players). Commands:", ""]
+              "(real steps = timesteps / players); (unequal): the arms' timesteps differ by more than 5%, so the ratio "
+              "compares budgets too. Commands:", ""]
     for r in results:  # the training runs' commands where they differ from the scoring one
         lines += [f"- `{c}`" for c in dict.fromkeys(r["training"][arm].get("command", r["meta"]["command"]) for arm in TRAINED)
                   if c != r["meta"]["command"]]

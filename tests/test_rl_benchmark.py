@@ -61,6 +61,16 @@ def test_ppo_arms_get_the_same_samples_per_update_whatever_their_slots():
     assert few.batch_size == many.batch_size == 16
 
 
+def test_unequal_budgets_flags_arms_whose_timesteps_differ_by_more_than_five_percent():
+    def training(real: int, dream: int) -> dict:
+        return {"real": {"timesteps": real}, "dream": {"timesteps": dream}}
+
+    assert not rl.unequal_budgets(training(204_800, 204_800))
+    assert not rl.unequal_budgets(training(200_000, 204_800))  # 2.3%: whole PPO updates round the budget
+    assert rl.unequal_budgets(training(208_000, 319_744))  # session 11's clean_up arms, capped by wall clock
+    assert rl.unequal_budgets(training(372_096, 195_296))
+
+
 @pytest.mark.slow
 def test_benchmark_rl_end_to_end_on_coins(coins_checkpoint, tmp_path, one_thread):
     out = tmp_path / "results"
