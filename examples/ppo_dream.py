@@ -1,55 +1,61 @@
 """Train PPO only in the dream, then score the policy in the real Melting Pot beside random actions.
 
     python examples/ppo_dream.py --game coins --worlds 16 --timesteps 200000
+    python examples/ppo_dream.py --game clean_up --background rl_mix --focal 2 --worlds 64 --timesteps 200000
     python examples/ppo_dream.py --timesteps 4096 --worlds 4 --eval-episodes 2   # a quick CPU smoke run
 
 One policy drives every player (parameter sharing): DreamVecEnv exposes the B worlds x N players
-as B*N SB3 env slots and steps all worlds in one world-model call. The real env has the same
-observation and action spaces, so the trained policy runs there unchanged (needs Melting Pot).
+as B*N SB3 env slots and steps all worlds in one world-model call. With `--background rl_mix` it
+drives K focal players per world among `rl_mix` bots instead, as Melting Pot scores its scenarios
+(benchmarks/scenario.py): the way to learn clean_up, where apples grow only while someone cleans
+the river. The real env has the same observation and action spaces, so the trained policy runs
+there unchanged (needs Melting Pot), scored on seeds no training episode uses.
 """
 import argparse
 
-import numpy as np
 from stable_baselines3 import PPO
 from stable_baselines3.common.vec_env import VecMonitor
 
-from actionparty_env import DreamVecEnv, real_parallel_env
-
-p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-p.add_argument("--game", default="coins")
-p.add_argument("--worlds", type=int, default=16, help="dream worlds stepped together")
-p.add_argument("--timesteps", type=int, default=200_000, help="PPO timesteps (one per player per step)")
-p.add_argument("--episode", type=int, default=200, help="steps per episode, in the dream and in the real eval")
-p.add_argument("--checkpoint", default=None, help="checkpoint folder (default: the bundled one)")
-p.add_argument("--eval-episodes", type=int, default=5)
-p.add_argument("--out", default="out/ppo_dream")
-args = p.parse_args()
-
-dream = VecMonitor(DreamVecEnv(args.game, num_worlds=args.worlds, checkpoint=args.checkpoint,
-                               max_cycles=args.episode, channels_first=True))
-model = PPO("CnnPolicy", dream, n_steps=64, batch_size=256, n_epochs=4, learning_rate=2.5e-4, ent_coef=0.01,
-            verbose=1, seed=0)
-model.learn(total_timesteps=args.timesteps)
-model.save(args.out)
-print(f"trained {model.num_timesteps} steps in the dream; saved {args.out}.zip")
+from actionparty_env import DreamVecEnv, RealVecEnv
+from benchmarks.rl import EVAL_SEED, episode_returns, policy_act, random_act
+from benchmarks.scenario import BACKGROUNDS, ScenarioVecEnv
 
 
-def real_return(act) -> float:
-    """Mean per-player return over real episodes; `act(obs [N,H,W,3]) -> actions [N]`."""
-    env, totals = real_parallel_env(args.game, max_cycles=args.episode), []
-    for episode in range(args.eval_episodes):
-        obs, _ = env.reset(seed=episode)
-        total = 0.0
-        while env.agents:
-            batch = np.stack([obs[a] for a in env.agents])
-            obs, rewards, *_ = env.step(dict(zip(env.agents, map(int, act(batch)))))
-            total += sum(rewards.values())
-        totals.append(total / len(env.possible_agents))
-    return float(np.mean(totals))
+def among_bots(args: argparse.Namespace, env):
+    """The env itself, or with --background its --focal focal slots per world among the bots."""
+    return ScenarioVecEnv(env, args.focal, args.background) if args.background else env
 
 
-rng = np.random.default_rng(0)
-n_actions = dream.action_space.n
-print(f"real {args.game}, mean return per player over {args.eval_episodes} episodes of {args.episode} steps:")
-print(f"  PPO trained in the dream: {real_return(lambda o: model.predict(o.transpose(0, 3, 1, 2))[0]):+.2f}")
-print(f"  random actions:           {real_return(lambda o: rng.integers(n_actions, size=len(o))):+.2f}")
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--game", default="coins")
+    p.add_argument("--worlds", type=int, default=16, help="dream worlds stepped together")
+    p.add_argument("--timesteps", type=int, default=200_000, help="PPO timesteps (one per trained player per step)")
+    p.add_argument("--episode", type=int, default=200, help="steps per episode, in the dream and in the real eval")
+    p.add_argument("--checkpoint", default=None, help="checkpoint folder (default: the bundled one)")
+    p.add_argument("--background", choices=BACKGROUNDS, default=None, help="train focal players among these bots")
+    p.add_argument("--focal", type=int, default=1, help="focal players per world with --background")
+    p.add_argument("--eval-episodes", type=int, default=5)
+    p.add_argument("--out", default="out/ppo_dream")
+    args = p.parse_args()
+
+    dream = VecMonitor(among_bots(args, DreamVecEnv(args.game, num_worlds=args.worlds, checkpoint=args.checkpoint,
+                                                    max_cycles=args.episode, channels_first=True)))
+    model = PPO("CnnPolicy", dream, n_steps=64, batch_size=256, n_epochs=4, learning_rate=2.5e-4, ent_coef=0.01,
+                verbose=1, seed=0)
+    model.learn(total_timesteps=args.timesteps)
+    model.save(args.out)
+    print(f"trained {model.num_timesteps} steps in the dream; saved {args.out}.zip")
+
+    real = among_bots(args, RealVecEnv(args.game, num_worlds=min(4, args.eval_episodes), max_cycles=args.episode,
+                                       channels_first=True))
+    who = f"{args.focal} focal player(s) among {args.background} bots" if args.background else "every player"
+    print(f"real {args.game}, {who}: mean return per player over {args.eval_episodes} episodes of {args.episode} steps:")
+    arms = (("PPO trained in the dream", policy_act(model)), ("random actions", random_act(dream.action_space.n, 0)))
+    for name, act in arms:
+        print(f"  {name + ':':26s}{episode_returns(real, act, args.eval_episodes, EVAL_SEED).mean():+.2f}")
+    real.close()
+
+
+if __name__ == "__main__":  # RealVecEnv starts its worlds in spawned processes, which import this file
+    main()

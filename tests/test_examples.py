@@ -28,3 +28,12 @@ def test_ppo_dream_trains_in_the_dream_and_scores_in_the_real_game(tmp_path):
     assert done.returncode == 0, done.stderr[-3000:]
     assert out.with_suffix(".zip").is_file()
     assert "PPO trained in the dream:" in done.stdout and "random actions:" in done.stdout
+
+
+def test_ppo_dream_among_rl_mix_bots_trains_and_scores_the_focal_player(tmp_path):
+    out = tmp_path / "ppo"
+    done = run_example("ppo_dream.py", "--background", "rl_mix", "--focal", "1", "--timesteps", "128", "--worlds", "1",
+                       "--episode", "4", "--eval-episodes", "1", "--checkpoint", "small", "--out", str(out), cwd=tmp_path)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert out.with_suffix(".zip").is_file()
+    assert "1 focal player(s) among rl_mix bots" in done.stdout and "PPO trained in the dream:" in done.stdout
