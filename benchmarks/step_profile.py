@@ -13,7 +13,6 @@ Writes benchmarks/results/step_profile_<tag>.json and .md with the machine, comm
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 from typing import Any
@@ -119,7 +118,7 @@ def main(argv: list[str] | None = None) -> None:
     from actionparty_env.env import resolve_device
     from actionparty_env.games import get_game
     from actionparty_env.model.checkpoint import read_config, resolve_checkpoint
-    from benchmarks.provenance import machine
+    from benchmarks.provenance import machine, save_results
 
     if args.worlds < 1 or args.steps < 1:
         p.error(f"--worlds and --steps must be >= 1 (got {args.worlds}, {args.steps})")
@@ -135,12 +134,7 @@ def main(argv: list[str] | None = None) -> None:
            "machine": {**machine(), "torch": torch.__version__,
                        "gpu": torch.cuda.get_device_name(device) if device.type == "cuda" else None},
            "results": results}
-    out = Path(args.out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    tag = args.tag or device.type
-    (out / f"step_profile_{tag}.json").write_text(json.dumps(doc, indent=1) + "\n")
-    (out / f"step_profile_{tag}.md").write_text(_markdown(doc))
-    print(_markdown(doc))
+    save_results(Path(args.out_dir) / f"step_profile_{args.tag or device.type}", doc, _markdown(doc))
 
 
 if __name__ == "__main__":

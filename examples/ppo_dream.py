@@ -17,13 +17,8 @@ from stable_baselines3 import PPO
 from stable_baselines3.common.vec_env import VecMonitor
 
 from actionparty_env import DreamVecEnv, RealVecEnv
-from benchmarks.rl import EVAL_SEED, episode_returns, policy_act, random_act
-from benchmarks.scenario import BACKGROUNDS, ScenarioVecEnv
-
-
-def among_bots(args: argparse.Namespace, env):
-    """The env itself, or with --background its --focal focal slots per world among the bots."""
-    return ScenarioVecEnv(env, args.focal, args.background) if args.background else env
+from benchmarks.rl import EVAL_SEED, episode_returns, policy_act, random_act, scenario
+from benchmarks.scenario import BACKGROUNDS
 
 
 def main() -> None:
@@ -39,16 +34,17 @@ def main() -> None:
     p.add_argument("--out", default="out/ppo_dream")
     args = p.parse_args()
 
-    dream = VecMonitor(among_bots(args, DreamVecEnv(args.game, num_worlds=args.worlds, checkpoint=args.checkpoint,
-                                                    max_cycles=args.episode, channels_first=True)))
+    # scenario(env, args): the env itself, or with --background its --focal slots per world among the bots
+    dream = VecMonitor(scenario(DreamVecEnv(args.game, num_worlds=args.worlds, checkpoint=args.checkpoint,
+                                            max_cycles=args.episode, channels_first=True), args))
     model = PPO("CnnPolicy", dream, n_steps=64, batch_size=256, n_epochs=4, learning_rate=2.5e-4, ent_coef=0.01,
                 verbose=1, seed=0)
     model.learn(total_timesteps=args.timesteps)
     model.save(args.out)
     print(f"trained {model.num_timesteps} steps in the dream; saved {args.out}.zip")
 
-    real = among_bots(args, RealVecEnv(args.game, num_worlds=min(4, args.eval_episodes), max_cycles=args.episode,
-                                       channels_first=True))
+    real = scenario(RealVecEnv(args.game, num_worlds=min(4, args.eval_episodes), max_cycles=args.episode,
+                               channels_first=True), args)
     who = f"{args.focal} focal player(s) among {args.background} bots" if args.background else "every player"
     print(f"real {args.game}, {who}: mean return per player over {args.eval_episodes} episodes of {args.episode} steps:")
     arms = (("PPO trained in the dream", policy_act(model)), ("random actions", random_act(dream.action_space.n, 0)))
