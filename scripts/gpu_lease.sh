@@ -71,6 +71,25 @@ rl_game() {  # GAME DREAM_WORLDS CHECKPOINT WORK TAG: the RL benchmark's two arm
   python3 -m benchmarks.rl $rl --train > $ROOT/rl_${tag}_${g}_score.log 2>&1
 }
 
+rl_games() {  # TAG: rl_game for each GAME:DREAM_WORLDS:FOCAL of $RL_GAMES on the bundled checkpoint, in the background
+  local gwk g w k
+  for gwk in $RL_GAMES; do
+    IFS=: read -r g w k <<< "$gwk"
+    RL_FOCAL=${k:-1} rl_game $g $w $PWD/actionparty_env/checkpoints/default $ROOT/rl $1 &
+  done
+}
+
+small_trained_on() {  # TAG STEPS MINUTES LR [KEY=VALUE...]: the bundled small model trained on $ROOT/data, then
+  # its pixel fidelity beside the bundled small and default ones
+  local tag=$1 steps=$2 minutes=$3 lr=$4 small=$PWD/actionparty_env/checkpoints/small; shift 4
+  CONFIG=training/configs/small_fast.yaml INIT=$small STEPS=$steps train small \
+    max_minutes=$minutes lr=$lr warmup_steps=100 "$@"
+  game_tables small
+  grep -a "codes of the data added" $ROOT/small.log
+  stamp "fidelity of the small models"
+  fidelity ${tag}_small $ROOT/ckpt_small small_before=$small default=$PWD/actionparty_env/checkpoints/default
+}
+
 game_tables() {  # NAME: the default's start states and view tables (facts of the games) into $ROOT/ckpt_NAME, digests anew
   cp actionparty_env/checkpoints/default/view_tables.npz actionparty_env/checkpoints/default/start_states.npz $ROOT/ckpt_$1/
   python3 -m training.bundle --refresh-digests $ROOT/ckpt_$1 >> $ROOT/bundle_$1.log 2>&1
@@ -280,20 +299,11 @@ case "$1" in
     # $SMALL_STEPS at most $SMALL_MINUTES; then its pixel fidelity beside the bundled small and default ones.
     export POLICY=rl_mix RL_BACKGROUND=${RL_BACKGROUND:-rl_mix}
     stamp "rl: $RL_GAMES among $RL_BACKGROUND"
-    for gwk in $RL_GAMES; do
-      IFS=: read -r g w k <<< "$gwk"
-      RL_FOCAL=${k:-1} rl_game $g $w $PWD/actionparty_env/checkpoints/default $ROOT/rl ${TAG:-h200_scenario} &
-    done
+    rl_games ${TAG:-h200_scenario}
     stamp record; WORKERS=${WORKERS:-6} record_episodes $SUBSTRATES $EPISODES $EPISODE_STEPS
     WORKERS=${WORKERS:-6} TEST=1 split
     stamp "train small"
-    small=$PWD/actionparty_env/checkpoints/small
-    CONFIG=training/configs/small_fast.yaml INIT=$small STEPS=${SMALL_STEPS:-6000} train small \
-      max_minutes=${SMALL_MINUTES:-9} lr=${LR:-5.0e-4} warmup_steps=100
-    game_tables small
-    grep -a "codes of the data added" $ROOT/small.log
-    stamp "fidelity of the small models"
-    fidelity ${TAG:-h200_scenario}_small $ROOT/ckpt_small small_before=$small default=$PWD/actionparty_env/checkpoints/default
+    small_trained_on ${TAG:-h200_scenario} ${SMALL_STEPS:-6000} ${SMALL_MINUTES:-9} ${LR:-5.0e-4}
     wait
     stamp done ;;
   job-fair)
@@ -313,18 +323,9 @@ case "$1" in
     python3 -m benchmarks.step_profile --device $DEVICE --checkpoint small --worlds 1024 --out-dir $ROOT/results --tag h200_small >> $ROOT/speed.log 2>&1
     wait
     stamp "rl: $RL_GAMES among $RL_BACKGROUND, $RL_STEPS timesteps an arm"
-    for gwk in $RL_GAMES; do
-      IFS=: read -r g w k <<< "$gwk"
-      RL_FOCAL=${k:-1} rl_game $g $w $PWD/actionparty_env/checkpoints/default $ROOT/rl ${TAG:-h200_fair} &
-    done
+    rl_games ${TAG:-h200_fair}
     stamp "train small"
-    small=$PWD/actionparty_env/checkpoints/small
-    CONFIG=training/configs/small_fast.yaml INIT=$small STEPS=${SMALL_STEPS:-8000} train small \
-      max_minutes=${SMALL_MINUTES:-10} lr=${LR:-3.0e-4} warmup_steps=100 workers=4
-    game_tables small
-    grep -a "codes of the data added" $ROOT/small.log
-    stamp "fidelity of the small models"
-    fidelity ${TAG:-h200_fair}_small $ROOT/ckpt_small small_before=$small default=$PWD/actionparty_env/checkpoints/default
+    small_trained_on ${TAG:-h200_fair} ${SMALL_STEPS:-8000} ${SMALL_MINUTES:-10} ${LR:-3.0e-4} workers=4
     wait
     stamp done ;;
   job-small)
