@@ -328,6 +328,13 @@ case "$1" in
     small_trained_on ${TAG:-h200_fair} ${SMALL_STEPS:-8000} ${SMALL_MINUTES:-10} ${LR:-3.0e-4} workers=4
     wait
     stamp done ;;
+  job-fair-rl)
+    # job-fair's RL alone (a lease with little device time left): no data to record, as the RL needs none.
+    export RL_BACKGROUND=${RL_BACKGROUND:-rl_mix}
+    stamp "rl: $RL_GAMES among $RL_BACKGROUND, $RL_STEPS timesteps an arm"
+    rl_games ${TAG:-h200_fair}
+    wait
+    stamp done ;;
   job-small)
     # The small CPU model alone (issue 14): record, train training/configs/small_fast.yaml for $MINUTES, bundle.
     # Meanwhile the play loop's frame rate on the GPU with the bundled checkpoint (the note says so).
