@@ -74,6 +74,13 @@ class KVCache:
     (`k_time`). Everything about the cache's shape is host-side Python (how many blocks it holds), so
     committing and sliding never read a tensor back from the device.
 
+    The keys and values live in one buffer per layer with room for `window` blocks and one more: a pass
+    writes its own keys and values into the room after the held ones and attends over the buffer's
+    prefix (`Layer.forward`), so no pass copies the cache (a concatenation per layer and pass was a
+    quarter of a batched step's GPU time, `benchmarks/results/step_profile_h200_default.md`), and a
+    commit writes the new block in place, sliding the held blocks one block forward when the window is
+    full. The buffers are the same tensors from step to step, so a recorded step writes nothing back.
+
     `static=True` keeps a visibility row per world (`key_ok`) once there is one, even when every key is
     visible, so that once the window is full a commit's shapes and branches never change: what a CUDA
     graph of the step needs (model/step_graph.py). The attention is the same either way.
@@ -84,9 +91,9 @@ class KVCache:
         self.rope = rope
         self.static = static
         self.blocks = 0  # whole blocks held
-        self.k: list[torch.Tensor | None] = [None] * depth       # [B, H, Lc, Dh], what attention reads
+        self.k: list[torch.Tensor | None] = [None] * depth       # [B, H, (window + 1) * Lb, Dh], the first Lc held
         self.k_time: list[torch.Tensor | None] = [None] * depth  # [B, H, Lc, dims[0]], before RoPE
-        self.v: list[torch.Tensor | None] = [None] * depth
+        self.v: list[torch.Tensor | None] = [None] * depth       # as `k`
         self.layout: Layout | None = None
         self.key_ok: torch.Tensor | None = None  # [B, Lc] bool; None: every key is visible in every world
         self._hiding: list[bool] = []  # per block held: may some world not see some of its keys
@@ -98,18 +105,28 @@ class KVCache:
         `key_ok` [B, Lb] (None: all visible)."""
         if layout.pieces != ((self.blocks, ORDER),):
             raise ValueError(f"the cache takes whole blocks at position {self.blocks}, got {layout.pieces}")
-        # A full window slides: its oldest block leaves. Dropped before the concatenation, so each
-        # tensor is copied once and comes out contiguous (SDPA and the next pass's cat read it fast).
-        drop = len(layout) if self.blocks == self.window else 0
+        # A full window slides: its oldest block leaves.
+        block = len(layout)
+        drop = block if self.blocks == self.window else 0
 
         def grown(held: torch.Tensor | None, new: torch.Tensor) -> torch.Tensor:
             return new if held is None else torch.cat([held[:, :, drop:], new], dim=2)
 
+        def placed(buffer: torch.Tensor | None, new: torch.Tensor) -> torch.Tensor:
+            if buffer is None:
+                buffer = new.new_zeros(*new.shape[:2], (self.window + 1) * block, new.shape[3])
+            if drop:  # block by block from the front: each copy reads a block before it is overwritten
+                for j in range(self.window - 1):
+                    buffer[:, :, j * block:(j + 1) * block] = buffer[:, :, (j + 1) * block:(j + 2) * block]
+            end = self.held() - drop + block
+            buffer[:, :, end - block:end] = new
+            return buffer
+
         turns = self.rope.dims[0]
         for i, (raw, rotated, v) in enumerate(new_kv):
-            self.k[i] = grown(self.k[i], rotated)  # its time dims are turned below, with the others'
+            self.k[i] = placed(self.k[i], rotated)  # its time dims are turned below, with the others'
             self.k_time[i] = grown(self.k_time[i], raw[..., :turns])
-            self.v[i] = grown(self.v[i], v)
+            self.v[i] = placed(self.v[i], v)
         if self.static and key_ok is None:
             key_ok = torch.ones(v.shape[0], len(layout), dtype=torch.bool, device=v.device)
         if key_ok is not None or self.key_ok is not None:
@@ -127,8 +144,13 @@ class KVCache:
         self.layout = layout_of(*layout.shape, tuple((j, ORDER) for j in range(self.blocks)), layout.kind.device)
         time = self.layout.block
         cos, sin = (a[:, :turns] for a in self.rope.angles(time, torch.zeros_like(time), torch.zeros_like(time)))
+        held = self.held()
         for k, turned in zip(self.k, apply_rope(torch.stack(self.k_time), cos, sin)):  # every layer's at once
-            k[..., :turns] = turned
+            k[:, :, :held, :turns] = turned
+
+    def held(self) -> int:
+        """How many keys the cache holds (host-side: the blocks held times a block's tokens)."""
+        return len(self.layout) if self.blocks else 0
 
     def steady(self) -> bool:
         """Whether a commit keeps every shape as it is: the window is full and, for a static cache,
@@ -164,13 +186,20 @@ class Layer(nn.Module):
         hidden = int(cfg.dim * cfg.mlp_ratio)
         self.mlp = nn.Sequential(nn.Linear(cfg.dim, hidden), nn.GELU(approximate="tanh"), nn.Linear(hidden, cfg.dim))
 
-    def forward(self, x, cos, sin, mask, past_k=None, past_v=None):
+    def forward(self, x, cos, sin, mask, cache_k=None, cache_v=None, held: int = 0):
+        """`cache_k`, `cache_v`: a KVCache's buffers of this layer, whose first `held` keys come before x's."""
         b, l, d = x.shape
         qkv = self.qkv(self.norm1(x)).view(b, l, 3, self.heads, d // self.heads).permute(2, 0, 3, 1, 4)
         k, v = qkv[1], qkv[2]
         q_rotated, rotated = apply_rope(qkv[:2], cos, sin)  # queries and keys in one pass of RoPE's kernels
-        k_all = rotated if past_k is None else torch.cat([past_k, rotated], dim=2)
-        v_all = v if past_v is None else torch.cat([past_v, v], dim=2)
+        k_all, v_all = rotated, v
+        if cache_k is not None:  # x's keys and values into the room after the held ones: the cache is not copied
+            if held + l > cache_k.shape[2]:
+                raise ValueError(f"a pass of {l} tokens after {held} cached keys overflows the cache's "
+                                 f"{cache_k.shape[2]}: a pass holds at most one block")
+            cache_k[:, :, held:held + l] = rotated
+            cache_v[:, :, held:held + l] = v
+            k_all, v_all = cache_k[:, :, :held + l], cache_v[:, :, :held + l]
         y = F.scaled_dot_product_attention(q_rotated, k_all, v_all, attn_mask=mask)
         x = x + self.proj(y.transpose(1, 2).reshape(b, l, d))
         x = x + self.mlp(self.norm2(x))
@@ -311,9 +340,7 @@ class WorldModel(nn.Module):
             mask = mask.masked_fill(~torch.cat(ok, 1)[:, None, None, :], float("-inf"))
         new_kv = []
         for i, layer in enumerate(self.layers):
-            past_k = cache.k[i] if held else None
-            past_v = cache.v[i] if held else None
-            x, kv = layer(x, cos, sin, mask, past_k, past_v)
+            x, kv = layer(x, cos, sin, mask, *((cache.k[i], cache.v[i], cache.held()) if held else ()))
             new_kv.append(kv)
         return self.norm(x), new_kv
 
