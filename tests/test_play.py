@@ -230,6 +230,7 @@ def test_recording_replays_to_the_same_frames_in_the_dream_and_the_same_actions_
                                                               temperature=1.0, start="real"),
                         on_frame=frames.append)
     assert all(np.array_equal(a, b) for a, b in zip(frames, dream.frames)) and len(frames) == 13
+    assert again.matched == dream.matched  # the callback changes nothing the replay checks
     assert any(not np.array_equal(dream.frames[0], f) for f in dream.frames[1:9])  # the model drew something
 
     real = play.replay(rec, real=True)
