@@ -12,6 +12,7 @@
 #              the small model trained on from its bundled weights, then its fidelity beside the bundled ones.
 #   fair       the small model's batched speed and step profiles, then RL of $RL_GAMES among rl_mix bots at equal
 #              timesteps ($RL_STEPS) and the small model trained on beside it.
+#   fair-rl    fair's RL alone (no data, speed or small model): for a lease with little device time left.
 #   grow       rl_mix data (clean_up's apples), the bundled checkpoint trained on with its codebook grown, the
 #              small model anew; their fidelity and dynamics beside the bundled one.
 # The training jobs first record all 49 substrates on 16 cores and the held-out splits. Then:
