@@ -80,6 +80,12 @@ rl_games() {  # TAG: rl_game for each GAME:DREAM_WORLDS:FOCAL of $RL_GAMES on th
   done
 }
 
+fair_rl() {  # job-fair's RL in the background: $RL_GAMES among $RL_BACKGROUND (rl_mix) bots, $RL_STEPS timesteps an arm
+  export RL_BACKGROUND=${RL_BACKGROUND:-rl_mix}
+  stamp "rl: $RL_GAMES among $RL_BACKGROUND, $RL_STEPS timesteps an arm"
+  rl_games ${TAG:-h200_fair}
+}
+
 small_trained_on() {  # TAG STEPS MINUTES LR [KEY=VALUE...]: the bundled small model trained on $ROOT/data, then
   # its pixel fidelity beside the bundled small and default ones
   local tag=$1 steps=$2 minutes=$3 lr=$4 small=$PWD/actionparty_env/checkpoints/small; shift 4
@@ -313,7 +319,7 @@ case "$1" in
     # idle GPU (issue 14), the small model's batched speed and where a batched step's time goes, with
     # rl_mix data recorded beside on $WORKERS (12) cores; then, beside the RL, the small model trained on
     # and its pixel fidelity beside the bundled small and default ones.
-    export POLICY=rl_mix RL_BACKGROUND=${RL_BACKGROUND:-rl_mix}
+    export POLICY=rl_mix
     stamp record; (WORKERS=${WORKERS:-12} record_episodes $SUBSTRATES $EPISODES $EPISODE_STEPS; WORKERS=${WORKERS:-12} TEST=1 split) &
     stamp "speed of the small model"
     python3 -m benchmarks.speed --device $DEVICE --checkpoint small --batches ${SPEED_BATCHES:-1 16 64 256 1024 4096} \
@@ -323,17 +329,14 @@ case "$1" in
     python3 -m benchmarks.step_profile --device $DEVICE --worlds 256 --out-dir $ROOT/results --tag h200_default >> $ROOT/speed.log 2>&1
     python3 -m benchmarks.step_profile --device $DEVICE --checkpoint small --worlds 1024 --out-dir $ROOT/results --tag h200_small >> $ROOT/speed.log 2>&1
     wait
-    stamp "rl: $RL_GAMES among $RL_BACKGROUND, $RL_STEPS timesteps an arm"
-    rl_games ${TAG:-h200_fair}
+    fair_rl
     stamp "train small"
     small_trained_on ${TAG:-h200_fair} ${SMALL_STEPS:-8000} ${SMALL_MINUTES:-10} ${LR:-3.0e-4} workers=4
     wait
     stamp done ;;
   job-fair-rl)
     # job-fair's RL alone (a lease with little device time left): no data to record, as the RL needs none.
-    export RL_BACKGROUND=${RL_BACKGROUND:-rl_mix}
-    stamp "rl: $RL_GAMES among $RL_BACKGROUND, $RL_STEPS timesteps an arm"
-    rl_games ${TAG:-h200_fair}
+    fair_rl
     wait
     stamp done ;;
   job-small)
