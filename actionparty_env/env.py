@@ -112,6 +112,7 @@ class DreamConfig:
     consistent_sprites: bool = True              # draw with the sprite constraint where the checkpoint has one
     decoding: str | None = None                  # one of DECODINGS; None: the checkpoint's default
     cuda_graph: bool = True                      # on a GPU, replay the step as one CUDA graph (model/step_graph.py)
+    compile: bool = False                        # run the model's layers through torch.compile (WorldModel.compiled_layers)
     game: GameSpec = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -136,12 +137,11 @@ class DreamConfig:
         if self.simulator is not None and not callable(self.simulator) and not isinstance(self.simulator, Simulator):
             raise ValueError(f"simulator must be a Simulator, a factory (num_players, num_worlds, device) -> "
                              f"Simulator, or None (the checkpoint's world model), got {self.simulator!r}")
-        if not isinstance(self.consistent_sprites, (bool, np.bool_)):
-            raise ValueError(f"consistent_sprites must be True or False, got {self.consistent_sprites!r}")
-        resolved("consistent_sprites", bool(self.consistent_sprites))
-        if not isinstance(self.cuda_graph, (bool, np.bool_)):
-            raise ValueError(f"cuda_graph must be True or False, got {self.cuda_graph!r}")
-        resolved("cuda_graph", bool(self.cuda_graph))
+        for switch in ("consistent_sprites", "cuda_graph", "compile"):
+            value = getattr(self, switch)
+            if not isinstance(value, (bool, np.bool_)):
+                raise ValueError(f"{switch} must be True or False, got {value!r}")
+            resolved(switch, bool(value))
         if self.decoding is not None and self.decoding not in DECODINGS:
             raise ValueError(f"decoding must be one of {', '.join(DECODINGS)} (or None: the checkpoint's default), "
                              f"got {self.decoding!r}")
@@ -150,7 +150,7 @@ class DreamConfig:
         """The keyword arguments of `DreamSimulator` this config sets (the ones left None keep its defaults)."""
         given = {"sampling_steps": self.sampling_steps, "temperature": self.temperature, "decoding": self.decoding}
         return {**{k: v for k, v in given.items() if v is not None}, "consistent_sprites": self.consistent_sprites,
-                "cuda_graph": self.cuda_graph}
+                "cuda_graph": self.cuda_graph, "compile": self.compile}
 
 
 class DreamWorlds:

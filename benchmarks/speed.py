@@ -74,11 +74,11 @@ def _peak_mib(device: torch.device) -> float:
     return float("nan")
 
 
-def _timed(step, device: torch.device, steps: int, max_seconds: float) -> tuple[int, float]:
+def _timed(step, device: torch.device, steps: int, max_seconds: float, compiled: bool = False) -> tuple[int, float]:
     """Run `step` at least twice and until `steps` steps or `max_seconds`; return (steps, seconds)."""
-    # Warm-up: allocations, kernels, the KV cache filling its window, and on a GPU the step's CUDA
-    # graph, recorded at the window's second full step (model/step_graph.py).
-    for _ in range(8 if device.type == "cuda" else 2):
+    # Warm-up: allocations, kernels, the KV cache filling its window, on a GPU the step's CUDA graph,
+    # recorded at the window's second full step (model/step_graph.py), and compiled layers' every shape.
+    for _ in range(8 if device.type == "cuda" or compiled else 2):
         step()
     _sync(device)
     done, start = 0, time.perf_counter()
@@ -105,7 +105,7 @@ def measure_batched(substrate: str, checkpoint: Path, device: torch.device, num_
     def step():
         np.ascontiguousarray(worlds.step(actions[next(t) % 64]).cpu().numpy())
 
-    n, seconds = _timed(step, device, steps, max_seconds)
+    n, seconds = _timed(step, device, steps, max_seconds, sim_kwargs.get("compile", False))
     row = {"num_worlds": num_worlds, "steps": n, "seconds": round(seconds, 3),
            "env_steps_per_s": num_worlds * n / seconds, "ms_per_call": 1000 * seconds / n,
            "peak_mib": round(_peak_mib(device), 1)}
@@ -155,7 +155,7 @@ def measure_env(substrate: str, checkpoint: Path, device: torch.device, steps: i
     def step():
         env.step({a: int(rng.integers(n_actions)) for a in env.agents})
 
-    n, seconds = _timed(step, device, steps, max_seconds)
+    n, seconds = _timed(step, device, steps, max_seconds, sim_kwargs.get("compile", False))
     return {"steps": n, "seconds": round(seconds, 3), "env_steps_per_s": n / seconds}
 
 
@@ -173,9 +173,10 @@ def flops_per_step(substrate: str, checkpoint: Path, device: torch.device, **sim
 
     from actionparty_env.env import DreamWorlds
 
-    # Counted on the eager step: a replayed graph's kernels never pass through torch's dispatcher.
+    # Counted on the eager step: a replayed graph's kernels never pass through torch's dispatcher, nor do
+    # a compiled layer's (the same FLOPs).
     worlds = DreamWorlds(substrate, checkpoint=checkpoint, num_worlds=1, device=device,
-                         **{**sim_kwargs, "cuda_graph": False})
+                         **{**sim_kwargs, "cuda_graph": False, "compile": False})
     worlds.reset([0], reseed=0)
     actions = torch.zeros(1, worlds.num_players, dtype=torch.long, device=device)
     for _ in range(4):  # fill the KV cache's window: later steps attend to the full context
@@ -282,7 +283,8 @@ def _markdown(doc: dict[str, Any]) -> str:
              + "outside = the share of a call's time outside the transformer passes (WorldModel.run), timed "
              "with the device synchronised around each pass (not with a CUDA graph, which replays the step whole). "
              + ("The step is recorded as one CUDA graph and replayed (model/step_graph.py)." if doc.get("cuda_graph")
-                else "No CUDA graph: the step's kernels are launched one by one.") , "",
+                else "No CUDA graph: the step's kernels are launched one by one.")
+             + (" The layers run through torch.compile (WorldModel.compiled_layers)." if doc.get("compile") else ""), "",
              "| substrate | players | map | run | env-steps/s | ms per call | peak MiB | GFLOP/step | TFLOP/s | MFU "
              "| floor ms | outside |",
              "|---|---|---|---|---|---|---|---|---|---|---|---|"]
@@ -338,6 +340,8 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--free-sprites", action="store_true", help="draw without the sprite constraint (model/sprites.py)")
     p.add_argument("--no-cuda-graph", action="store_true", help="on a GPU, launch the step's kernels one by one "
                                                                    "instead of replaying it as a CUDA graph")
+    p.add_argument("--compile", action="store_true", help="run the model's layers through torch.compile "
+                                                           "(WorldModel.compiled_layers; the warm-up compiles)")
     p.add_argument("--real-steps", type=int, default=300, help="real env steps for the `real` row (default: 300)")
     p.add_argument("--peak-tflops", type=float, default=None,
                    help="the peak TFLOP/s the MFU and the floor are counted against (default on CUDA: 790, an "
@@ -374,6 +378,7 @@ def main(argv: list[str] | None = None) -> None:
     sim_kwargs = {"sampling_steps": args.sampling_steps} if args.sampling_steps else {}
     sim_kwargs["consistent_sprites"] = not args.free_sprites
     sim_kwargs["cuda_graph"] = not args.no_cuda_graph
+    sim_kwargs["compile"] = args.compile
     results = []
     bar = tqdm(total=len(args.substrates) * (len(args.batches) + 3), desc="dream speed")
     for substrate in args.substrates:
@@ -395,7 +400,7 @@ def main(argv: list[str] | None = None) -> None:
     command = "python -m benchmarks.speed " + " ".join(argv if argv is not None else sys.argv[1:])
     doc = {"command": command.strip(), "device": device.type, "model": model_desc,
            "sampling_steps": args.sampling_steps or "sampler default", "consistent_sprites": not args.free_sprites,
-           "cuda_graph": device.type == "cuda" and not args.no_cuda_graph,
+           "cuda_graph": device.type == "cuda" and not args.no_cuda_graph, "compile": args.compile,
            "peak_tflops": peak,
            "machine": machine,
            "results": results}

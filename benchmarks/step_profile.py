@@ -51,17 +51,20 @@ def summarise(events: list[tuple[str, float, int]], top: int = 12) -> dict[str, 
                     for n, us, calls in ranked]}
 
 
-def profile_substrate(substrate: str, checkpoint: Path, device: torch.device, worlds: int, steps: int) -> dict[str, Any]:
-    """Profile `steps` eager calls of DreamWorlds.step over `worlds` worlds; per call figures."""
+def profile_substrate(substrate: str, checkpoint: Path, device: torch.device, worlds: int, steps: int,
+                      compile: bool = False) -> dict[str, Any]:
+    """Profile `steps` eager calls of DreamWorlds.step over `worlds` worlds (`compile`: the layers compiled,
+    WorldModel.compiled_layers); per call figures."""
     from torch.profiler import ProfilerActivity, profile
 
     from actionparty_env.env import DreamWorlds
 
-    sim = DreamWorlds(substrate, checkpoint=checkpoint, num_worlds=worlds, device=device, cuda_graph=False)
+    sim = DreamWorlds(substrate, checkpoint=checkpoint, num_worlds=worlds, device=device, cuda_graph=False,
+                      compile=compile)
     sim.reset(list(range(worlds)), reseed=0)
     gen = torch.Generator().manual_seed(0)
     actions = torch.randint(0, sim.game.num_actions, (steps, worlds, sim.num_players), generator=gen).to(device)
-    for t in range(4):  # fill the KV cache's window: profiled steps attend to the full context
+    for t in range(8 if compile else 4):  # fill the KV cache's window (and compile): profiled steps attend to it all
         sim.step(actions[t % steps])
     cuda = device.type == "cuda"
     activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if cuda else [])
@@ -87,7 +90,8 @@ def _markdown(doc: dict[str, Any]) -> str:
              f"Command: `{doc['command']}`  ",
              f"Machine: {m.get('gpu') or m['cpu']}; {m['cores']} CPU cores, torch {m['torch']}; commit {m['git_commit']}, "
              f"{m['date']}.  ", f"Model: {doc['model']}.", "",
-             "One call = every world of the batch steps once, eagerly (no CUDA graph). Time per call: "
+             "One call = every world of the batch steps once, eagerly (no CUDA graph)"
+             + (", the layers through torch.compile" if doc.get("compile") else "") + ". Time per call: "
              + ("device (kernel) time" if doc["device"] == "cuda" else "operators' own CPU time")
              + "; attention = fused attention and softmax kernels, matmul = GEMM kernels, other = the rest "
                "(elementwise, norms, gathers, sampling, copies).", "",
@@ -112,6 +116,7 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--substrates", nargs="*", default=["coins", "clean_up"])
     p.add_argument("--worlds", type=int, default=256, help="worlds stepped together (B)")
     p.add_argument("--steps", type=int, default=5, help="profiled calls")
+    p.add_argument("--compile", action="store_true", help="the layers through torch.compile (WorldModel.compiled_layers)")
     p.add_argument("--out-dir", default=str(RESULTS))
     p.add_argument("--tag", default=None, help="results file suffix (default: the device)")
     args = p.parse_args(argv)
@@ -128,9 +133,9 @@ def main(argv: list[str] | None = None) -> None:
     checkpoint = resolve_checkpoint(args.checkpoint)
     config = read_config(checkpoint)
     model = f"{checkpoint} ({', '.join(f'{k}={v}' for k, v in config['model'].items() if k in ('dim', 'depth', 'heads', 'window'))})"
-    results = [profile_substrate(s, checkpoint, device, args.worlds, args.steps) for s in args.substrates]
+    results = [profile_substrate(s, checkpoint, device, args.worlds, args.steps, args.compile) for s in args.substrates]
     doc = {"command": "python -m benchmarks.step_profile " + " ".join(argv if argv is not None else sys.argv[1:]),
-           "device": device.type, "model": model,
+           "device": device.type, "model": model, "compile": args.compile,
            "machine": {**machine(), "torch": torch.__version__,
                        "gpu": torch.cuda.get_device_name(device) if device.type == "cuda" else None},
            "results": results}

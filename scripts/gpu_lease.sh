@@ -12,6 +12,8 @@
 #              the small model trained on from its bundled weights, then its fidelity beside the bundled ones.
 #   fair       the small model's batched speed and step profiles, then RL of $RL_GAMES among rl_mix bots at equal
 #              timesteps ($RL_STEPS) and the small model trained on beside it.
+#   compile    the recorded and compiled steps' GPU tests, then the speed of the small and default models with the
+#              KV cache that no pass copies, eager layers and torch.compile'd ones; step profiles of the compiled step.
 #   fair-rl    fair's RL alone (no data, speed or small model): for a lease with little device time left.
 #   grow       rl_mix data (clean_up's apples), the bundled checkpoint trained on with its codebook grown, the
 #              small model anew; their fidelity and dynamics beside the bundled one.
@@ -333,6 +335,27 @@ case "$1" in
     stamp "train small"
     small_trained_on ${TAG:-h200_fair} ${SMALL_STEPS:-8000} ${SMALL_MINUTES:-10} ${LR:-3.0e-4} workers=4
     wait
+    stamp done ;;
+  job-compile)
+    # Issue 14: the recorded step and the compiled one checked on the GPU; then each model's speed with the KV
+    # cache that no pass copies, its layers eager and through torch.compile; then the compiled step's profiles.
+    stamp "recorded and compiled steps on the GPU"
+    python3 -m pytest -q -p no:cacheprovider tests/test_step_speed.py -k "recorded or compiled" > $ROOT/graph_test.log 2>&1
+    tail -n 3 $ROOT/graph_test.log
+    for model in small default; do
+      for compiled in "" --compile; do
+        stamp "speed $model $compiled"
+        python3 -m benchmarks.speed --device $DEVICE --checkpoint $model --peak-tflops 790 --max-seconds 3 \
+          --batches $([ $model = small ] && echo 1 64 256 1024 || echo 1 256) --substrates coins clean_up \
+          $([ $model = small ] && echo commons_harvest__open) --out-dir $ROOT/results \
+          --tag h200_${model}_cache${compiled:+_compile} $compiled >> $ROOT/speed.log 2>&1
+      done
+    done
+    stamp "step profiles, compiled"
+    python3 -m benchmarks.step_profile --device $DEVICE --checkpoint small --worlds 1024 --compile --out-dir $ROOT/results \
+      --tag h200_small_compile >> $ROOT/speed.log 2>&1
+    python3 -m benchmarks.step_profile --device $DEVICE --worlds 256 --compile --out-dir $ROOT/results \
+      --tag h200_default_compile >> $ROOT/speed.log 2>&1
     stamp done ;;
   job-fair-rl)
     # job-fair's RL alone (a lease with little device time left): no data to record, as the RL needs none.

@@ -42,6 +42,7 @@ BAD_OPTIONS = [  # (keyword, bad value, what the message says)
     ("simulator", "copy_last", "simulator must be a Simulator"),
     ("consistent_sprites", "yes", "consistent_sprites must be True or False"),
     ("cuda_graph", "on", "cuda_graph must be True or False"),
+    ("compile", 1, "compile must be True or False"),
     ("decoding", "greedy", "decoding must be one of calibrated, argmax"),
 ]
 
@@ -61,7 +62,7 @@ def test_dream_config_resolves_the_defaults_and_reads_no_file(tmp_path):
     assert config.num_players == config.game.num_players and config.checkpoint == tmp_path / "not_there"
     assert config.device == torch.device("cpu") and config.start == "bundled"
     assert config.simulator_kwargs() == {"sampling_steps": 2, "consistent_sprites": True,  # None keeps the default
-                                         "cuda_graph": True}
+                                         "cuda_graph": True, "compile": False}
     with pytest.raises(dataclasses.FrozenInstanceError):
         config.temperature = 1.0
     with pytest.raises(ValueError, match="coinz"):

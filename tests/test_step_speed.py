@@ -56,13 +56,13 @@ def start(b: int = WORLDS, seed: int = 5):
     return codes, PlayerStates(cells, facing, torch.ones(b, N, dtype=torch.bool)), g
 
 
-def simulator(case: str, static_cache: bool = False, device: str = "cpu",
-              cuda_graph: bool = False) -> tuple[DreamSimulator, torch.Generator]:
+def simulator(case: str, static_cache: bool = False, device: str = "cpu", cuda_graph: bool = False,
+              compile: bool = False) -> tuple[DreamSimulator, torch.Generator]:
     """`static_cache`: the KV cache a recorded step (cuda_graph) uses, without recording."""
     decoding, temperature, sampling_steps, padded, _, switches = CASES[case]
     sim = DreamSimulator(tiny_model(1, **switches).to(device), "game_a", N, num_worlds=WORLDS, device=device,
                          sampling_steps=sampling_steps, temperature=temperature, seed=3, decoding=decoding,
-                         cuda_graph=cuda_graph)
+                         cuda_graph=cuda_graph, compile=compile)
     if static_cache:
         cfg = sim.model.cfg
         sim._new_cache = lambda: KVCache(cfg.depth, cfg.window, sim.model.rope, static=True)
@@ -73,10 +73,10 @@ def simulator(case: str, static_cache: bool = False, device: str = "cpu",
 
 
 def dream(case: str, during_step=contextlib.nullcontext, static_cache: bool = False, device: str = "cpu",
-          cuda_graph: bool = False, new_episode_at: int | None = None) -> tuple[str, float]:
+          cuda_graph: bool = False, new_episode_at: int | None = None, compile: bool = False) -> tuple[str, float]:
     """(digest of every step's frames and states, sum of the rewards) of STEPS steps of `case`
     (`new_episode_at`: a full reset before that step)."""
-    sim, g = simulator(case, static_cache, device, cuda_graph)
+    sim, g = simulator(case, static_cache, device, cuda_graph, compile)
     codes, players, _ = start()
     digest, rewards = hashlib.sha256(), 0.0
     for s in range(STEPS):
@@ -110,6 +110,21 @@ def test_the_static_cache_of_a_recorded_step_gives_the_same_frames(case, one_thr
     digest, rewards = dream(case, static_cache=True)
     assert digest == PINNED[case][0]
     assert rewards == pytest.approx(PINNED[case][1], rel=1e-5, abs=1e-5)
+
+
+@pytest.mark.parametrize("case", ["padded_partial_reset"])  # padded slots and a reset: masks per world, new shapes
+def test_a_compiled_step_gives_the_pinned_frames_and_states(case, one_thread):
+    # Inductor fuses the layers' elementwise work (norms, RoPE, residual adds), which may round floats
+    # differently; the codes, cells and facings drawn from them are the pinned ones all the same.
+    digest, rewards = dream(case, compile=True)
+    assert digest == PINNED[case][0]
+    assert rewards == pytest.approx(PINNED[case][1], rel=1e-5, abs=1e-5)
+
+
+def test_compiling_leaves_the_model_eager_for_its_other_users(one_thread):
+    sim, _ = simulator("calibrated", compile=True)
+    assert sim.compiled and all(type(layer).__name__ == "Layer" for layer in sim.model.layers)
+    assert [c._orig_mod for c in sim.model.compiled_layers()] == list(sim.model.layers)  # same weights
 
 
 def test_the_static_cache_is_steady_once_the_window_is_full(one_thread):
@@ -196,6 +211,14 @@ def test_a_recorded_step_dreams_what_the_eager_step_dreams(case, new_episode_at)
     # is recorded at step 4 (the window of 2 full, one warm-up step) and replayed after each reset.
     eager = dream(case, static_cache=True, device="cuda", new_episode_at=new_episode_at)
     assert dream(case, device="cuda", cuda_graph=True, new_episode_at=new_episode_at) == eager
+
+
+@cuda_only
+@pytest.mark.parametrize("case", ["calibrated", "padded_partial_reset"])
+def test_a_recorded_compiled_step_dreams_what_the_eager_compiled_step_dreams(case):
+    # The compiled layers' kernels (Triton's) recorded into the step's graph: replayed, the same bits.
+    eager = dream(case, static_cache=True, device="cuda", new_episode_at=7, compile=True)
+    assert dream(case, device="cuda", cuda_graph=True, new_episode_at=7, compile=True) == eager
 
 
 @cuda_only

@@ -227,6 +227,7 @@ class WorldModel(nn.Module):
         torus = [g in catalog and bool(catalog[g].view.get("torus", False)) for g in games]
         self.register_buffer("game_torus", torch.tensor(torus, dtype=torch.bool), persistent=False)
         self._codebook: Codebook | None = None
+        self._compiled_layers: list[nn.Module] | None = None  # torch.compile'd views of self.layers, made on demand
         self.sprite_tables: dict = {}  # game -> sprites.SpriteTable (the checkpoint's sprites.npz), for drawing
         self.transition_tables: dict = {}  # game -> transitions.TransitionTable (transitions.npz), for drawing
         d = cfg.dim
@@ -320,10 +321,12 @@ class WorldModel(nn.Module):
 
     # ---- transformer -----------------------------------------------------------------------------
     def run(self, x: torch.Tensor, layout: Layout, rows: torch.Tensor, cols: torch.Tensor,
-            key_ok: torch.Tensor | None, cache: KVCache | None = None) -> tuple[torch.Tensor, list]:
+            key_ok: torch.Tensor | None, cache: KVCache | None = None,
+            compiled: bool = False) -> tuple[torch.Tensor, list]:
         """Transformer over new tokens x [B,L,d] laid out as `layout` (after `cache`'s keys); `key_ok` [B,L]
         marks the tokens other tokens may see (None: all, the common case, which keeps the mask one
-        [Lq, Lk] for every world). Returns hidden [B,L,d] and per layer (keys before and after RoPE, values)."""
+        [Lq, Lk] for every world). `compiled`: run the layers through `compiled_layers`. Returns hidden
+        [B,L,d] and per layer (keys before and after RoPE, values)."""
         cos, sin = self.rope.angles(layout.block.expand_as(rows), rows, cols)
         cos, sin = cos[:, None], sin[:, None]
         held = cache is not None and cache.blocks > 0
@@ -339,10 +342,19 @@ class WorldModel(nn.Module):
                 ok.insert(0, cached_ok if cached_ok is not None else every(len(cache.layout)))
             mask = mask.masked_fill(~torch.cat(ok, 1)[:, None, None, :], float("-inf"))
         new_kv = []
-        for i, layer in enumerate(self.layers):
+        for i, layer in enumerate(self.compiled_layers() if compiled else self.layers):
             x, kv = layer(x, cos, sin, mask, *((cache.k[i], cache.v[i], cache.held()) if held else ()))
             new_kv.append(kv)
         return self.norm(x), new_kv
+
+    def compiled_layers(self) -> list[nn.Module]:
+        """The layers through `torch.compile` (same weights; the model itself is left as it is, so other users
+        of it run eagerly). Inductor fuses each layer's norms, RoPE, residual adds and GELU, the elementwise
+        kernels that, not the matmuls, take most of a batched GPU step (benchmarks/results/step_profile_*).
+        The layers share one compiled graph; a new pass shape recompiles at first, then shapes go dynamic."""
+        if self._compiled_layers is None:
+            self._compiled_layers = [torch.compile(layer) for layer in self.layers]
+        return self._compiled_layers
 
     def forward(self, blocks: Blocks) -> dict[str, torch.Tensor]:
         """Training pass over T blocks (all parts). Returns logits and head outputs per block."""

@@ -216,14 +216,16 @@ class DreamSimulator:
 
     def __init__(self, model: WorldModel, game, num_players: int, num_worlds: int = 1, device="cpu",
                  sampling_steps: int = 1, temperature: float = 0.0, seed: int = 0, consistent_sprites: bool = True,
-                 decoding: str | None = None, cuda_graph: bool = False):
+                 decoding: str | None = None, cuda_graph: bool = False, compile: bool = False):
         """`game`: a substrate name, a GameSpec, or the model's game index. `consistent_sprites`: draw
         each live player once, at its predicted cell and facing (model/sprites.py), where the checkpoint
         has a sprite table for the game. `decoding`: "calibrated" or "argmax" (the module doc); None picks
         "calibrated" for a model with a change head, else "argmax" (the first checkpoint's decoding).
         `cuda_graph`: on a CUDA device, record the step once the window is full and replay it
         (model/step_graph.py; the same frames, one launch instead of hundreds); the settings and
-        `logits_hooks` are those at the recording. Ignored on the CPU."""
+        `logits_hooks` are those at the recording. Ignored on the CPU. `compile`: run the transformer's
+        layers through `torch.compile` (`WorldModel.compiled_layers`: the same dream up to float rounding;
+        the first steps of each new shape wait for the compiler, tens of seconds)."""
         if isinstance(game, int):
             self.game_id = game
         else:
@@ -352,6 +354,9 @@ class DreamSimulator:
         self.stamina_state: StaminaState | None = None
         self.generator = torch.Generator(device=self.device)
         self.reseed(seed)
+        if not isinstance(compile, bool):
+            raise ValueError(f"compile must be True or False, got {compile!r}")
+        self.compiled = compile
         self.step_graph = None  # the recorded step (model/step_graph.py), on a GPU where asked for
         if cuda_graph and self.device.type == "cuda":
             self.step_graph = self._new_step_graph()
@@ -413,7 +418,7 @@ class DreamSimulator:
         blocks = Blocks(self.games, codes[:, None], players[:, None], actions[:, None], self.present)
         x, layout, rows, cols, ok = self.model.embed_block(blocks, 0, self.cache.blocks, parts)
         key_ok = ok if self.padded else None
-        h, kv = self.model.run(x, layout, rows, cols, key_ok, self.cache)
+        h, kv = self.model.run(x, layout, rows, cols, key_ok, self.cache, compiled=self.compiled)
         return h, (kv, layout, key_ok)
 
     @accepts_old_reset
