@@ -25,7 +25,7 @@ from gymnasium import spaces
 from stable_baselines3.common.vec_env import VecEnv
 from stable_baselines3.common.vec_env.base_vec_env import VecEnvIndices, VecEnvObs, VecEnvStepReturn
 
-from actionparty_env.env import DreamWorlds
+from actionparty_env.env import DreamWorlds, to_host
 from actionparty_env.games import GameSpec
 from actionparty_env.grid import HasPlayers, PlayerStates
 from actionparty_env.players import MAX_SEED, check_positive_int, check_seed
@@ -229,6 +229,7 @@ class DreamVecEnv(WorldsVecEnv):
                           channels_first=channels_first, render_mode=render_mode, seed=seed, **options)
         max_cycles = self._check_common(max_cycles, render_mode)
         self.dream = DreamWorlds(substrate, num_worlds=num_worlds, **options)
+        self._players: PlayerStates | None = None  # the last reset's or step's states, on the host (`_read`)
         self._init_worlds(self.dream.game, self.dream.num_worlds, self.dream.num_players, max_cycles,
                           channels_first, render_mode, seed)
 
@@ -246,9 +247,8 @@ class DreamVecEnv(WorldsVecEnv):
         last = self.dream.last
         if last is None:
             raise RuntimeError("call reset() before world_states()")
-        frames, rewards = last.frames.cpu().numpy(), last.rewards.float().cpu().numpy()
-        cells, facing, alive = (last.players.cells.cpu().numpy(), last.players.facing.cpu().numpy(),
-                                last.players.alive.cpu().numpy())
+        frames, rewards, cells, facing, alive = (t.numpy() for t in to_host(
+            last.frames, last.rewards.float(), last.players.cells, last.players.facing, last.players.alive))
         return [WorldState(PlayerStates(cells[w], facing[w], alive[w]), frames[w], rewards[w])
                 for w in range(self.num_worlds)]
 
@@ -258,12 +258,20 @@ class DreamVecEnv(WorldsVecEnv):
 
     def _start_worlds(self, seeds: list[int], worlds: np.ndarray | None, reseed: int | None) -> np.ndarray:
         mask = None if worlds is None else torch.from_numpy(worlds)
-        return self.dream.reset(seeds, worlds=mask, reseed=reseed).cpu().numpy()
+        return self._read(self.dream.reset(seeds, worlds=mask, reseed=reseed))[0]
 
     def _step_worlds(self, actions: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        views = self.dream.step(torch.from_numpy(actions))
-        rewards = self.dream.last.rewards.float().cpu().numpy()
-        return views.cpu().numpy(), rewards, np.zeros(self.num_worlds, bool)  # the dream has no end of its own
+        views, rewards = self._read(self.dream.step(torch.from_numpy(actions)))
+        return views, rewards, np.zeros(self.num_worlds, bool)  # the dream has no end of its own
+
+    def _read(self, views: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
+        """(views, rewards) of the last reset or step on the host, its player states kept for `_infos`:
+        read from the device with one wait (queued copies into pinned memory), not one a tensor."""
+        last = self.dream.last
+        views, rewards, *players = (t.numpy() for t in to_host(views, last.rewards.float(), last.players.cells,
+                                                            last.players.facing, last.players.alive))
+        self._players = PlayerStates(*players)
+        return views, rewards
 
     def _infos(self) -> list[dict]:
-        return self.dream.last.players.infos()  # [B, N] flattened: world-major slots
+        return self._players.infos()  # [B, N] flattened: world-major slots
