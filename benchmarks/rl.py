@@ -222,7 +222,8 @@ def train_arm(arm: str, args: argparse.Namespace, work: Path) -> None:
     n = get_game(args.game).num_players
     if arm == "dream":
         env = DreamVecEnv(args.game, num_worlds=args.dream_worlds, checkpoint=args.checkpoint, device=args.device,
-                          max_cycles=args.episode, channels_first=True, seed=args.seed, cuda_graph=not args.no_cuda_graph)
+                          max_cycles=args.episode, channels_first=True, seed=args.seed, cuda_graph=not args.no_cuda_graph,
+                          compile=args.compile)
     else:
         env = RealVecEnv(args.game, num_worlds=args.real_worlds, max_cycles=args.episode, channels_first=True,
                          seed=args.seed)
@@ -276,7 +277,7 @@ def score_arms(args: argparse.Namespace, work: Path) -> dict:
     envs = {"real": RealVecEnv(args.game, num_worlds=worlds, max_cycles=args.episode, channels_first=True),
             "dream": DreamVecEnv(args.game, num_worlds=min(args.dream_worlds, args.eval_episodes),
                                  checkpoint=args.checkpoint, device=args.device, max_cycles=args.episode,
-                                 channels_first=True, cuda_graph=not args.no_cuda_graph)}
+                                 channels_first=True, cuda_graph=not args.no_cuda_graph, compile=args.compile)}
     envs = {where: scenario(env, args) for where, env in envs.items()}
     # Self-play (every player acts by the arm's policy) and focal (one player does, beside random ones);
     # in a scenario the env's slots are the focal players already, among the background bots.
@@ -436,6 +437,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--device", default="auto", help="auto, cpu or cuda: the dream and the PPO networks")
     p.add_argument("--no-cuda-graph", action="store_true", help="on a GPU, step the dream eagerly, not as a "
                                                                    "recorded CUDA graph (model/step_graph.py)")
+    p.add_argument("--compile", action="store_true", help="the dream's layers through torch.compile "
+                                                           "(WorldModel.compiled_layers; faster big batches)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--background", choices=BACKGROUNDS, default=None,
                    help="Melting Pot's scenarios: in training and scoring, --focal players per world act by the "

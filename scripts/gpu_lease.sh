@@ -24,6 +24,7 @@
 #              steps each, one after the other; bundle them; pixel fidelity of the three and of the
 #              bundled checkpoint on the same test episodes, in one table.
 # $TRAIN_SET adds settings to every run (a dry run's batch_size=2).
+# $RL_COMPILE=1 runs the RL benchmark's dream with compiled layers (benchmarks.rl --compile).
 # $INIT (a checkpoint folder) continues training from its weights (the warm-up runs again); $STEPS sets
 # max_steps. A CPU dry run of the plumbing: ROOT=/tmp/dry DEVICE=cpu CONFIG=training/configs/tiny.yaml
 # SUBSTRATES=coins EPISODES=2 EPISODE_STEPS=20 BUDGET=4 bash scripts/gpu_lease.sh job-ablations
@@ -66,7 +67,7 @@ rl_game() {  # GAME DREAM_WORLDS CHECKPOINT WORK TAG: the RL benchmark's two arm
   local g=$1 w=$2 ck=$3 work=$4 tag=$5
   local rl="--game $g --dream-worlds $w --checkpoint $ck --timesteps ${RL_STEPS:-1000000} --episode ${RL_EPISODE:-200} ${RL_ROLLOUT:+--rollout $RL_ROLLOUT}
     --real-worlds ${REAL_WORLDS:-8} --eval-episodes ${EVAL_EPISODES:-32} --device $DEVICE --work $work
-    --out-dir $ROOT/results --tag $tag ${NO_GRAPH:+--no-cuda-graph} ${RL_BACKGROUND:+--background $RL_BACKGROUND} ${RL_FOCAL:+--focal $RL_FOCAL}"
+    --out-dir $ROOT/results --tag $tag ${NO_GRAPH:+--no-cuda-graph} ${RL_COMPILE:+--compile} ${RL_BACKGROUND:+--background $RL_BACKGROUND} ${RL_FOCAL:+--focal $RL_FOCAL}"
   for arm in dream real; do
     python3 -m benchmarks.rl $rl --train $arm --no-score --max-minutes ${RL_MINUTES:-12} > $ROOT/rl_${tag}_${g}_$arm.log 2>&1 &
   done
