@@ -293,9 +293,11 @@ def one_thread():
 
 
 @pytest.fixture(scope="session", autouse=True)
-def sb3_logs_in_the_session_tmp(tmp_path_factory):
+def caches_in_the_session_tmp(tmp_path_factory):
     """SB3's logger makes a folder per model (SB3-<time>) in the system temp dir unless SB3_LOGDIR says
     where: here the session's tmp dir (which pytest cleans up), for this process and its subprocesses."""
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("SB3_LOGDIR", str(tmp_path_factory.mktemp("sb3_logs")))
+        # Likewise torch.compile's caches (Inductor's kernels; /tmp/torchinductor_<user> unless told).
+        mp.setenv("TORCHINDUCTOR_CACHE_DIR", str(tmp_path_factory.mktemp("inductor_cache")))
         yield
