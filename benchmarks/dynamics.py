@@ -702,8 +702,9 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    if sys.argv[1:2] == ["--replot"]:  # python -m benchmarks.dynamics --replot RESULTS.json: the plot beside it
+    if sys.argv[1:2] == ["--replot"]:  # python -m benchmarks.dynamics --replot RESULTS.json[.gz]: the plot beside it
+        from benchmarks.provenance import load_results, results_stem
         for name in sys.argv[2:]:
-            print("wrote", plot_dynamics(json.loads(Path(name).read_text()), Path(name).with_suffix(".png")))
+            print("wrote", plot_dynamics(load_results(name), Path(name).with_name(results_stem(name) + ".png")))
         raise SystemExit(0)
     raise SystemExit(main())

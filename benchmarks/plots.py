@@ -1,7 +1,6 @@
 """Plots of the fidelity benchmark: each metric against the horizon, per run (matplotlib, off-screen)."""
 from __future__ import annotations
 
-import json
 import sys
 from pathlib import Path
 
@@ -56,9 +55,6 @@ def plot_horizons(result: dict, path: str | Path, where: str = "overall") -> Pat
 
 
 if __name__ == "__main__":  # python -m benchmarks.plots RESULTS.json[.gz]: the plot beside it
-    import gzip
+    from benchmarks.provenance import load_results, results_stem
     for name in sys.argv[1:]:
-        path = Path(name)
-        text = gzip.decompress(path.read_bytes()) if path.suffix == ".gz" else path.read_bytes()
-        stem = path.name.split(".json")[0]
-        print(plot_horizons(json.loads(text), path.with_name(stem + "_horizons.png")))
+        print(plot_horizons(load_results(name), Path(name).with_name(results_stem(name) + "_horizons.png")))

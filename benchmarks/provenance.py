@@ -1,6 +1,7 @@
 """Where a figure comes from: the machine and the commit, written beside every result."""
 from __future__ import annotations
 
+import gzip
 import json
 import os
 import platform
@@ -43,3 +44,15 @@ def save_results(stem: Path, result: dict, markdown: str) -> None:
     stem.with_suffix(".json").write_text(json.dumps(result, indent=1))
     stem.with_suffix(".md").write_text(markdown)
     print(markdown)
+
+
+def load_results(path: Path) -> dict:
+    """A benchmark's saved result, `stem.json` or gzipped as `stem.json.gz` (how benchmarks/results keeps it)."""
+    path = Path(path)
+    data = path.read_bytes()
+    return json.loads(gzip.decompress(data) if path.suffix == ".gz" else data)
+
+
+def results_stem(path: Path) -> str:
+    """The stem of a results file: `dynamics_h200.json.gz` -> `dynamics_h200`."""
+    return Path(path).name.split(".json")[0]
