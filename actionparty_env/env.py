@@ -112,7 +112,7 @@ class DreamConfig:
     consistent_sprites: bool = True              # draw with the sprite constraint where the checkpoint has one
     decoding: str | None = None                  # one of DECODINGS; None: the checkpoint's default
     cuda_graph: bool = True                      # on a GPU, replay the step as one CUDA graph (model/step_graph.py)
-    compile: bool = False                        # run the model's layers through torch.compile (WorldModel.compiled_layers)
+    compile: bool = False                        # the layers through torch.compile (WorldModel.compiled_layers)
     game: GameSpec = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:

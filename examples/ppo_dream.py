@@ -30,13 +30,15 @@ def main() -> None:
     p.add_argument("--checkpoint", default=None, help="checkpoint folder (default: the bundled one)")
     p.add_argument("--background", choices=BACKGROUNDS, default=None, help="train focal players among these bots")
     p.add_argument("--focal", type=int, default=1, help="focal players per world with --background")
+    p.add_argument("--compile", action="store_true", help="the dream's layers through torch.compile (faster big "
+                                                           "batches on a GPU; the first steps wait for the compiler)")
     p.add_argument("--eval-episodes", type=int, default=5)
     p.add_argument("--out", default="out/ppo_dream")
     args = p.parse_args()
 
     # scenario(env, args): the env itself, or with --background its --focal slots per world among the bots
     dream = VecMonitor(scenario(DreamVecEnv(args.game, num_worlds=args.worlds, checkpoint=args.checkpoint,
-                                            max_cycles=args.episode, channels_first=True), args))
+                                            max_cycles=args.episode, channels_first=True, compile=args.compile), args))
     model = PPO("CnnPolicy", dream, n_steps=64, batch_size=256, n_epochs=4, learning_rate=2.5e-4, ent_coef=0.01,
                 verbose=1, seed=0)
     model.learn(total_timesteps=args.timesteps)
