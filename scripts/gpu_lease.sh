@@ -14,6 +14,8 @@
 #              timesteps ($RL_STEPS) and the small model trained on beside it.
 #   compile    the recorded and compiled steps' GPU tests, then the speed of the small and default models with the
 #              KV cache that no pass copies, eager layers and torch.compile'd ones; step profiles of the compiled step.
+#   split      the recorded and compiled steps' GPU tests with the frame rows' unmasked attention, both models'
+#              compiled speed and the default's step profile; then fair's RL of $RL_GAMES (issue 12).
 #   fair-rl    fair's RL alone (no data, speed or small model): for a lease with little device time left.
 #   grow       rl_mix data (clean_up's apples), the bundled checkpoint trained on with its codebook grown, the
 #              small model anew; their fidelity and dynamics beside the bundled one.
@@ -357,6 +359,25 @@ case "$1" in
       --tag h200_small_compile >> $ROOT/speed.log 2>&1
     python3 -m benchmarks.step_profile --device $DEVICE --worlds 256 --compile --out-dir $ROOT/results \
       --tag h200_default_compile >> $ROOT/speed.log 2>&1
+    stamp done ;;
+  job-split)
+    # Issue 14: the frame rows attend without a mask (attention.attend), checked on the GPU (the recorded step
+    # replays the eager one, compiled or not), then both models' compiled speed and the default's profile on the
+    # idle GPU; then issue 12's RL of $RL_GAMES among rl_mix bots (fair_rl), a few games at a larger budget.
+    stamp "recorded and compiled steps on the GPU"
+    python3 -m pytest -q -p no:cacheprovider tests/test_step_speed.py -k "recorded or compiled" > $ROOT/graph_test.log 2>&1
+    tail -n 3 $ROOT/graph_test.log
+    for model in small default; do
+      stamp "speed $model, compiled"
+      python3 -m benchmarks.speed --device $DEVICE --checkpoint $model --peak-tflops 790 --max-seconds 3 --compile \
+        --batches $([ $model = small ] && echo 1 64 256 1024 || echo 1 256) --substrates coins clean_up \
+        $([ $model = small ] && echo commons_harvest__open) --out-dir $ROOT/results --tag h200_${model}_split >> $ROOT/speed.log 2>&1
+    done
+    stamp "step profile, compiled"
+    python3 -m benchmarks.step_profile --device $DEVICE --worlds 256 --compile --out-dir $ROOT/results \
+      --tag h200_default_split >> $ROOT/speed.log 2>&1
+    RL_COMPILE=${RL_COMPILE:-1} fair_rl
+    wait
     stamp done ;;
   job-fair-rl)
     # job-fair's RL alone (a lease with little device time left): no data to record, as the RL needs none.

@@ -6,7 +6,8 @@ import pytest
 import torch
 
 from actionparty_env.grid import PlayerStates
-from actionparty_env.model.attention import ACTION, POSE, block_layout, visibility
+from actionparty_env.model.attention import (ACTION, ORDER, POSE, attend, attention_bias, block_layout, frame_rows,
+                                             layout_of, visibility)
 from actionparty_env.model.checkpoint import CheckpointError, load_world_model, save_checkpoint
 from actionparty_env.model.codebook import Codebook
 from actionparty_env.model.network import Blocks
@@ -49,6 +50,46 @@ def test_masks_isolate_subjects():
     frame0 = (layout.kind == 2) & (layout.block == 0)
     act0 = (layout.kind == ACTION) & (layout.block == 0)
     assert not vis[frame0][:, act0].any()
+
+
+SHAPE = (R, C, N)
+HELD = ((0, ORDER), (1, ORDER))  # a full window of the cache, then the block a pass adds
+
+
+@pytest.mark.parametrize("parts", ["GPF", ORDER])
+def test_a_pass_after_the_cache_has_frame_rows_that_see_one_prefix_of_the_keys(parts):
+    rows = frame_rows(SHAPE, ((2, parts),), HELD + ((2, parts),), True)
+    cells, block = R * C, 1 + 2 * N + R * C
+    assert (rows.start, rows.stop) == (1 + N, 1 + N + cells)  # G, the N poses, then the frame
+    # A sampling pass's frame sees every key; a commit's all but its own block's actions, which come last.
+    assert rows.keys == 2 * block + (1 + N + cells if parts == "GPF" else block - N)
+
+
+def test_a_training_pass_over_several_blocks_has_no_single_prefix():
+    pieces = ((0, ORDER), (1, ORDER))
+    assert frame_rows(SHAPE, pieces, pieces, True) is None
+
+
+@pytest.mark.parametrize("parts", ["GPF", ORDER])
+@pytest.mark.parametrize("hidden", [False, True])
+def test_the_frame_rows_unmasked_attend_as_the_whole_mask_does(parts, hidden):
+    query, keys = ((2, parts),), HELD + ((2, parts),)
+    bias = attention_bias(SHAPE, query, keys, True, torch.float32, torch.device("cpu"))[None, None]
+    rows = frame_rows(SHAPE, query, keys, True)
+    g = torch.Generator().manual_seed(0)
+    b, lq, lk = 3, bias.shape[-2], bias.shape[-1]
+    q, k, v = (torch.randn(b, 2, n, 8, generator=g) for n in (lq, lk, lk))
+    frame_mask = None
+    if hidden:  # a world whose cached keys are hidden (a reset), one whose last player is padded
+        ok = torch.ones(b, lk, dtype=torch.bool)
+        ok[0, : 2 * (lk // 3)] = False
+        ok[1, layout_of(*SHAPE, keys, torch.device("cpu")).player == N - 1] = False
+        bias = bias.masked_fill(~ok[:, None, None], float("-inf"))
+        frame_mask = torch.zeros(b, 1, 1, rows.keys).masked_fill(~ok[:, None, None, : rows.keys], float("-inf"))
+    whole = attend(q, k, v, bias)
+    others = torch.cat([bias[:, :, : rows.start], bias[:, :, rows.stop:]], 2)
+    split = attend(q, k, v, others, rows, frame_mask)
+    torch.testing.assert_close(split, whole, rtol=1e-5, atol=1e-6)
 
 
 @pytest.mark.parametrize("isolated", [True, False])

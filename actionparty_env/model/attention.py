@@ -14,6 +14,11 @@ F_k nor anyone's state prediction at step k; F_{k+1} sees every A_k and every P_
 A layout and its mask depend only on the map size, the player count and which blocks it holds (their
 time positions and parts), never on the worlds' contents, so both are built once and cached
 (`layout_of`, `attention_bias`): the sampler's passes reuse them instead of rebuilding them per pass.
+
+In the sampler's passes (one block after the cache) every frame query sees the same keys, all of them
+but the block's own action tokens, which come last: a prefix (`frame_rows`). Those rows, nearly all of
+a pass's, attend without a mask (`attend`), so SDPA takes its flash kernel with no bias to read; only
+the game and subject rows keep the mask.
 """
 from __future__ import annotations
 
@@ -21,6 +26,7 @@ import functools
 from dataclasses import dataclass
 
 import torch
+import torch.nn.functional as F
 
 GAME, POSE, FRAME, ACTION = 0, 1, 2, 3
 ORDER = "GPFA"  # the token groups of a full time block, in order (the one place this order is written)
@@ -139,6 +145,50 @@ def attention_bias(shape: tuple[int, int, int], query_pieces: Pieces, key_pieces
         seen = visibility(layout_of(*shape, query_pieces, device), layout_of(*shape, key_pieces, device),
                           isolate_subjects)
         return torch.zeros(seen.shape, dtype=dtype, device=device).masked_fill_(~seen, float("-inf"))
+
+
+@dataclass(frozen=True)
+class FrameRows:
+    """Query rows [start, stop) (a block's frame tokens) that all see exactly the first `keys` keys."""
+
+    start: int
+    stop: int
+    keys: int
+
+
+@functools.lru_cache(maxsize=128)
+def frame_rows(shape: tuple[int, int, int], query_pieces: Pieces, key_pieces: Pieces,
+               isolate_subjects: bool) -> FrameRows | None:
+    """Where the queries of `layout_of(*shape, query_pieces)` hold one block's frame tokens and every one
+    of them sees the same prefix of the keys (a pass of one block after the cache), those rows; else None
+    (a training pass over several blocks, whose frame rows see different blocks). Built on the host from
+    the layouts alone, once per pair of layouts, so a step never waits for it."""
+    cpu = torch.device("cpu")
+    q, k = layout_of(*shape, query_pieces, cpu), layout_of(*shape, key_pieces, cpu)
+    if len(query_pieces) != 1 or "F" not in query_pieces[0][1]:
+        return None
+    frame = (q.kind == FRAME).nonzero().squeeze(1)
+    start, stop = int(frame[0]), int(frame[-1]) + 1
+    seen = visibility(q, k, isolate_subjects)[start:stop]
+    keys = int(seen[0].sum())
+    if not (seen[:, :keys].all() and not seen[:, keys:].any()):
+        return None
+    return FrameRows(start, stop, keys)
+
+
+def attend(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: torch.Tensor | None,
+           frame: FrameRows | None = None, frame_mask: torch.Tensor | None = None) -> torch.Tensor:
+    """Scaled dot-product attention of q [B, H, Lq, Dh] over k, v [B, H, Lk, Dh] under the additive `mask`
+    [.., Lq, Lk]; with `frame`, `mask` holds only the other rows ([.., Lq - frame rows, Lk]) and the frame
+    rows attend over the first `frame.keys` keys under `frame_mask` ([B, 1, 1, frame.keys] for keys hidden
+    per world, or None). Same attention either way, up to float rounding (a shorter key row is summed
+    in other blocks)."""
+    if frame is None:
+        return F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
+    s, e, n = frame.start, frame.stop, frame.keys
+    others = F.scaled_dot_product_attention(torch.cat([q[:, :, :s], q[:, :, e:]], 2), k, v, attn_mask=mask)
+    frames = F.scaled_dot_product_attention(q[:, :, s:e], k[:, :, :n], v[:, :, :n], attn_mask=frame_mask)
+    return torch.cat([others[:, :, :s], frames, others[:, :, s:]], 2)
 
 
 class Rope3D(torch.nn.Module):

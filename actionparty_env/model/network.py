@@ -10,14 +10,13 @@ import functools
 from dataclasses import asdict, dataclass
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from actionparty_env.games import load_catalog
 from actionparty_env.grid import CELL, NUM_MOVES, HasPlayers, PlayerStates
 from actionparty_env.model.codebook import Codebook
 from actionparty_env.model.attention import (ACTION, FRAME, GAME, ORDER, POSE, Layout, Rope3D, Tokens, apply_rope,
-                                             attention_bias, block_layout, layout_of)
+                                             attend, attention_bias, block_layout, frame_rows, layout_of)
 
 
 @dataclass
@@ -186,8 +185,9 @@ class Layer(nn.Module):
         hidden = int(cfg.dim * cfg.mlp_ratio)
         self.mlp = nn.Sequential(nn.Linear(cfg.dim, hidden), nn.GELU(approximate="tanh"), nn.Linear(hidden, cfg.dim))
 
-    def forward(self, x, cos, sin, mask, cache_k=None, cache_v=None, held: int = 0):
-        """`cache_k`, `cache_v`: a KVCache's buffers of this layer, whose first `held` keys come before x's."""
+    def forward(self, x, cos, sin, mask, cache_k=None, cache_v=None, held: int = 0, frame=None, frame_mask=None):
+        """`cache_k`, `cache_v`: a KVCache's buffers of this layer, whose first `held` keys come before x's;
+        `mask`, `frame`, `frame_mask`: how the queries attend (attention.attend)."""
         b, l, d = x.shape
         qkv = self.qkv(self.norm1(x)).view(b, l, 3, self.heads, d // self.heads).permute(2, 0, 3, 1, 4)
         k, v = qkv[1], qkv[2]
@@ -200,7 +200,7 @@ class Layer(nn.Module):
             cache_k[:, :, held:held + l] = rotated
             cache_v[:, :, held:held + l] = v
             k_all, v_all = cache_k[:, :, :held + l], cache_v[:, :, :held + l]
-        y = F.scaled_dot_product_attention(q_rotated, k_all, v_all, attn_mask=mask)
+        y = attend(q_rotated, k_all, v_all, mask, frame, frame_mask)
         x = x + self.proj(y.transpose(1, 2).reshape(b, l, d))
         x = x + self.mlp(self.norm2(x))
         return x, (k, rotated, v)  # both keys: the cache turns them to their place in its window
@@ -334,16 +334,25 @@ class WorldModel(nn.Module):
         dtype = torch.get_autocast_dtype(x.device.type) if torch.is_autocast_enabled(x.device.type) else x.dtype
         mask = attention_bias(layout.shape, layout.pieces, key_pieces, self.cfg.subject_isolation, dtype,
                               x.device)[None, None]
+        frame = frame_rows(layout.shape, layout.pieces, key_pieces, self.cfg.subject_isolation)
+        if frame is not None:  # the frame rows attend unmasked (attention.attend): the mask keeps the others
+            mask = torch.cat([mask[:, :, :frame.start], mask[:, :, frame.stop:]], 2)
+        frame_mask = None
         cached_ok = cache.key_ok if held else None
         if key_ok is not None or cached_ok is not None:  # padded players or reset worlds: a mask per world
             every = functools.partial(torch.ones, x.shape[0], dtype=torch.bool, device=x.device)
             ok = [key_ok if key_ok is not None else every(len(layout))]
             if held:
                 ok.insert(0, cached_ok if cached_ok is not None else every(len(cache.layout)))
-            mask = mask.masked_fill(~torch.cat(ok, 1)[:, None, None, :], float("-inf"))
+            hidden = ~torch.cat(ok, 1)[:, None, None, :]
+            mask = mask.masked_fill(hidden, float("-inf"))
+            if frame is not None:
+                frame_mask = torch.zeros(hidden[..., :frame.keys].shape, dtype=mask.dtype,
+                                         device=x.device).masked_fill_(hidden[..., :frame.keys], float("-inf"))
         new_kv = []
         for i, layer in enumerate(self.compiled_layers() if compiled else self.layers):
-            x, kv = layer(x, cos, sin, mask, *((cache.k[i], cache.v[i], cache.held()) if held else ()))
+            cached = (cache.k[i], cache.v[i], cache.held()) if held else (None, None, 0)
+            x, kv = layer(x, cos, sin, mask, *cached, frame, frame_mask)
             new_kv.append(kv)
         return self.norm(x), new_kv
 
