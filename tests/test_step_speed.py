@@ -121,6 +121,23 @@ def test_a_compiled_step_gives_the_pinned_frames_and_states(case, one_thread):
     assert rewards == pytest.approx(PINNED[case][1], rel=1e-5, abs=1e-5)
 
 
+def test_the_compiled_layers_stay_compiled_across_many_pass_shapes(one_thread):
+    # Three player counts and two batch sizes on one model: more graphs than dynamo's default limit of 8 a
+    # code object, past which the layers would run eagerly without a word.
+    from torch._dynamo.utils import counters
+    torch._dynamo.reset()
+    counters.clear()
+    model = tiny_model(1)
+    for players, worlds in ((1, 1), (2, 2), (3, 3), (2, 1)):
+        sim = DreamSimulator(model, "game_a", players, num_worlds=worlds, seed=3, compile=True)
+        codes, states, g = start(worlds)
+        sim.reset_codes(codes, states[:, :players])
+        for _ in range(model.cfg.window + 2):
+            sim.step(torch.randint(0, 7, (worlds, players), generator=g))
+    assert counters["stats"]["unique_graphs"] > 8
+    assert not [k for k in counters["unimplemented"] if "recompile limit" in k.lower()]
+
+
 def test_compiling_leaves_the_model_eager_for_its_other_users(one_thread):
     sim, _ = simulator("calibrated", compile=True)
     assert sim.compiled and all(type(layer).__name__ == "Layer" for layer in sim.model.layers)

@@ -6,6 +6,7 @@ the hidden states; `heads` turns them into next-frame code logits and per-player
 """
 from __future__ import annotations
 
+import contextlib
 import functools
 from dataclasses import asdict, dataclass
 
@@ -17,6 +18,13 @@ from actionparty_env.grid import CELL, NUM_MOVES, HasPlayers, PlayerStates
 from actionparty_env.model.codebook import Codebook
 from actionparty_env.model.attention import (ACTION, FRAME, GAME, ORDER, POSE, Layout, Rope3D, Tokens, apply_rope,
                                              attend, attention_bias, block_layout, frame_rows, layout_of)
+
+
+# How many graphs the compiled layers may hold (`WorldModel.compiled_layers`). Every pass shape (blocks held,
+# the pass's parts, the player count, the map) is a graph of its own at first, and all layers share one code
+# object (Layer.forward): dynamo's default of 8 a code object was passed by one process dreaming two models or
+# games, after which the layers ran eagerly, unannounced (benchmarks/results/speed_h200_split_variants.md).
+COMPILED_GRAPHS = 64
 
 
 @dataclass
@@ -350,17 +358,20 @@ class WorldModel(nn.Module):
                 frame_mask = torch.zeros(hidden[..., :frame.keys].shape, dtype=mask.dtype,
                                          device=x.device).masked_fill_(hidden[..., :frame.keys], float("-inf"))
         new_kv = []
-        for i, layer in enumerate(self.compiled_layers() if compiled else self.layers):
-            cached = (cache.k[i], cache.v[i], cache.held()) if held else (None, None, 0)
-            x, kv = layer(x, cos, sin, mask, *cached, frame, frame_mask)
-            new_kv.append(kv)
+        graphs = torch._dynamo.config.patch(recompile_limit=COMPILED_GRAPHS) if compiled else contextlib.nullcontext()
+        with graphs:
+            for i, layer in enumerate(self.compiled_layers() if compiled else self.layers):
+                cached = (cache.k[i], cache.v[i], cache.held()) if held else (None, None, 0)
+                x, kv = layer(x, cos, sin, mask, *cached, frame, frame_mask)
+                new_kv.append(kv)
         return self.norm(x), new_kv
 
     def compiled_layers(self) -> list[nn.Module]:
         """The layers through `torch.compile` (same weights; the model itself is left as it is, so other users
         of it run eagerly). Inductor fuses each layer's norms, RoPE, residual adds and GELU, the elementwise
         kernels that, not the matmuls, take most of a batched GPU step (benchmarks/results/step_profile_*).
-        The layers share one compiled graph; a new pass shape recompiles at first, then shapes go dynamic."""
+        The layers share one compiled code object; a new pass shape recompiles at first, then shapes go dynamic
+        (up to COMPILED_GRAPHS graphs, which `run` allows)."""
         if self._compiled_layers is None:
             self._compiled_layers = [torch.compile(layer) for layer in self.layers]
         return self._compiled_layers
