@@ -42,7 +42,9 @@ Decoding (`decoding=`), the small pure functions below:
   reaches are removed, and each returns, at a spawn cell the pointer head draws, on the game's clock.
   In clean_up the river and the orchard follow the game's rule (actionparty_env/clean_up.py): dirt
   spawns and is cleaned by FIRE_CLEAN's beam, apples grow at the rate the river's dirt sets and pay
-  +1 to the player that eats one. Seeded: same seed, same dream.
+  +1 to the player that eats one. In externality_mushrooms__dense the game's rule pays a mushroom eaten
+  (actionparty_env/mushrooms.py): a player stepping onto a mushroom the frame shows is paid, or the others
+  are, by its colour. Seeded: same seed, same dream.
 - "argmax": every output at its mode (the first checkpoint's decoding): no random event ever happens.
 """
 from __future__ import annotations
@@ -68,6 +70,7 @@ from actionparty_env.model.checkpoint import CheckpointWarning
 from actionparty_env.model.network import Blocks, KVCache, WorldModel
 from actionparty_env.model.sprites import constrain_attached, constrain_logits, restrict_to_start_appearance
 from actionparty_env.model.step_graph import StepGraph
+from actionparty_env.mushrooms import mushroom_payoffs_of, mushroom_rewards, mushroom_types
 from actionparty_env.simulator import DECODINGS, StepResult, accepts_old_reset
 from actionparty_env.stamina import StaminaState, bar_codes, eaten, meals, stamina_of, stamina_step
 from actionparty_env.zaps import FIRE_ZAP, ZapState, after_hits, zap_beam_code, zap_beams, zap_step, zapper_of
@@ -285,6 +288,13 @@ class DreamSimulator:
             self.floor_code = int(np.flatnonzero(floor_codes(patches))[0])
             self.colour = colour_directions(patches).to(self.device)
             self.logits_hooks.append(self.coin_rule)
+        # Externality Mushrooms' payoffs by the game's rule (actionparty_env/mushrooms.py), where the codes show them.
+        self.mushroom_payoffs = mushroom_payoffs_of(name)
+        if self.mushroom_payoffs is not None:
+            self.mushroom_type = mushroom_types(self.codebook.patches[self.allowed.cpu().numpy()]).to(self.device)
+            if not bool((self.mushroom_type >= 0).any()):
+                warnings.warn(f"{name}: this checkpoint's codebook shows no mushroom, so the dream's mushrooms are "
+                              f"never paid", CheckpointWarning, stacklevel=2)
         # Commons harvest's apples by the game's rule (actionparty_env/apples.py), where the codes show apples.
         regrowth = apple_regrowth_of(name) if table is not None else None
         found = apple_codes(self.codebook.patches[self.allowed.cpu().numpy()]) if regrowth else None
@@ -545,6 +555,17 @@ class DreamSimulator:
         collected = live & torch.where(moved, self.is_coin[entered], regrown)
         return coin_rewards(self.coin_payoffs, collected, match)
 
+    def _mushroom_rewards(self, prev: torch.Tensor, now: PlayerStates, cells: torch.Tensor,
+                          alive_next: torch.Tensor) -> torch.Tensor:
+        """Externality Mushrooms' rewards [B, N] by the game's rule (actionparty_env/mushrooms.py): a live
+        player that steps onto a cell whose code (`prev` [B, R*C], game code indices) shows a mushroom eats
+        it; the shares go to the players on the map after the step."""
+        cols = self.codes.shape[2]
+        entered = prev.gather(1, cells[..., 0] * cols + cells[..., 1])
+        moved = (cells != now.cells).any(-1) & now.alive & alive_next & self.present & (entered >= 0)
+        eaten = torch.where(moved, self.mushroom_type[entered.clamp(min=0)], -1)
+        return mushroom_rewards(self.mushroom_payoffs, eaten, self.present, alive_next)
+
     def _player_colours(self) -> torch.Tensor:
         """[B, N, 3]: each player's colour direction, from its sprites in its world (actionparty_env/coins.py)."""
         return F.normalize(self.owned.any(2).float() @ self.colour, dim=-1)
@@ -713,6 +734,8 @@ class DreamSimulator:
             self.expected_rewards = torch.where(self.predators, meal, self.expected_rewards)
         if self.coin_payoffs is not None:
             rewards = self.expected_rewards = self._coin_rewards(prev, now, cells, alive)
+        if self.mushroom_payoffs is not None:
+            rewards = self.expected_rewards = self._mushroom_rewards(prev, now, cells, alive)
         if self.clean_up is not None:
             before = PlayerStates(now.cells, now.facing, now.alive & self.present)
             rewards, self.clean_up_state, beam = clean_up_step(

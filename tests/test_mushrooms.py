@@ -1,0 +1,82 @@
+"""Externality Mushrooms' payoffs by the game's rule (actionparty_env/mushrooms.py), against the real engine
+and in the dream."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from actionparty_env.model.codebook import Codebook, unique_patches
+from actionparty_env.mushrooms import MUSHROOM_PAYOFFS, mushroom_rewards, mushroom_types
+from tests.real_engine import random_real_episode
+
+GAME = "externality_mushrooms__dense"
+
+
+def test_the_mushroom_rule_pays_exactly_what_the_real_engine_pays():
+    """Frames of real episodes, encoded: the rule's rewards from the codes the players stepped onto equal the
+    engine's at every step (a zapped player is paid nothing), with meals of several colours among them."""
+    episodes = [random_real_episode(GAME, seed, 400) for seed in (1, 2, 3, 4)]
+    book = Codebook.from_patch_sets(unique_patches(f) for frames, *_ in episodes for f in frames)
+    types = mushroom_types(book.patches)
+    assert sorted(set(types.tolist()) - {-1}) == [0, 1, 2, 3]  # every colour is on the dense map
+    eaten_of_type = np.zeros(4, dtype=int)
+    for frames, cells, alive, rewards in episodes:
+        codes = np.stack([book.encode(f).reshape(-1) for f in frames])
+        cols = frames[0].shape[1] // 8
+        flat = cells[..., 0] * cols + cells[..., 1]  # [T+1, N]
+        moved = (flat[1:] != flat[:-1]) & alive[1:] & alive[:-1]
+        entered = types[torch.from_numpy(np.take_along_axis(codes[:-1], flat[1:], 1))]  # [T, N]
+        eaten = torch.where(torch.from_numpy(moved), entered, -1)
+        everyone = torch.ones(eaten.shape, dtype=torch.bool)
+        got = mushroom_rewards(MUSHROOM_PAYOFFS[GAME], eaten, everyone, torch.from_numpy(alive[1:])).numpy()
+        np.testing.assert_allclose(got, rewards, atol=1e-5)
+        eaten_of_type += np.bincount(eaten[eaten >= 0].numpy(), minlength=4)
+    assert eaten_of_type.sum() >= 5 and np.count_nonzero(eaten_of_type) >= 3, eaten_of_type
+
+
+def test_mushroom_rewards_on_hand_made_meals():
+    payoffs, present = MUSHROOM_PAYOFFS[GAME], torch.ones(1, 5, dtype=torch.bool)
+
+    def rewards(*eaten):
+        return mushroom_rewards(payoffs, torch.tensor([eaten]), present, present)[0].tolist()
+
+    assert rewards(-1, -1, -1, -1, -1) == [0.0] * 5  # nothing eaten: exactly 0
+    assert rewards(0, -1, -1, -1, -1) == [1.0, 0, 0, 0, 0]  # red: the eater's alone
+    assert rewards(-1, 1, -1, -1, -1) == pytest.approx([0.4] * 5)  # green: 2 shared by all 5
+    assert rewards(-1, -1, 2, -1, -1) == pytest.approx([0.75, 0.75, 0, 0.75, 0.75])  # blue: 3 shared by the others
+    assert rewards(3, -1, -1, -1, -1) == pytest.approx([-0.2] * 5)  # orange: -1 shared by all
+    # Two meals in one step add up; an absent (padded) slot gets nothing and does not count in the shares.
+    four = torch.tensor([[True] * 4 + [False]])
+    both = mushroom_rewards(payoffs, torch.tensor([[0, 2, -1, -1, -1]]), four, four)
+    assert both[0].tolist() == pytest.approx([2.0, 0.0, 1.0, 1.0, 0.0])
+    # A zapped player counts in the shares but is paid nothing.
+    zapped = torch.tensor([[True, True, False, True, True]])
+    assert mushroom_rewards(payoffs, torch.tensor([[-1, 1, -1, -1, -1]]), present, zapped)[0].tolist() == \
+        pytest.approx([0.4, 0.4, 0.0, 0.4, 0.4])
+
+
+def test_the_bundled_dream_pays_a_mushroom_exactly_when_its_frame_shows_one_eaten():
+    """In the bundled dream a live player that steps onto a cell whose previous frame showed a mushroom is
+    paid by its colour, and no reward comes without such a meal."""
+    from actionparty_env.env import DreamWorlds
+
+    worlds = DreamWorlds(GAME, num_worlds=4, device="cpu")
+    worlds.reset([0, 1, 2, 3])
+    sim = worlds.sim
+    n, cols = sim.num_players, sim.codes.shape[2]
+    # Mostly FORWARD (the game's action 1), so that players walk into mushrooms within a few dozen steps.
+    rng = np.random.default_rng(0)
+    meals = 0
+    for _ in range(40):
+        before = sim.code_index[sim.codes.view(4, -1)]
+        cells_before, alive_before = sim.players.cells.clone(), sim.players.alive.clone()
+        actions = np.where(rng.random((4, n)) < 0.6, 1, rng.integers(0, worlds.game.num_actions, (4, n)))
+        out = sim.step(torch.as_tensor(actions))
+        entered = before.gather(1, out.cells[..., 0] * cols + out.cells[..., 1])
+        moved = (out.cells != cells_before).any(-1) & alive_before & out.alive
+        eaten = torch.where(moved & (entered >= 0), sim.mushroom_type[entered.clamp(min=0)], -1)
+        expected = mushroom_rewards(MUSHROOM_PAYOFFS[GAME], eaten, sim.present, out.alive)
+        torch.testing.assert_close(out.rewards.float(), expected)
+        meals += int((eaten >= 0).sum())
+    assert meals >= 3, meals
