@@ -15,9 +15,12 @@ game, random's level (+0.94), where PPO trained in the game learned to eat for +
 (`benchmarks/results/rl_h200_matwm2.md`). Paid by the rule, a payoff happens exactly when the dream's
 frame shows a mushroom eaten, as coins' and apples' do.
 
-Not modelled here: the eater's digestion (the game refuses its moves and turns for 10 steps after a
-green mushroom and 15 after a blue or an orange one, `disallowMovementUntil`), the spores an eaten
-mushroom releases and the mushrooms that spoil; the frame's mushrooms stay the model's.
+The eater digests: `disallowMovementUntil(d)` (d = 10 after a green mushroom, 15 after a blue or an
+orange one, 0 after a red) sets the Avatar's freeze counter to d, which the Avatar's update counts down at
+the end of every step, the meal's included, so the game refuses the eater's moves and turns for the next
+d - 1 steps (`digestion_step`; checked in the real engine). The model's window (3 steps) cannot count
+that far. Not modelled: the spores an eaten mushroom releases and the mushrooms that spoil; the frame's
+mushrooms stay the model's.
 
 The rule reads only the codebook: a live mushroom is a code whose patch shows the mushroom sprite's cap
 in one colour's palette (`shapes.MUSHROOM` and its four palettes, opaque pixels, so the ground under
@@ -43,6 +46,7 @@ class MushroomPayoffs:
     green: float = 2.0    # shared by every player
     blue: float = 3.0     # shared by the others
     orange: float = -1.0  # shared by every player
+    digestion: tuple[int, int, int, int] = (0, 10, 15, 15)  # `digestionTimes` per type, red to orange
 
 
 MUSHROOM_PAYOFFS = {"externality_mushrooms__dense": MushroomPayoffs()}
@@ -76,3 +80,12 @@ def mushroom_rewards(payoffs: MushroomPayoffs, eaten: torch.Tensor, present: tor
     to_others = blue * payoffs.blue / (players - 1).clamp(min=1)  # [B, N] by eater
     rewards = red * payoffs.red + every + to_others.sum(1, keepdim=True) - to_others
     return rewards * (present & on_map)
+
+
+def digestion_step(digestion: torch.Tensor, refused: torch.Tensor, eaten: torch.Tensor) -> torch.Tensor:
+    """Each player's steps still refused [B, N] after this step, from those before it (`refused`: a player
+    with some left was refused this step's move and turn) and this step's meals (`eaten`, as
+    `mushroom_rewards` takes it); `digestion` [4] long: `MushroomPayoffs.digestion` on the step's device.
+    A meal of digestion time d refuses the next d - 1 steps."""
+    digestion = digestion[eaten.clamp(min=0)]
+    return torch.where((eaten >= 0) & (digestion > 0), digestion - 1, (refused - 1).clamp(min=0))

@@ -44,7 +44,8 @@ Decoding (`decoding=`), the small pure functions below:
   spawns and is cleaned by FIRE_CLEAN's beam, apples grow at the rate the river's dirt sets and pay
   +1 to the player that eats one. In externality_mushrooms__dense the game's rule pays a mushroom eaten
   (actionparty_env/mushrooms.py): a player stepping onto a mushroom the frame shows is paid, or the others
-  are, by its colour. Seeded: same seed, same dream.
+  are, by its colour, and an eater digesting is refused its moves and turns as the game refuses them.
+  Seeded: same seed, same dream.
 - "argmax": every output at its mode (the first checkpoint's decoding): no random event ever happens.
 """
 from __future__ import annotations
@@ -70,7 +71,7 @@ from actionparty_env.model.checkpoint import CheckpointWarning
 from actionparty_env.model.network import Blocks, KVCache, WorldModel
 from actionparty_env.model.sprites import constrain_attached, constrain_logits, restrict_to_start_appearance
 from actionparty_env.model.step_graph import StepGraph
-from actionparty_env.mushrooms import mushroom_payoffs_of, mushroom_rewards, mushroom_types
+from actionparty_env.mushrooms import digestion_step, mushroom_payoffs_of, mushroom_rewards, mushroom_types
 from actionparty_env.simulator import DECODINGS, StepResult, accepts_old_reset
 from actionparty_env.stamina import StaminaState, bar_codes, eaten, meals, stamina_of, stamina_step
 from actionparty_env.zaps import FIRE_ZAP, ZapState, after_hits, zap_beam_code, zap_beams, zap_step, zapper_of
@@ -292,9 +293,11 @@ class DreamSimulator:
         self.mushroom_payoffs = mushroom_payoffs_of(name)
         if self.mushroom_payoffs is not None:
             self.mushroom_type = mushroom_types(self.codebook.patches[self.allowed.cpu().numpy()]).to(self.device)
+            self.digestion = torch.tensor(self.mushroom_payoffs.digestion, device=self.device)
             if not bool((self.mushroom_type >= 0).any()):
                 warnings.warn(f"{name}: this checkpoint's codebook shows no mushroom, so the dream's mushrooms are "
                               f"never paid", CheckpointWarning, stacklevel=2)
+        self.digesting: torch.Tensor | None = None  # [B, N] steps each eater's moves are still refused
         # Commons harvest's apples by the game's rule (actionparty_env/apples.py), where the codes show apples.
         regrowth = apple_regrowth_of(name) if table is not None else None
         found = apple_codes(self.codebook.patches[self.allowed.cpu().numpy()]) if regrowth else None
@@ -394,7 +397,8 @@ class DreamSimulator:
         apples = (self.apple_state.spots, self.apple_state.live) if self.apple_state is not None else ()
         zaps = self.zap_state.fields() if self.zap_state is not None else ()
         clean_up = self.clean_up_state.fields() if self.clean_up_state is not None else ()
-        held = [t for t in (self.void, self.owned if self.sprites is not None else None) if t is not None]
+        held = [t for t in (self.void, self.owned if self.sprites is not None else None, self.digesting)
+                if t is not None]
         players = self.players
         return [self.codes, players.cells, players.facing, players.alive, *stamina, *apples, *zaps, *clean_up, *held,
                 self.present, *self.cache.tensors()]
@@ -415,6 +419,8 @@ class DreamSimulator:
             self.void = next(it)
         if self.sprites is not None:
             self.owned = next(it)
+        if self.digesting is not None:
+            self.digesting = next(it)
         self.present = next(it)
         self.cache.load(list(it))
 
@@ -466,8 +472,10 @@ class DreamSimulator:
         clean_up = None
         if self.clean_up is not None:
             clean_up = CleanUpState.at_start(self.clean_up, self.code_index[codes.view(len(codes), -1)], self.num_players)
+        digesting = torch.zeros_like(players.facing) if self.mushroom_payoffs is not None else None
         if worlds is None or self.codes is None:
             self.codes, self.players, self.void, self.stamina_state = codes, players, void, fresh
+            self.digesting = digesting
             self.apple_state, self.zap_state, self.clean_up_state = apples, zaps, clean_up
             self.cache = self._new_cache()
             return
@@ -487,6 +495,8 @@ class DreamSimulator:
             self.zap_state = zaps.where(worlds, self.zap_state)
         if clean_up is not None:
             self.clean_up_state = clean_up.where(worlds, self.clean_up_state)
+        if digesting is not None:
+            self.digesting = torch.where(worlds[:, None], digesting, self.digesting)
         self.cache.forget(worlds)
 
     def _void(self, codes: torch.Tensor, players: PlayerStates) -> torch.Tensor:
@@ -556,15 +566,15 @@ class DreamSimulator:
         return coin_rewards(self.coin_payoffs, collected, match)
 
     def _mushroom_rewards(self, prev: torch.Tensor, now: PlayerStates, cells: torch.Tensor,
-                          alive_next: torch.Tensor) -> torch.Tensor:
+                          alive_next: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Externality Mushrooms' rewards [B, N] by the game's rule (actionparty_env/mushrooms.py): a live
         player that steps onto a cell whose code (`prev` [B, R*C], game code indices) shows a mushroom eats
-        it; the shares go to the players on the map after the step."""
+        it; the shares go to the players on the map after the step. Also what each ate ([B, N], -1: none)."""
         cols = self.codes.shape[2]
         entered = prev.gather(1, cells[..., 0] * cols + cells[..., 1])
         moved = (cells != now.cells).any(-1) & now.alive & alive_next & self.present & (entered >= 0)
         eaten = torch.where(moved, self.mushroom_type[entered.clamp(min=0)], -1)
-        return mushroom_rewards(self.mushroom_payoffs, eaten, self.present, alive_next)
+        return mushroom_rewards(self.mushroom_payoffs, eaten, self.present, alive_next), eaten
 
     def _player_colours(self) -> torch.Tensor:
         """[B, N, 3]: each player's colour direction, from its sprites in its world (actionparty_env/coins.py)."""
@@ -704,6 +714,10 @@ class DreamSimulator:
                                            self.costly[action_ids], now.alive)
         if self.stamina is not None and cfg.move_head:
             move, facing = self._stamina_moves(out["move_logits"].argmax(-1), facing, action_ids, now, alive, frozen)
+        if self.digesting is not None and cfg.move_head:  # an eater digesting keeps its cell and facing
+            digesting = self.digesting > 0
+            move = torch.where(digesting, STAY, out["move_logits"].argmax(-1) if move is None else move)
+            facing = torch.where(digesting & now.alive & alive, now.facing, facing)
         if cfg.move_head:
             enterable = None if self.enterable is None else self._enterable_cells(prev)
             cells = decide_cells(out, now.cells, now.facing, now.alive, alive, self.present, rows, cols,
@@ -735,7 +749,9 @@ class DreamSimulator:
         if self.coin_payoffs is not None:
             rewards = self.expected_rewards = self._coin_rewards(prev, now, cells, alive)
         if self.mushroom_payoffs is not None:
-            rewards = self.expected_rewards = self._mushroom_rewards(prev, now, cells, alive)
+            rewards, eaten = self._mushroom_rewards(prev, now, cells, alive)
+            self.expected_rewards = rewards
+            self.digesting = digestion_step(self.digestion, self.digesting, eaten)
         if self.clean_up is not None:
             before = PlayerStates(now.cells, now.facing, now.alive & self.present)
             rewards, self.clean_up_state, beam = clean_up_step(
