@@ -65,6 +65,20 @@ def test_a_pass_after_the_cache_has_frame_rows_that_see_one_prefix_of_the_keys(p
     assert rows.keys == 2 * block + (1 + N + cells if parts == "GPF" else block - N)
 
 
+@pytest.mark.parametrize("parts", ["GPF", ORDER])
+@pytest.mark.parametrize("held", [0, 1, 2])
+@pytest.mark.parametrize("isolated", [True, False])
+def test_the_frame_rows_are_what_visibility_says(parts, held, isolated):
+    query, keys = ((held, parts),), tuple((j, ORDER) for j in range(held)) + ((held, parts),)
+    cpu = torch.device("cpu")
+    q, k = layout_of(*SHAPE, query, cpu), layout_of(*SHAPE, keys, cpu)
+    rows = frame_rows(SHAPE, query, keys, isolated)
+    frame = (q.kind == 2).nonzero().squeeze(1)
+    assert (rows.start, rows.stop) == (int(frame[0]), int(frame[-1]) + 1)
+    seen = visibility(q, k, isolated)[rows.start:rows.stop]
+    assert seen[:, : rows.keys].all() and not seen[:, rows.keys:].any()
+
+
 def test_a_training_pass_over_several_blocks_has_no_single_prefix():
     pieces = ((0, ORDER), (1, ORDER))
     assert frame_rows(SHAPE, pieces, pieces, True) is None

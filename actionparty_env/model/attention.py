@@ -161,19 +161,24 @@ def frame_rows(shape: tuple[int, int, int], query_pieces: Pieces, key_pieces: Pi
                isolate_subjects: bool) -> FrameRows | None:
     """Where the queries of `layout_of(*shape, query_pieces)` hold one block's frame tokens and every one
     of them sees the same prefix of the keys (a pass of one block after the cache), those rows; else None
-    (a training pass over several blocks, whose frame rows see different blocks). Built on the host from
-    the layouts alone, once per pair of layouts, so a step never waits for it."""
-    cpu = torch.device("cpu")
-    q, k = layout_of(*shape, query_pieces, cpu), layout_of(*shape, key_pieces, cpu)
+    (a training pass over several blocks, whose frame rows see different blocks). Plain Python over the
+    pieces, by `visibility`'s rule for frame queries (G, F, P of blocks up to the query's, A of earlier
+    ones; subject isolation does not touch them), so a step never reads a tensor for it; tests/test_model.py
+    checks it against `visibility`."""
     if len(query_pieces) != 1 or "F" not in query_pieces[0][1]:
         return None
-    frame = (q.kind == FRAME).nonzero().squeeze(1)
-    start, stop = int(frame[0]), int(frame[-1]) + 1
-    seen = visibility(q, k, isolate_subjects)[start:stop]
-    keys = int(seen[0].sum())
-    if not (seen[:, :keys].all() and not seen[:, keys:].any()):
-        return None
-    return FrameRows(start, stop, keys)
+    tokens = Tokens(shape[2], shape[0] * shape[1])
+    block, parts = query_pieces[0]
+    start = sum(tokens.size(p) for p in parts[:parts.index("F")])
+    keys, ended = 0, False
+    for key_block, key_parts in key_pieces:
+        for part in key_parts:
+            seen = key_block < block or (key_block == block and part != "A")
+            if seen and ended:
+                return None  # a seen key after an unseen one: not a prefix
+            ended = ended or not seen
+            keys += tokens.size(part) if seen else 0
+    return FrameRows(start, start + tokens.num_cells, keys)
 
 
 def attend(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: torch.Tensor | None,
