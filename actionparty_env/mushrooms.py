@@ -82,10 +82,13 @@ def mushroom_rewards(payoffs: MushroomPayoffs, eaten: torch.Tensor, present: tor
     return rewards * (present & on_map)
 
 
-def digestion_step(digestion: torch.Tensor, refused: torch.Tensor, eaten: torch.Tensor) -> torch.Tensor:
+def digestion_step(digestion: torch.Tensor, refused: torch.Tensor, eaten: torch.Tensor,
+                   on_map: torch.Tensor) -> torch.Tensor:
     """Each player's steps still refused [B, N] after this step, from those before it (`refused`: a player
-    with some left was refused this step's move and turn) and this step's meals (`eaten`, as
-    `mushroom_rewards` takes it); `digestion` [4] long: `MushroomPayoffs.digestion` on the step's device.
-    A meal of digestion time d refuses the next d - 1 steps."""
+    with some left was refused this step's move and turn), this step's meals (`eaten`, as `mushroom_rewards`
+    takes it) and who is on the map after it (`on_map` [B, N] bool); `digestion` [4] long:
+    `MushroomPayoffs.digestion` on the step's device. A meal of digestion time d refuses the next d - 1 steps;
+    a player removed from the map has none left (the engine's respawn zeroes the avatar's freeze counter)."""
     digestion = digestion[eaten.clamp(min=0)]
-    return torch.where((eaten >= 0) & (digestion > 0), digestion - 1, (refused - 1).clamp(min=0))
+    left = torch.where((eaten >= 0) & (digestion > 0), digestion - 1, (refused - 1).clamp(min=0))
+    return left * on_map

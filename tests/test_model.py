@@ -7,7 +7,7 @@ import torch
 
 from actionparty_env.grid import PlayerStates
 from actionparty_env.model.attention import (ACTION, ORDER, POSE, attend, attention_bias, block_layout, frame_rows,
-                                             layout_of, visibility)
+                                             layout_of, rows_bias, visibility)
 from actionparty_env.model.checkpoint import CheckpointError, load_world_model, save_checkpoint
 from actionparty_env.model.codebook import Codebook
 from actionparty_env.model.network import Blocks
@@ -93,15 +93,17 @@ def test_the_frame_rows_unmasked_attend_as_the_whole_mask_does(parts, hidden):
     g = torch.Generator().manual_seed(0)
     b, lq, lk = 3, bias.shape[-2], bias.shape[-1]
     q, k, v = (torch.randn(b, 2, n, 8, generator=g) for n in (lq, lk, lk))
+    others = rows_bias(SHAPE, query, keys, True, torch.float32, torch.device("cpu"))[None, None]
+    assert torch.equal(others, torch.cat([bias[:, :, : rows.start], bias[:, :, rows.stop:]], 2))
     frame_mask = None
     if hidden:  # a world whose cached keys are hidden (a reset), one whose last player is padded
         ok = torch.ones(b, lk, dtype=torch.bool)
         ok[0, : 2 * (lk // 3)] = False
         ok[1, layout_of(*SHAPE, keys, torch.device("cpu")).player == N - 1] = False
         bias = bias.masked_fill(~ok[:, None, None], float("-inf"))
+        others = others.masked_fill(~ok[:, None, None], float("-inf"))
         frame_mask = torch.zeros(b, 1, 1, rows.keys).masked_fill(~ok[:, None, None, : rows.keys], float("-inf"))
     whole = attend(q, k, v, bias)
-    others = torch.cat([bias[:, :, : rows.start], bias[:, :, rows.stop:]], 2)
     split = attend(q, k, v, others, rows, frame_mask)
     torch.testing.assert_close(split, whole, rtol=1e-5, atol=1e-6)
 

@@ -59,10 +59,11 @@ def test_an_eater_is_refused_its_moves_for_the_steps_digestion_step_counts(real_
     for flat, alive, _, eaten in real_meals:
         refused = torch.zeros(eaten.shape[1], dtype=torch.long)
         for t in range(len(eaten)):
-            frozen = refused > 0  # this step's moves are refused
+            on_map = torch.from_numpy(alive[t + 1])
+            frozen = (refused > 0) & on_map  # this step's moves are refused (a zapped player leaves the map)
             assert (flat[t + 1][frozen.numpy()] == flat[t][frozen.numpy()]).all(), t
             was_digesting = frozen.clone()
-            refused = digestion_step(digestion, refused, eaten[t])
+            refused = digestion_step(digestion, refused, eaten[t], on_map)
             if t + 1 < len(eaten):
                 done = (was_digesting & (refused == 0)).numpy() & alive[t + 2]  # free from the next step on
                 moved_at_once += int((flat[t + 2][done] != flat[t + 1][done]).sum())
@@ -118,6 +119,6 @@ def test_the_bundled_dream_pays_a_mushroom_exactly_when_its_frame_shows_one_eate
         digesting = (refused > 0) & alive_before & out.alive
         assert torch.equal(out.cells[digesting], cells_before[digesting])
         assert torch.equal(out.facing[digesting], facing_before[digesting])
-        refused = digestion_step(digestion, refused, eaten)
+        refused = digestion_step(digestion, refused, eaten, out.alive)
         meals += int((eaten >= 0).sum())
     assert meals >= 3, meals

@@ -181,6 +181,19 @@ def frame_rows(shape: tuple[int, int, int], query_pieces: Pieces, key_pieces: Pi
     return FrameRows(start, start + tokens.num_cells, keys)
 
 
+@functools.lru_cache(maxsize=128)
+def rows_bias(shape: tuple[int, int, int], query_pieces: Pieces, key_pieces: Pieces, isolate_subjects: bool,
+              dtype: torch.dtype, device: torch.device) -> torch.Tensor:
+    """The mask `attend` takes: `attention_bias` without the `frame_rows` (those attend unmasked), or the
+    whole of it where there are none; cached, so a pass slices nothing."""
+    bias = attention_bias(shape, query_pieces, key_pieces, isolate_subjects, dtype, device)
+    frame = frame_rows(shape, query_pieces, key_pieces, isolate_subjects)
+    if frame is None:
+        return bias
+    with torch.inference_mode(False):
+        return torch.cat([bias[:frame.start], bias[frame.stop:]])
+
+
 def attend(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: torch.Tensor | None,
            frame: FrameRows | None = None, frame_mask: torch.Tensor | None = None) -> torch.Tensor:
     """Scaled dot-product attention of q [B, H, Lq, Dh] over k, v [B, H, Lk, Dh] under the additive `mask`

@@ -17,7 +17,7 @@ from actionparty_env.games import load_catalog
 from actionparty_env.grid import CELL, NUM_MOVES, HasPlayers, PlayerStates
 from actionparty_env.model.codebook import Codebook
 from actionparty_env.model.attention import (ACTION, FRAME, GAME, ORDER, POSE, Layout, Rope3D, Tokens, apply_rope,
-                                             attend, attention_bias, block_layout, frame_rows, layout_of)
+                                             attend, block_layout, frame_rows, layout_of, rows_bias)
 
 
 # How many graphs the compiled layers may hold (`WorldModel.compiled_layers`). Every pass shape (blocks held,
@@ -340,11 +340,10 @@ class WorldModel(nn.Module):
         held = cache is not None and cache.blocks > 0
         key_pieces = cache.layout.pieces + layout.pieces if held else layout.pieces
         dtype = torch.get_autocast_dtype(x.device.type) if torch.is_autocast_enabled(x.device.type) else x.dtype
-        mask = attention_bias(layout.shape, layout.pieces, key_pieces, self.cfg.subject_isolation, dtype,
-                              x.device)[None, None]
+        # The frame rows (if any) attend unmasked (attention.attend): the mask holds the other rows.
         frame = frame_rows(layout.shape, layout.pieces, key_pieces, self.cfg.subject_isolation)
-        if frame is not None:  # the frame rows attend unmasked (attention.attend): the mask keeps the others
-            mask = torch.cat([mask[:, :, :frame.start], mask[:, :, frame.stop:]], 2)
+        mask = rows_bias(layout.shape, layout.pieces, key_pieces, self.cfg.subject_isolation, dtype,
+                         x.device)[None, None]
         frame_mask = None
         cached_ok = cache.key_ok if held else None
         if key_ok is not None or cached_ok is not None:  # padded players or reset worlds: a mask per world

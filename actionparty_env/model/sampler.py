@@ -751,7 +751,7 @@ class DreamSimulator:
         if self.mushroom_payoffs is not None:
             rewards, eaten = self._mushroom_rewards(prev, now, cells, alive)
             self.expected_rewards = rewards
-            self.digesting = digestion_step(self.digestion, self.digesting, eaten)
+            self.digesting = digestion_step(self.digestion, self.digesting, eaten, alive)
         if self.clean_up is not None:
             before = PlayerStates(now.cells, now.facing, now.alive & self.present)
             rewards, self.clean_up_state, beam = clean_up_step(
