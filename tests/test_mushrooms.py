@@ -92,6 +92,18 @@ def test_mushroom_rewards_on_hand_made_meals():
         pytest.approx([0.4, 0.4, 0.0, 0.4, 0.4])
 
 
+def test_digestion_step_on_hand_made_meals():
+    """A meal of digestion time d refuses the next d - 1 steps, a red one none; a player who leaves the map
+    (zapped) has none left, as the engine's respawn zeroes the freeze counter."""
+    digestion = torch.tensor(MUSHROOM_PAYOFFS[GAME].digestion)
+    everyone, third_zapped = torch.ones(1, 4, dtype=torch.bool), torch.tensor([[True, True, False, True]])
+    left = digestion_step(digestion, torch.zeros(1, 4, dtype=torch.long), torch.tensor([[0, 1, 2, -1]]), everyone)
+    assert left.tolist() == [[0, 9, 14, 0]]
+    left = digestion_step(digestion, left, torch.full((1, 4), -1), everyone)
+    assert left.tolist() == [[0, 8, 13, 0]]
+    assert digestion_step(digestion, left, torch.full((1, 4), -1), third_zapped).tolist() == [[0, 7, 0, 0]]
+
+
 def test_the_bundled_dream_pays_a_mushroom_exactly_when_its_frame_shows_one_eaten():
     """In the bundled dream a live player that steps onto a cell whose previous frame showed a mushroom is
     paid by its colour, no reward comes without such a meal, and an eater keeps its cell and facing while
