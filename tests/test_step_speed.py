@@ -180,7 +180,7 @@ def test_the_step_state_holds_everything_a_step_changes(one_thread):
 
 
 @pytest.mark.parametrize("substrate", ["predator_prey__alley_hunt", "clean_up", "coins", "commons_harvest__open",
-                                       "externality_mushrooms__dense"])
+                                       "externality_mushrooms__dense", "stag_hunt_in_the_matrix__arena"])
 def test_the_bundled_dreams_step_makes_no_tensor_on_the_host(substrate, one_thread):
     """The CPU's stand-in for the GPU's recording check: inside a step (every rule of the game on), no
     tensor is made from host data (torch.tensor, as_tensor, from_numpy) and no factory call lacks a device,
@@ -241,7 +241,7 @@ def test_a_recorded_compiled_step_dreams_what_the_eager_compiled_step_dreams(cas
 
 @cuda_only
 @pytest.mark.parametrize("substrate", ["predator_prey__alley_hunt", "clean_up", "coins", "commons_harvest__open",
-                                       "externality_mushrooms__dense"])
+                                       "externality_mushrooms__dense", "stag_hunt_in_the_matrix__arena"])
 def test_the_bundled_dream_recorded_is_the_bundled_dream_eager(substrate):
     # The bundled checkpoint with every rule of the game (stamina, meals, bars in predator_prey; the
     # void in coins), through the PettingZoo env: 24 steps, a new episode, 12 more.

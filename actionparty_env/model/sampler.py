@@ -45,7 +45,10 @@ Decoding (`decoding=`), the small pure functions below:
   +1 to the player that eats one. In externality_mushrooms__dense the game's rule pays a mushroom eaten
   (actionparty_env/mushrooms.py): a player stepping onto a mushroom the frame shows is paid, or the others
   are, by its colour, and an eater digesting is refused its moves and turns as the game refuses them.
-  Seeded: same seed, same dream.
+  In the `*_in_the_matrix` arenas the game's rule resolves interactions (actionparty_env/matrix.py): it
+  counts the resources each player steps onto, an INTERACT beam that reaches a ready player freezes both
+  while the result shows, then pays both the matrix's payoffs of their inventories and removes them, to
+  return on the game's clock. Seeded: same seed, same dream.
 - "argmax": every output at its mode (the first checkpoint's decoding): no random event ever happens.
 """
 from __future__ import annotations
@@ -66,6 +69,8 @@ from actionparty_env.coins import (coin_codes, coin_matches, coin_payoffs_of, co
 from actionparty_env.games import load_catalog
 from actionparty_env.grid import (JUMP, MOVES, STAY, TURNS, PlayerStates, cell_holders, moved_cells, resolve_moves,
                                   void_cells)
+from actionparty_env.matrix import (MatrixState, back_on_map, collect, interact, matrix_game_of, resolve,
+                                    resource_classes)
 from actionparty_env.model.attention import ORDER, Tokens
 from actionparty_env.model.checkpoint import CheckpointWarning
 from actionparty_env.model.network import Blocks, KVCache, WorldModel
@@ -328,6 +333,21 @@ class DreamSimulator:
                 self.beam_only = torch.where(self.is_beam_code, 0.0, float("-inf"))
                 self.logits_hooks.append(self.zap_rule)
         self.zap_state: ZapState | None = None
+        # The `*_in_the_matrix` games' interactions by the game's rule (actionparty_env/matrix.py): its beams
+        # are drawn as zaps are (the same colour), and stop at walls and resources.
+        self.matrix = matrix_game_of(name) if self.enterable is not None else None
+        if self.matrix is not None:
+            patches = self.codebook.patches[self.allowed.cpu().numpy()]
+            self.resource_class = resource_classes(self.matrix, patches).to(self.device)
+            self.matrices = self.matrix.matrices(self.device)
+            self.is_interact = torch.tensor([a == "INTERACT" for a in model.action_vocab], device=self.device)
+            beam = zap_beam_code(patches)
+            if beam is not None:
+                self.is_beam_code = torch.zeros(len(self.allowed), dtype=torch.bool, device=self.device)
+                self.is_beam_code[beam] = True
+                self.beam_only = torch.where(self.is_beam_code, 0.0, float("-inf"))
+                self.logits_hooks.append(self.zap_rule)
+        self.matrix_state: MatrixState | None = None
         # Clean Up's river and orchard by the game's rule (actionparty_env/clean_up.py), where the codes show them.
         rules = clean_up_rules_of(name) if self.enterable is not None else None
         found = clean_up_codes(self.codebook.patches[self.allowed.cpu().numpy()]) if rules else None
@@ -396,11 +416,12 @@ class DreamSimulator:
         stamina = self.stamina_state.fields() if self.stamina_state is not None else ()
         apples = (self.apple_state.spots, self.apple_state.live) if self.apple_state is not None else ()
         zaps = self.zap_state.fields() if self.zap_state is not None else ()
+        matrix = self.matrix_state.fields() if self.matrix_state is not None else ()
         clean_up = self.clean_up_state.fields() if self.clean_up_state is not None else ()
         held = [t for t in (self.void, self.owned if self.sprites is not None else None, self.digesting)
                 if t is not None]
         players = self.players
-        return [self.codes, players.cells, players.facing, players.alive, *stamina, *apples, *zaps, *clean_up, *held,
+        return [self.codes, players.cells, players.facing, players.alive, *stamina, *apples, *zaps, *matrix, *clean_up, *held,
                 self.present, *self.cache.tensors()]
 
     def _load_step_state(self, tensors: list[torch.Tensor]) -> None:
@@ -413,6 +434,8 @@ class DreamSimulator:
             self.apple_state = AppleState(next(it), next(it))
         if self.zap_state is not None:
             self.zap_state = ZapState(next(it), next(it))
+        if self.matrix_state is not None:
+            self.matrix_state = MatrixState(*(next(it) for _ in self.matrix_state.fields()))
         if self.clean_up_state is not None:
             self.clean_up_state = CleanUpState(*(next(it) for _ in self.clean_up_state.fields()))
         if self.void is not None:
@@ -469,6 +492,7 @@ class DreamSimulator:
         if self.apples is not None:
             apples = AppleState.at_start(self.apples.codes, self.code_index[codes.view(len(codes), -1)])
         zaps = ZapState.fresh(tuple(players.alive.shape), self.device) if self.zapper is not None else None
+        matrix = MatrixState.fresh(self.matrix, tuple(players.alive.shape), self.device) if self.matrix else None
         clean_up = None
         if self.clean_up is not None:
             clean_up = CleanUpState.at_start(self.clean_up, self.code_index[codes.view(len(codes), -1)], self.num_players)
@@ -477,6 +501,7 @@ class DreamSimulator:
             self.codes, self.players, self.void, self.stamina_state = codes, players, void, fresh
             self.digesting = digesting
             self.apple_state, self.zap_state, self.clean_up_state = apples, zaps, clean_up
+            self.matrix_state = matrix
             self.cache = self._new_cache()
             return
         worlds = torch.as_tensor(worlds, device=self.device).bool()
@@ -493,6 +518,8 @@ class DreamSimulator:
             self.apple_state = apples.where(worlds, self.apple_state)
         if zaps is not None:
             self.zap_state = zaps.where(worlds, self.zap_state)
+        if matrix is not None:
+            self.matrix_state = matrix.where(worlds, self.matrix_state)
         if clean_up is not None:
             self.clean_up_state = clean_up.where(worlds, self.clean_up_state)
         if digesting is not None:
@@ -575,6 +602,22 @@ class DreamSimulator:
         moved = (cells != now.cells).any(-1) & now.alive & alive_next & self.present & (entered >= 0)
         eaten = torch.where(moved, self.mushroom_type[entered.clamp(min=0)], -1)
         return mushroom_rewards(self.mushroom_payoffs, eaten, self.present, alive_next), eaten
+
+    def _matrix_step(self, prev: torch.Tensor, now: PlayerStates, cells: torch.Tensor, facing: torch.Tensor,
+                     alive: torch.Tensor, action_ids: torch.Tensor, walls: torch.Tensor, rows: int, cols: int
+                     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """An `*_in_the_matrix` game's step after the moves (actionparty_env/matrix.py): the resources the
+        players stepped onto (or returned onto) by the previous frame's codes (`prev` [B, R*C]), the beams of
+        those on the map before the step (they stop at `walls` [B, R*C] and at resources), the results due.
+        Returns (rewards [B, N], who is on the map after the step [B, N], the cells a beam covers [B, R*C])."""
+        entered = prev.gather(1, cells[..., 0] * cols + cells[..., 1])
+        stepped = alive & self.present & (~now.alive | (cells != now.cells).any(-1)) & (entered >= 0)
+        state = collect(self.matrix_state, torch.where(stepped, self.resource_class[entered.clamp(min=0)], -1))
+        blocks = walls | ((self.resource_class[prev.clamp(min=0)] >= 0) & (prev >= 0))
+        state, _, beam = interact(self.matrix, self.matrices, state, self.is_interact[action_ids], cells, facing,
+                                  now.alive & self.present, blocks, rows, cols)
+        self.matrix_state, rewards, on_map = resolve(state, alive & self.present)
+        return rewards, on_map, beam
 
     def _player_colours(self) -> torch.Tensor:
         """[B, N, 3]: each player's colour direction, from its sprites in its world (actionparty_env/coins.py)."""
@@ -706,6 +749,8 @@ class DreamSimulator:
             fires, returns, self.zap_state = zap_step(self.zapper, self.zap_state, now.alive & self.present,
                                                       self.is_zap[action_ids])
             alive = now.alive | returns  # the beams remove players after the moves
+        if self.matrix is not None:  # who is on the map is the interactions' clock, not the alive head's
+            alive = now.alive | back_on_map(self.matrix, self.matrix_state, now.alive)
         prev = self.code_index[self.codes.view(b, -1)]  # -1: a code this game never draws
         facing = out["facing_logits"].argmax(-1)
         move = None
@@ -714,10 +759,13 @@ class DreamSimulator:
                                            self.costly[action_ids], now.alive)
         if self.stamina is not None and cfg.move_head:
             move, facing = self._stamina_moves(out["move_logits"].argmax(-1), facing, action_ids, now, alive, frozen)
-        if self.digesting is not None and cfg.move_head:  # an eater digesting keeps its cell and facing
-            digesting = self.digesting > 0
-            move = torch.where(digesting, STAY, out["move_logits"].argmax(-1) if move is None else move)
-            facing = torch.where(digesting & now.alive & alive, now.facing, facing)
+        # An eater digesting, or a player in an interaction, keeps its cell and facing.
+        held = self.digesting > 0 if self.digesting is not None else None
+        if self.matrix is not None:
+            held = self.matrix_state.frozen()
+        if held is not None and cfg.move_head:
+            move = torch.where(held, STAY, out["move_logits"].argmax(-1) if move is None else move)
+            facing = torch.where(held & now.alive & alive, now.facing, facing)
         if cfg.move_head:
             enterable = None if self.enterable is None else self._enterable_cells(prev)
             cells = decide_cells(out, now.cells, now.facing, now.alive, alive, self.present, rows, cols,
@@ -732,9 +780,12 @@ class DreamSimulator:
             hits, beam = zap_beams(self.zapper, fires, cells, facing, now.alive & self.present, walls, rows, cols)
             alive = alive & ~hits.any(1)
             self.zap_state = after_hits(self.zap_state, alive)
-        if self.zapper is not None or self.clean_up is not None:  # beams are not drawn over the players drawn
-            drawn = cell_holders(cells, alive & self.present, rows, cols)[:, :-1] >= 0
-        if self.zapper is not None:
+        if self.matrix is not None:
+            matrix_rewards, alive, beam = self._matrix_step(prev, now, cells, facing, alive, action_ids, walls,
+                                                            rows, cols)
+        if self.zapper is not None or self.clean_up is not None or self.matrix is not None:
+            drawn = cell_holders(cells, alive & self.present, rows, cols)[:, :-1] >= 0  # beams are not drawn over them
+        if self.zapper is not None or self.matrix is not None:
             self.zap_beam = beam & ~drawn
         ate = None
         if self.stamina is not None:
@@ -748,6 +799,8 @@ class DreamSimulator:
             self.expected_rewards = torch.where(self.predators, meal, self.expected_rewards)
         if self.coin_payoffs is not None:
             rewards = self.expected_rewards = self._coin_rewards(prev, now, cells, alive)
+        if self.matrix is not None:
+            rewards = self.expected_rewards = matrix_rewards
         if self.mushroom_payoffs is not None:
             rewards, eaten = self._mushroom_rewards(prev, now, cells, alive)
             self.expected_rewards = rewards
