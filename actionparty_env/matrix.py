@@ -1,5 +1,5 @@
-"""The `*_in_the_matrix` games' interactions, as the game resolves them (issue 12): inventories,
-interaction beams, the payoff matrix, the freeze and the removal that follow.
+"""The `*_in_the_matrix` games' interactions (arenas and repeated), as the game resolves them (issue 12):
+inventories, interaction beams, the payoff matrix, the freeze and the removal that follow.
 
 Melting Pot's `TheMatrix`, `Resource` and `GameInteractionZapper` (meltingpot/lua/levels/the_matrix/
 components.lua; the numbers are each substrate config's):
@@ -85,6 +85,13 @@ MATRIX_GAMES = {
     "running_with_scissors_in_the_matrix__arena": MatrixGame(_SCISSORS, _transpose(_SCISSORS), _YELLOW_VIOLET_BLUE,
                                                              _ARENA),
 }
+# The two-player `__repeated` variants: the same interactions, back 6 steps after one (framesTillRespawn 5).
+_REPEATED = Zapper(cooldown=2, length=3, radius=1, respawn_after=5)
+_REPEATED_COLOURS = {"rationalizable_coordination_in_the_matrix": _RGB}
+MATRIX_GAMES.update({
+    name.replace("__arena", "__repeated"):
+        MatrixGame(game.row, game.column, _REPEATED_COLOURS.get(name.split("__")[0], game.colours), _REPEATED)
+    for name, game in list(MATRIX_GAMES.items())})
 
 
 def matrix_game_of(substrate: str) -> MatrixGame | None:

@@ -11,8 +11,6 @@ from actionparty_env.matrix import (MATRIX_GAMES, MatrixState, back_on_map, coll
                                     resource_classes)
 from actionparty_env.model.codebook import Codebook, unique_patches
 
-GAMES = ["stag_hunt_in_the_matrix__arena", "pure_coordination_in_the_matrix__arena"]
-
 
 def real_episode(substrate: str, seed: int, steps: int, share: float = 0.3):
     """A real episode of random actions, INTERACT taken by a `share` of the players: frames [T+1], cells
@@ -34,7 +32,8 @@ def real_episode(substrate: str, seed: int, steps: int, share: float = 0.3):
         frames.append(step.frame); actions.append(a); rewards.append(step.rewards.copy())
     cells.append(step.players.cells.copy()); facing.append(step.players.facing.copy())
     alive.append(step.players.alive.copy())
-    return frames, np.stack(cells), np.stack(facing), np.stack(alive), np.stack(actions) == interact_id, np.stack(rewards)
+    wants = np.stack(actions) == interact_id
+    return frames, np.stack(cells), np.stack(facing), np.stack(alive), wants, np.stack(rewards)
 
 
 def rule_on_real(substrate: str, seed: int, steps: int):
@@ -65,9 +64,16 @@ def rule_on_real(substrate: str, seed: int, steps: int):
     return np.stack(got_rewards), np.stack(got_alive), rewards, alive[1:].numpy()
 
 
-@pytest.fixture(scope="module", params=GAMES)
+# (substrate, episodes, steps, the fewest paid player-steps to expect): random pairs meet rarely in the
+# two-player `__repeated` maps (about one interaction in 500 steps), often in the arenas.
+REAL_RUNS = [("stag_hunt_in_the_matrix__arena", 5, 700, 15), ("pure_coordination_in_the_matrix__arena", 5, 700, 15),
+             ("stag_hunt_in_the_matrix__repeated", 8, 900, 4)]
+
+
+@pytest.fixture(scope="module", params=REAL_RUNS, ids=[run[0] for run in REAL_RUNS])
 def rule_and_engine(request):
-    return request.param, [rule_on_real(request.param, seed, 700) for seed in range(1, 6)]
+    substrate, episodes, steps, fewest = request.param
+    return substrate, fewest, [rule_on_real(substrate, seed, steps) for seed in range(1, episodes + 1)]
 
 
 def test_the_matrix_rule_pays_whom_and_when_the_real_engine_pays(rule_and_engine):
@@ -76,7 +82,7 @@ def test_the_matrix_rule_pays_whom_and_when_the_real_engine_pays(rule_and_engine
     passed a resource it had worn down, or a zapper whose first line the engine took in another order),
     with payoffs off only where an inventory missed a resource the frame hid (a beam drawn over it, or one
     regrown under the step: about one collection in twenty)."""
-    substrate, runs = rule_and_engine
+    substrate, fewest, runs = rule_and_engine
     real_events = rule_events = both = changes = off = 0
     errors, paid = [], []
     for got_r, got_a, real_r, real_a in runs:
@@ -90,10 +96,10 @@ def test_the_matrix_rule_pays_whom_and_when_the_real_engine_pays(rule_and_engine
     # Margins from 15 episodes a game (the engine does not replay a seed, so each run sees new ones): per 3
     # episodes, shared events 0.75-1.0 of either side's, off steps 0-0.36 of the changes, exact payoffs
     # 0.5-0.88 of the shared, all within 25%.
-    assert real_events >= 15, real_events  # interactions happened
+    assert real_events >= fewest, real_events  # interactions happened
     assert off <= 0.4 * changes + 2, (off, changes)  # removals and returns at the same steps
     assert both >= 0.7 * max(real_events, rule_events), (both, real_events, rule_events)
-    assert (errors < 1e-4).mean() >= 0.4 and (errors <= 0.25 * np.abs(paid)).mean() >= 0.9, errors
+    assert (errors < 1e-4).mean() >= 0.25 and (errors <= 0.25 * np.abs(paid)).mean() >= 0.9, errors
 
 
 def test_matrix_payoffs_on_hand_made_inventories():

@@ -45,7 +45,7 @@ Decoding (`decoding=`), the small pure functions below:
   +1 to the player that eats one. In externality_mushrooms__dense the game's rule pays a mushroom eaten
   (actionparty_env/mushrooms.py): a player stepping onto a mushroom the frame shows is paid, or the others
   are, by its colour, and an eater digesting is refused its moves and turns as the game refuses them.
-  In the `*_in_the_matrix` arenas the game's rule resolves interactions (actionparty_env/matrix.py): it
+  In the `*_in_the_matrix` games the game's rule resolves interactions (actionparty_env/matrix.py): it
   counts the resources each player steps onto, an INTERACT beam that reaches a ready player freezes both
   while the result shows, then pays both the matrix's payoffs of their inventories and removes them, to
   return on the game's clock. Seeded: same seed, same dream.
