@@ -44,7 +44,8 @@ Decoding (`decoding=`), the small pure functions below:
   spawns and is cleaned by FIRE_CLEAN's beam, apples grow at the rate the river's dirt sets and pay
   +1 to the player that eats one. In externality_mushrooms__dense the game's rule pays a mushroom eaten
   (actionparty_env/mushrooms.py): a player stepping onto a mushroom the frame shows is paid, or the others
-  are, by its colour, and an eater digesting is refused its moves and turns as the game refuses them.
+  are, by its colour, and an eater digesting is refused its moves and turns as the game refuses them;
+  its graduated sanctions say whom a zap freezes and whom it removes (actionparty_env/sanctions.py).
   In the `*_in_the_matrix` games the game's rule resolves interactions (actionparty_env/matrix.py): it
   counts the resources each player steps onto, an INTERACT beam that reaches a ready player freezes both
   while the result shows, then pays both the matrix's payoffs of their inventories and removes them, to
@@ -77,6 +78,7 @@ from actionparty_env.model.network import Blocks, KVCache, WorldModel
 from actionparty_env.model.sprites import constrain_attached, constrain_logits, restrict_to_start_appearance
 from actionparty_env.model.step_graph import StepGraph
 from actionparty_env.mushrooms import digestion_step, mushroom_payoffs_of, mushroom_rewards, mushroom_types
+from actionparty_env.sanctions import SanctionState, sanction_clock, sanction_step, sanctions_of
 from actionparty_env.simulator import DECODINGS, StepResult, accepts_old_reset
 from actionparty_env.stamina import StaminaState, bar_codes, eaten, meals, stamina_of, stamina_step
 from actionparty_env.zaps import FIRE_ZAP, ZapState, after_hits, zap_beam_code, zap_beams, zap_step, zapper_of
@@ -326,12 +328,7 @@ class DreamSimulator:
         self.is_beam_code = None
         if self.zapper is not None:
             self.is_zap = torch.tensor([a == FIRE_ZAP for a in model.action_vocab], device=self.device)
-            beam = zap_beam_code(self.codebook.patches[self.allowed.cpu().numpy()])
-            if beam is not None:  # the frame shows the rule's beams, and no other
-                self.is_beam_code = torch.zeros(len(self.allowed), dtype=torch.bool, device=self.device)
-                self.is_beam_code[beam] = True
-                self.beam_only = torch.where(self.is_beam_code, 0.0, float("-inf"))
-                self.logits_hooks.append(self.zap_rule)
+            self._draw_beams()
         self.zap_state: ZapState | None = None
         # The `*_in_the_matrix` games' interactions by the game's rule (actionparty_env/matrix.py): its beams
         # are drawn as zaps are (the same colour), and stop at walls and resources.
@@ -341,13 +338,14 @@ class DreamSimulator:
             self.resource_class = resource_classes(self.matrix, patches).to(self.device)
             self.matrices = self.matrix.matrices(self.device)
             self.is_interact = torch.tensor([a == "INTERACT" for a in model.action_vocab], device=self.device)
-            beam = zap_beam_code(patches)
-            if beam is not None:
-                self.is_beam_code = torch.zeros(len(self.allowed), dtype=torch.bool, device=self.device)
-                self.is_beam_code[beam] = True
-                self.beam_only = torch.where(self.is_beam_code, 0.0, float("-inf"))
-                self.logits_hooks.append(self.zap_rule)
+            self._draw_beams()
         self.matrix_state: MatrixState | None = None
+        # Graduated sanctions by the game's rule (actionparty_env/sanctions.py): whom a zap freezes or removes.
+        self.sanctions = sanctions_of(name) if self.enterable is not None else None
+        if self.sanctions is not None:
+            self.is_zap = torch.tensor([a == FIRE_ZAP for a in model.action_vocab], device=self.device)
+            self._draw_beams()
+        self.sanction_state: SanctionState | None = None
         # Clean Up's river and orchard by the game's rule (actionparty_env/clean_up.py), where the codes show them.
         rules = clean_up_rules_of(name) if self.enterable is not None else None
         found = clean_up_codes(self.codebook.patches[self.allowed.cpu().numpy()]) if rules else None
@@ -401,6 +399,16 @@ class DreamSimulator:
         self.present = torch.ones(num_worlds, num_players, dtype=torch.bool, device=self.device)
         self.padded = False  # some player slot is absent (training's batches): masks per world
 
+    def _draw_beams(self) -> None:
+        """Where the codebook has the zap beam's code, the frame shows the rule's beams (`zap_beam`, set each
+        step) and no other (`zap_rule`)."""
+        beam = zap_beam_code(self.codebook.patches[self.allowed.cpu().numpy()])
+        if beam is not None:
+            self.is_beam_code = torch.zeros(len(self.allowed), dtype=torch.bool, device=self.device)
+            self.is_beam_code[beam] = True
+            self.beam_only = torch.where(self.is_beam_code, 0.0, float("-inf"))
+            self.logits_hooks.append(self.zap_rule)
+
     def reseed(self, seed: int) -> None:
         self.generator.manual_seed(int(seed))
 
@@ -417,11 +425,12 @@ class DreamSimulator:
         apples = (self.apple_state.spots, self.apple_state.live) if self.apple_state is not None else ()
         zaps = self.zap_state.fields() if self.zap_state is not None else ()
         matrix = self.matrix_state.fields() if self.matrix_state is not None else ()
+        sanctions = self.sanction_state.fields() if self.sanction_state is not None else ()
         clean_up = self.clean_up_state.fields() if self.clean_up_state is not None else ()
         held = [t for t in (self.void, self.owned if self.sprites is not None else None, self.digesting)
                 if t is not None]
         players = self.players
-        return [self.codes, players.cells, players.facing, players.alive, *stamina, *apples, *zaps, *matrix, *clean_up, *held,
+        return [self.codes, players.cells, players.facing, players.alive, *stamina, *apples, *zaps, *matrix, *sanctions, *clean_up, *held,
                 self.present, *self.cache.tensors()]
 
     def _load_step_state(self, tensors: list[torch.Tensor]) -> None:
@@ -436,6 +445,8 @@ class DreamSimulator:
             self.zap_state = ZapState(next(it), next(it))
         if self.matrix_state is not None:
             self.matrix_state = MatrixState(*(next(it) for _ in self.matrix_state.fields()))
+        if self.sanction_state is not None:
+            self.sanction_state = SanctionState(*(next(it) for _ in self.sanction_state.fields()))
         if self.clean_up_state is not None:
             self.clean_up_state = CleanUpState(*(next(it) for _ in self.clean_up_state.fields()))
         if self.void is not None:
@@ -493,6 +504,7 @@ class DreamSimulator:
             apples = AppleState.at_start(self.apples.codes, self.code_index[codes.view(len(codes), -1)])
         zaps = ZapState.fresh(tuple(players.alive.shape), self.device) if self.zapper is not None else None
         matrix = MatrixState.fresh(self.matrix, tuple(players.alive.shape), self.device) if self.matrix else None
+        sanctions = SanctionState.fresh(tuple(players.alive.shape), self.device) if self.sanctions else None
         clean_up = None
         if self.clean_up is not None:
             clean_up = CleanUpState.at_start(self.clean_up, self.code_index[codes.view(len(codes), -1)], self.num_players)
@@ -501,7 +513,7 @@ class DreamSimulator:
             self.codes, self.players, self.void, self.stamina_state = codes, players, void, fresh
             self.digesting = digesting
             self.apple_state, self.zap_state, self.clean_up_state = apples, zaps, clean_up
-            self.matrix_state = matrix
+            self.matrix_state, self.sanction_state = matrix, sanctions
             self.cache = self._new_cache()
             return
         worlds = torch.as_tensor(worlds, device=self.device).bool()
@@ -520,6 +532,8 @@ class DreamSimulator:
             self.zap_state = zaps.where(worlds, self.zap_state)
         if matrix is not None:
             self.matrix_state = matrix.where(worlds, self.matrix_state)
+        if sanctions is not None:
+            self.sanction_state = sanctions.where(worlds, self.sanction_state)
         if clean_up is not None:
             self.clean_up_state = clean_up.where(worlds, self.clean_up_state)
         if digesting is not None:
@@ -751,6 +765,8 @@ class DreamSimulator:
             alive = now.alive | returns  # the beams remove players after the moves
         if self.matrix is not None:  # who is on the map is the interactions' clock, not the alive head's
             alive = now.alive | back_on_map(self.matrix, self.matrix_state, now.alive)
+        if self.sanctions is not None:  # who is on the map is the sanctions' clock, not the alive head's
+            alive, refused = sanction_clock(self.sanctions, self.sanction_state, now.alive)
         prev = self.code_index[self.codes.view(b, -1)]  # -1: a code this game never draws
         facing = out["facing_logits"].argmax(-1)
         move = None
@@ -759,8 +775,10 @@ class DreamSimulator:
                                            self.costly[action_ids], now.alive)
         if self.stamina is not None and cfg.move_head:
             move, facing = self._stamina_moves(out["move_logits"].argmax(-1), facing, action_ids, now, alive, frozen)
-        # An eater digesting, or a player in an interaction, keeps its cell and facing.
+        # An eater digesting, a player frozen by a zap, or one in an interaction keeps its cell and facing.
         held = self.digesting > 0 if self.digesting is not None else None
+        if self.sanctions is not None:
+            held = refused if held is None else held | refused
         if self.matrix is not None:
             held = self.matrix_state.frozen()
         if held is not None and cfg.move_head:
@@ -783,9 +801,16 @@ class DreamSimulator:
         if self.matrix is not None:
             matrix_rewards, alive, beam = self._matrix_step(prev, now, cells, facing, alive, action_ids, walls,
                                                             rows, cols)
-        if self.zapper is not None or self.clean_up is not None or self.matrix is not None:
+        if self.sanctions is not None:
+            blocks = walls
+            if self.mushroom_payoffs is not None:  # the mushrooms stop a zap too
+                blocks = blocks | ((self.mushroom_type[prev.clamp(min=0)] >= 0) & (prev >= 0))
+            self.sanction_state, alive, beam = sanction_step(self.sanctions, self.sanction_state, alive & self.present,
+                                                             self.is_zap[action_ids], cells, facing, blocks, rows, cols)
+        beams = self.zapper is not None or self.matrix is not None or self.sanctions is not None
+        if beams or self.clean_up is not None:
             drawn = cell_holders(cells, alive & self.present, rows, cols)[:, :-1] >= 0  # beams are not drawn over them
-        if self.zapper is not None or self.matrix is not None:
+        if beams:
             self.zap_beam = beam & ~drawn
         ate = None
         if self.stamina is not None:
