@@ -1,17 +1,18 @@
 """Graduated sanctions, as the game applies them (issue 12): a zapped player is marked and frozen, a
 marked player zapped again is removed.
 
-In externality_mushrooms__dense the avatars' `Zapper` removes nobody (`removeHitPlayer` False); Melting
-Pot's `GraduatedSanctionsMarking` (meltingpot/lua/modules/avatar_library.lua; the numbers are the
-substrate config's) decides what a hit does:
+In externality_mushrooms__dense and allelopathic_harvest__open the avatars' `Zapper` removes nobody
+(`removeHitPlayer` False); Melting Pot's `GraduatedSanctionsMarking` (meltingpot/lua/modules/
+avatar_library.lua; the numbers are each substrate config's) decides what a hit does:
 - A live player whose cooldown timer is 0 and who takes FIRE_ZAP fires the zap beam (`zaps.beam_paths`'
-  geometry; walls, players and the map's mushrooms stop it) and sets the timer to `cooldown`.
+  geometry; walls, players and externality_mushrooms' mushrooms stop it) and sets the timer to `cooldown`.
 - A hit on an unmarked player marks it and freezes it: moves, turns and beams refused for `freeze` steps.
 - A hit on a marked player unmarks it and removes it from the map on the next step, to return at a spawn
   point on the zaps' clock (`respawn_after`).
 - A marked player on the map for `recovery` steps since its last hit is unmarked.
 While its beams are refused a player's timer is held at `cooldown` + 1, so it waits a cooldown more after.
-Nothing else removes a player in this game, so where the rule applies the alive head decides nothing.
+Nothing else removes a player in these games, so where the rule applies the alive head decides nothing.
+territory's maps use the same marking, but their beams also claim and break walls: not ruled yet.
 
 Why a rule: the alive head removed players 1.7 times as often as the game (`dynamics_cpu_mushrooms.md`),
 and a removal is a second hit within the marking's memory, which no 3-step window can count. Every helper
@@ -36,7 +37,8 @@ class Sanctions:
     recovery: int = 50
 
 
-SANCTIONS = {"externality_mushrooms__dense": Sanctions(Zapper(cooldown=3, length=3, radius=1, respawn_after=50))}
+SANCTIONS = {"externality_mushrooms__dense": Sanctions(Zapper(cooldown=3, length=3, radius=1, respawn_after=50)),
+             "allelopathic_harvest__open": Sanctions(Zapper(cooldown=4, length=3, radius=1, respawn_after=25))}
 
 
 def sanctions_of(substrate: str) -> Sanctions | None:

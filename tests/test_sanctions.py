@@ -3,6 +3,7 @@ hand-made beams and in the dream."""
 from __future__ import annotations
 
 import numpy as np
+import pytest
 import torch
 
 from actionparty_env.games import load_catalog
@@ -13,15 +14,15 @@ from actionparty_env.sanctions import SANCTIONS, SanctionState, sanction_clock, 
 GAME = "externality_mushrooms__dense"
 
 
-def rule_on_real(seed: int, steps: int, share: float = 0.3):
+def rule_on_real(seed: int, steps: int, share: float = 0.3, game: str = GAME):
     """The rule along a real episode of random actions (FIRE_ZAP a `share` of the time): per step who the
     rule has on the map after it and whom it refuses a move, beside the engine's map and moves."""
     from actionparty_env.real import MeltingPotEngine
 
-    rule = SANCTIONS[GAME]
+    rule = SANCTIONS[game]
     engine = MeltingPotEngine()
-    step = engine.build(GAME, seed=seed)
-    zap = load_catalog()[GAME].action_names.index("FIRE_ZAP")
+    step = engine.build(game, seed=seed)
+    zap = load_catalog()[game].action_names.index("FIRE_ZAP")
     rng = np.random.default_rng(seed)
     n = engine.num_players
     frames, states, zaps = [step.frame], [step.players], []
@@ -35,12 +36,15 @@ def rule_on_real(seed: int, steps: int, share: float = 0.3):
     mushrooms = mushroom_types(book.patches)
     rows, cols = frames[0].shape[0] // 8, frames[0].shape[1] // 8
     walls = codes[0] == codes[0, 0]  # the map's edge is wall
-    cells, facing, alive = (torch.from_numpy(np.stack([getattr(s, f) for s in states])) for f in ("cells", "facing", "alive"))
+    cells, facing, alive = (torch.from_numpy(np.stack([getattr(s, f) for s in states]))
+                            for f in ("cells", "facing", "alive"))
+    # an off-map player's recorded cell is arbitrary; where the rule has it back before the engine does, clamp it
+    cells = torch.stack([cells[..., 0].clamp(0, rows - 1), cells[..., 1].clamp(0, cols - 1)], -1)
     state = SanctionState.fresh((1, n), "cpu")
     got_alive, refused_moved, refused_steps = [], 0, 0
     for t in range(steps):
         on_map, refused = sanction_clock(rule, state, alive[t][None])
-        blocks = (walls | (mushrooms[codes[t]] >= 0))[None]
+        blocks = (walls | (mushrooms[codes[t]] >= 0))[None]  # mushrooms stop zaps (no other game has them)
         state, after, _ = sanction_step(rule, state, on_map, torch.from_numpy(zaps[t])[None], cells[t + 1][None],
                                         facing[t + 1][None], blocks, rows, cols)
         moved = alive[t] & alive[t + 1] & ((cells[t + 1] != cells[t]).any(-1) | (facing[t + 1] != facing[t]))
@@ -49,22 +53,29 @@ def rule_on_real(seed: int, steps: int, share: float = 0.3):
     return np.stack(got_alive), alive[1:].numpy(), refused_moved, refused_steps
 
 
-def test_the_sanctions_rule_removes_whom_and_when_the_real_engine_removes():
+# (substrate, episodes, steps, the fewest removals, the share of steps whose on-map flags must all agree).
+# Margins measured (the engine does not replay a seed): externality_mushrooms__dense, 23 episodes of 400 steps:
+# 3-10 removals an episode, 0-14 steps off; of the refused player-steps 0-15% moved an episode (a beam the
+# rule saw hit and the engine did not freezes a player for 25 steps), 6.3% over the worst 5 in a row.
+# allelopathic_harvest__open (16 players), 4 episodes of 300 steps: 13-18 removals, 7-14 steps off, 1-5% moved.
+REAL_RUNS = [(GAME, 5, 400, 15, 0.95), ("allelopathic_harvest__open", 3, 300, 25, 0.9)]
+
+
+@pytest.mark.parametrize("substrate,episodes,steps,fewest,agreeing", REAL_RUNS, ids=[run[0] for run in REAL_RUNS])
+def test_the_sanctions_rule_removes_whom_and_when_the_real_engine_removes(substrate, episodes, steps, fewest,
+                                                                          agreeing):
     """Along real episodes (random actions, FIRE_ZAP a third of the time) the rule has the engine's players on
     the map at almost every step (a removal is a second hit within a mark's 50 steps, on the next step, and
     the return 51 steps later), and the players it refuses a move hardly ever move in the engine (a beam the
     engine resolved otherwise: a mushroom it wore down, two beams at once)."""
-    removals = agree = steps = moved = refused = 0
-    for seed in range(1, 6):
-        got, real, refused_moved, refused_steps = rule_on_real(seed, 400)
+    removals = agree = total = moved = refused = 0
+    for seed in range(1, episodes + 1):
+        got, real, refused_moved, refused_steps = rule_on_real(seed, steps, game=substrate)
         removals += int((~real[1:] & real[:-1]).sum())
-        agree += int((got == real).all(1).sum()); steps += len(real)
+        agree += int((got == real).all(1).sum()); total += len(real)
         moved += refused_moved; refused += refused_steps
-    # Margins from 23 episodes (the engine does not replay a seed): 3-10 removals an episode, 0-14 steps of
-    # 400 off; of the refused player-steps 0-15% moved an episode (a beam the rule saw hit and the engine did
-    # not freezes a player for 25 steps), 6.3% over the worst 5 in a row.
-    assert removals >= 15, removals
-    assert agree >= 0.95 * steps, (agree, steps)
+    assert removals >= fewest, removals
+    assert agree >= agreeing * total, (agree, total)
     assert refused >= 200 and moved <= 0.12 * refused, (moved, refused)
 
 
