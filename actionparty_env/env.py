@@ -90,6 +90,8 @@ def _load_model(folder: str, device: str):
 
 _positive_int = check_positive_int  # the name real_vector.py imports
 
+# The episode clock's draws come from the reset seed and this number, a stream apart from the simulator's.
+EPISODE_END_STREAM = 0xE9D
 STARTS = ("bundled", "real")  # where reset() takes its start state: the checkpoint's, or a fresh Melting Pot reset
 
 
@@ -198,6 +200,11 @@ class DreamWorlds:
         self.view_table = self._load_view_table()
         self._sim: Simulator | None = None
         self.last: StepResult | None = None
+        # Melting Pot's clock of each world's episode (games.EpisodeEnd): the step it ends at, drawn at the
+        # world's reset from its seed, and the steps since. The host counts them: no step waits for it.
+        self.episode_end = self.game.episode_end
+        self.ends_at = np.full(self.num_worlds, np.iinfo(np.int64).max, np.int64)
+        self.steps = np.zeros(self.num_worlds, np.int64)
 
     def _check_sprites(self) -> bool:
         """Whether the checkpoint has a sprite table for this substrate; if not, a CheckpointWarning
@@ -277,6 +284,11 @@ class DreamWorlds:
             sim.reseed(int(reseed))
         mask = None if worlds is None else worlds.to(self.device)
         reset_simulator(sim, frames.to(self.device), players, mask)
+        started = np.flatnonzero(marked)
+        self.steps[started] = 0
+        if self.episode_end is not None:  # a stream of its own, so the end leaves every other draw as it was
+            self.ends_at[started] = [self.episode_end.draw_step(np.random.default_rng([int(seed), EPISODE_END_STREAM]))
+                                     for seed in seeds]
         self.last = StepResult(frames.to(self.device), players,
                                torch.zeros(b, self.num_players, dtype=torch.float32, device=self.device))
         return self.views(self.last)
@@ -284,7 +296,14 @@ class DreamWorlds:
     def step(self, actions: torch.Tensor) -> torch.Tensor:
         """One simulator call for every world; actions [B,N] long (validated by the caller)."""
         self.last = self.sim.step(actions.to(self.device))
+        self.steps += 1
         return self.views(self.last)
+
+    def ended(self, by_rule: np.ndarray | None) -> np.ndarray:
+        """[B] bool: the worlds whose episode the game ends at the last step, on its clock (`games.EpisodeEnd`)
+        or by a rule of the world (`by_rule`: the last `StepResult.terminated` on the host, or None)."""
+        on_clock = self.steps >= self.ends_at
+        return on_clock if by_rule is None else on_clock | by_rule.reshape(self.num_worlds)
 
     def views(self, result: StepResult) -> torch.Tensor:
         """uint8 [B,N,V,V,3]: each player's view of its world, black for players not alive."""
@@ -299,8 +318,9 @@ class DreamParallelEnv(PlayersEnv):
     a `PlayersEnv`, players.py). Rewards are drawn from the model's reward head over the game's payoffs,
     or paid by the game's rule where the dream has one (coins, predator_prey's predators: model/sampler.py,
     "Decoding"); `infos[agent]["expected_reward"]` is the expected value beside it. The dream has no end
-    of its own: every agent truncates together at `max_cycles`. `state()`/`render()` give the generated
-    global frame.
+    ends where Melting Pot's would (`games.EpisodeEnd`: its clock, drawn from the reset's seed, and the one-shot
+    game's end after an interaction): every agent terminates together; `max_cycles` truncates every agent
+    together. `state()`/`render()` give the generated global frame.
     """
 
     metadata = {"render_modes": ["human", "rgb_array"], "name": "actionparty_dream_v0",
@@ -321,14 +341,14 @@ class DreamParallelEnv(PlayersEnv):
         seed = self._episode_seed(seed)
         views = self.dream.reset([seed], reseed=seed)
         self._begin_episode(self.dream.last.frames.shape[1:])
-        obs, _, infos = self._to_host(views)
+        obs, _, infos, _ = self._to_host(views)
         return obs, infos
 
     def step(self, actions: dict[str, Any]) -> tuple[dict, dict, dict, dict, dict]:
         """Step all agents together; every agent must have a valid action (checked before anything moves)."""
         arr = torch.tensor([self._checked_actions(actions)], dtype=torch.long)
-        obs, rewards, infos = self._to_host(self.dream.step(arr))
-        return self._end_step(obs, rewards.tolist(), False, infos)
+        obs, rewards, infos, terminated = self._to_host(self.dream.step(arr))
+        return self._end_step(obs, rewards.tolist(), bool(self.dream.ended(terminated)[0]), infos)
 
     def state(self) -> np.ndarray:
         """The generated global frame, uint8 (rows*8, cols*8, 3)."""
@@ -336,17 +356,20 @@ class DreamParallelEnv(PlayersEnv):
             raise RuntimeError("call reset() before state()")
         return self.dream.last.frames[0].cpu().numpy().copy()  # never a view of the simulator's state
 
-    def _to_host(self, views: torch.Tensor) -> tuple[dict[str, np.ndarray], np.ndarray, dict[str, dict]]:
-        """(observations, rewards [N], infos) of the world's last step, read from the device in one wait."""
+    def _to_host(self, views: torch.Tensor) -> tuple[dict[str, np.ndarray], np.ndarray, dict[str, dict],
+                                                     np.ndarray | None]:
+        """(observations, rewards [N], infos, the rule's `terminated` [1] or None) of the world's last step,
+        read from the device in one wait."""
         last = self.dream.last
-        expected = last.expected_rewards
-        extra = () if expected is None else (expected[0].float(),)
-        views, rewards, cells, facing, alive, *expected = (t.numpy() for t in to_host(
+        expected, terminated = last.expected_rewards, last.terminated
+        extra = tuple(t for t in (None if expected is None else expected[0].float(), terminated) if t is not None)
+        views, rewards, cells, facing, alive, *extra = (t.numpy() for t in to_host(
             views[0], last.rewards[0], last.cells[0], last.facing[0], last.alive[0], *extra))
+        terminated = extra.pop() if terminated is not None else None
         infos = self._player_infos(PlayerStates(cells, facing, alive))
-        for agent, value in zip(self.possible_agents, expected[0].tolist() if expected else ()):
+        for agent, value in zip(self.possible_agents, extra[0].tolist() if extra else ()):
             infos[agent]["expected_reward"] = value  # the model's expected reward beside the drawn one
-        return {a: views[i] for i, a in enumerate(self.possible_agents)}, rewards, infos
+        return {a: views[i] for i, a in enumerate(self.possible_agents)}, rewards, infos, terminated
 
 
 def to_host(*tensors: torch.Tensor) -> list[torch.Tensor]:

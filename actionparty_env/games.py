@@ -8,9 +8,37 @@ from __future__ import annotations
 import difflib
 import functools
 import json
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from importlib import resources
 from typing import Any
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class EpisodeEnd:
+    """How Melting Pot ends an episode of a substrate by its clock (the substrate's settings; the timing is
+    the engine's, measured in tests/test_episode_end.py), in env steps after the reset:
+    - at `max_steps` (`maxEpisodeLengthFrames`), always;
+    - where the scene has a `StochasticIntervalEpisodeEnding`, with `probability` at step `first` (its
+      `minimumFramesPerEpisode` + `interval` - 1) and at every `interval` steps after (`first` 0: none);
+    - `after_interaction`: the step after the first interaction's result is paid (the `*_in_the_matrix`
+      one-shot game, `endEpisodeOnFirstInteraction`; a rule of the world, actionparty_env/matrix.py).
+    Ends that the world's state decides otherwise (hidden_agenda's vote, boat_race's disqualifications)
+    are not here: the dream truncates those episodes at the env's `max_cycles`."""
+    max_steps: int
+    first: int = 0
+    interval: int = 0
+    probability: float = 0.0
+    after_interaction: bool = False
+
+    def draw_step(self, rng: np.random.Generator) -> int:
+        """The step at which the clock ends an episode: the stochastic ending's chances are independent,
+        so the first that ends it is `first` + `interval` x (a geometric count of chances missed), drawn at
+        the reset, capped at `max_steps`."""
+        if not self.first:
+            return self.max_steps
+        return int(min(self.first + self.interval * (rng.geometric(self.probability) - 1), self.max_steps))
 
 
 @dataclass(frozen=True)
@@ -29,6 +57,7 @@ class GameSpec:
     map_varies: bool = False  # the map (size, layout or colours) is drawn anew for each build
     player_counts: tuple[int, ...] = ()  # the counts it takes with its default roles repeated (() unknown)
     seed_replays: bool | None = None  # the real engine replays an episode from its seed (None unknown)
+    episode_end: EpisodeEnd | None = None  # Melting Pot's own end of an episode (None unknown)
 
     @property
     def num_actions(self) -> int:
@@ -60,6 +89,7 @@ class GameSpec:
             "identity_visible": self.identity_visible,
             "player_counts": list(self.player_counts),
             "seed_replays": self.seed_replays,
+            "episode_end": None if self.episode_end is None else asdict(self.episode_end),
         }
 
     @classmethod
@@ -79,6 +109,7 @@ class GameSpec:
             map_varies=bool(d.get("map_varies", False)),
             player_counts=tuple(int(n) for n in d.get("player_counts") or ()),
             seed_replays=None if d.get("seed_replays") is None else bool(d["seed_replays"]),
+            episode_end=None if d.get("episode_end") is None else EpisodeEnd(**d["episode_end"]),
         )
 
 

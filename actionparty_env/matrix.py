@@ -1,4 +1,4 @@
-"""The `*_in_the_matrix` games' interactions (arenas and repeated), as the game resolves them (issue 12):
+"""The `*_in_the_matrix` games' interactions (arenas, repeated and one-shot), as the game resolves them (issue 12):
 inventories, interaction beams, the payoff matrix, the freeze and the removal that follow.
 
 Melting Pot's `TheMatrix`, `Resource` and `GameInteractionZapper` (meltingpot/lua/levels/the_matrix/
@@ -92,6 +92,10 @@ MATRIX_GAMES.update({
     name.replace("__arena", "__repeated"):
         MatrixGame(game.row, game.column, _REPEATED_COLOURS.get(name.split("__")[0], game.colours), _REPEATED)
     for name, game in list(MATRIX_GAMES.items())})
+# The one-shot game: running with scissors' interaction, after which the episode ends (games.EpisodeEnd's
+# `after_interaction`; `episode_over`), so its removal (framesTillRespawn 100) is never undone.
+MATRIX_GAMES["running_with_scissors_in_the_matrix__one_shot"] = MatrixGame(
+    _SCISSORS, _transpose(_SCISSORS), _YELLOW_VIOLET_BLUE, Zapper(cooldown=2, length=3, radius=1, respawn_after=100))
 
 
 def matrix_game_of(substrate: str) -> MatrixGame | None:
@@ -217,3 +221,11 @@ def resolve(state: MatrixState, on_map: torch.Tensor) -> tuple[MatrixState, torc
     showing = torch.where(due, -1, torch.where(state.showing > 0, state.showing - 1, state.showing))
     waited = torch.where(on_map, 0, state.waited + 1)
     return MatrixState(state.inventory, state.ready, state.cooling, showing, state.payout, waited), rewards, on_map
+
+
+def episode_over(state: MatrixState, present: torch.Tensor) -> torch.Tensor:
+    """[B] bool, in a one-shot game (`games.EpisodeEnd.after_interaction`), after this step's `resolve`: the
+    worlds whose episode ends at this step, the step after an interaction's result was paid (the engine ends
+    it on the next frame, `endEpisodeOnFirstInteraction`). Its players have then been off the map two steps;
+    nothing else removes a player in these games. `present` [B, N]: the world's player slots."""
+    return ((state.waited == 2) & present).any(-1)

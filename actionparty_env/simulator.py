@@ -39,6 +39,7 @@ class StepResult(HasPlayers):
     players: PlayerStates  # cells [B,N,2] long (row, col), facing [B,N] long 0..3 = N, E, S, W, alive [B,N] bool
     rewards: torch.Tensor  # [B,N] float32, as the game pays them (drawn from the reward head in the dream)
     expected_rewards: torch.Tensor | None = None  # [B,N] the model's expected reward (the dream only)
+    terminated: torch.Tensor | None = None  # [B] bool: a rule of the world ended the episode (the dream only)
 
 
 @runtime_checkable

@@ -2,7 +2,8 @@
 real one shares with it.
 
 Slot k is player k % N of world k // N (world-major), so PPO with parameter sharing sees every player
-of every world as one env. A world that ends (`max_cycles`, or the game's own end in the real env) is
+of every world as one env. A world that ends (`max_cycles`, or the game's own end: Melting Pot's in the real
+env, `games.EpisodeEnd` in the dream) is
 reset within the same step: its slots report `done`, the last view as
 `infos[k]["terminal_observation"]` and `infos[k]["TimeLimit.truncated"]` (True when `max_cycles` cut
 the episode). `WorldsVecEnv` holds that bookkeeping once (spaces, seeds, action checks, auto-reset,
@@ -261,17 +262,20 @@ class DreamVecEnv(WorldsVecEnv):
         return self._read(self.dream.reset(seeds, worlds=mask, reseed=reseed))[0]
 
     def _step_worlds(self, actions: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        views, rewards = self._read(self.dream.step(torch.from_numpy(actions)))
-        return views, rewards, np.zeros(self.num_worlds, bool)  # the dream has no end of its own
+        views, rewards, terminated = self._read(self.dream.step(torch.from_numpy(actions)))
+        return views, rewards, self.dream.ended(terminated)  # Melting Pot's end: its clock, or a rule of the world
 
-    def _read(self, views: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
-        """(views, rewards) of the last reset or step on the host, its player states kept for `_infos`:
-        read from the device with one wait (queued copies into pinned memory), not one a tensor."""
+    def _read(self, views: torch.Tensor) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+        """(views, rewards, the rule's `terminated` [B] or None) of the last reset or step on the host, its
+        player states kept for `_infos`: read from the device with one wait (queued copies into pinned
+        memory), not one a tensor."""
         last = self.dream.last
+        rule = () if last.terminated is None else (last.terminated,)
         views, rewards, *players = (t.numpy() for t in to_host(views, last.rewards.float(), last.players.cells,
-                                                            last.players.facing, last.players.alive))
+                                                            last.players.facing, last.players.alive, *rule))
+        terminated = players.pop() if rule else None
         self._players = PlayerStates(*players)
-        return views, rewards
+        return views, rewards, terminated
 
     def _infos(self) -> list[dict]:
         return self._players.infos()  # [B, N] flattened: world-major slots

@@ -13,7 +13,7 @@ from actionparty_env.model.codebook import Codebook, unique_patches
 
 
 def real_episode(substrate: str, seed: int, steps: int, share: float = 0.3):
-    """A real episode of random actions, INTERACT taken by a `share` of the players: frames [T+1], cells
+    """A real episode of random actions (at most `steps`), INTERACT taken by a `share` of the players: frames [T+1], cells
     [T+1, N, 2], facing and alive [T+1, N], actions and rewards [T, N]."""
     from actionparty_env.real import MeltingPotEngine
 
@@ -30,6 +30,8 @@ def real_episode(substrate: str, seed: int, steps: int, share: float = 0.3):
         a[rng.random(n) < share] = interact_id
         step = engine.step(a)
         frames.append(step.frame); actions.append(a); rewards.append(step.rewards.copy())
+        if step.done:  # the one-shot game ends after its interaction
+            break
     cells.append(step.players.cells.copy()); facing.append(step.players.facing.copy())
     alive.append(step.players.alive.copy())
     wants = np.stack(actions) == interact_id

@@ -4,6 +4,7 @@
     python -m training.catalog --one coins  # print one substrate's entry (what each subprocess runs)
     python -m training.catalog --player-counts  # only fill in player_counts (~40 min on 2 busy cores)
     python -m training.catalog --seed-replays   # only fill in seed_replays (10 builds + 20 steps each)
+    python -m training.catalog --episode-ends   # only fill in episode_end (settings only, seconds)
 
 Each substrate is described in its own process because a Lua error inside dmlab2d can abort the
 whole process (factory_commons__either_or does so while stepping). A substrate is built with its
@@ -143,6 +144,33 @@ def seed_replays(name: str, builds: int = 10, steps: int = 20, seed: int = 0) ->
     return all(r == runs[0] for r in runs[1:])
 
 
+def episode_end(settings: Any) -> dict[str, Any]:
+    """`games.EpisodeEnd`'s fields from a substrate's lab2d settings: `maxEpisodeLengthFrames`, the scene's
+    `StochasticIntervalEpisodeEnding` (its first chance comes `intervalLength` - 1 steps after
+    `minimumFramesPerEpisode`: the engine's timing, tests/test_episode_end.py) and an interaction zapper's
+    `endEpisodeOnFirstInteraction`."""
+    sim = settings.simulation
+    end: dict[str, Any] = {"max_steps": int(settings["maxEpisodeLengthFrames"]), "first": 0, "interval": 0,
+                           "probability": 0.0, "after_interaction": False}
+    for comp in sim.get("scene", {}).get("components", []):
+        if comp["component"] == "StochasticIntervalEpisodeEnding":
+            kw = comp["kwargs"]
+            end.update(first=int(kw["minimumFramesPerEpisode"]) + int(kw["intervalLength"]) - 1,
+                       interval=int(kw["intervalLength"]), probability=float(kw["probabilityTerminationPerInterval"]))
+    objects = list(sim.get("gameObjects", [])) + list(sim.get("prefabs", {}).values())
+    end["after_interaction"] = any(comp.get("kwargs", {}).get("endEpisodeOnFirstInteraction", False)
+                                   for obj in objects for comp in obj.get("components", []))
+    return end
+
+
+def episode_end_of(name: str) -> dict[str, Any]:
+    """One substrate's `episode_end` entry, from its settings with the default roles (no world is built)."""
+    from actionparty_env.meltingpot_import import get_config
+    from actionparty_env.real import build_lab2d_settings
+
+    return episode_end(build_lab2d_settings(name, tuple(get_config(name).default_player_roles), seed=0)[1])
+
+
 def describe(name: str) -> dict[str, Any]:
     """One substrate's catalog entry, from its config and one built world."""
     import dmlab2d
@@ -181,6 +209,7 @@ def describe(name: str) -> dict[str, Any]:
         "identity_visible": _identity_visible(name),
         "player_counts": player_counts(name),
         "seed_replays": seed_replays(name),
+        "episode_end": episode_end(s),
     }
 
 
@@ -237,10 +266,13 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--one", metavar="SUBSTRATE", help="print one substrate's entry as JSON and exit")
     p.add_argument("--counts", metavar="SUBSTRATE", help="print one substrate's player counts as JSON and exit")
     p.add_argument("--replays", metavar="SUBSTRATE", help="print whether one substrate replays from a seed, as JSON")
+    p.add_argument("--ends", metavar="SUBSTRATE", help="print one substrate's episode_end entry as JSON and exit")
     p.add_argument("--player-counts", action="store_true",
                    help="only fill in player_counts of the existing catalog (the other fields stay)")
     p.add_argument("--seed-replays", action="store_true",
                    help="only fill in seed_replays of the existing catalog (the other fields stay)")
+    p.add_argument("--episode-ends", action="store_true",
+                   help="only fill in episode_end of the existing catalog (the other fields stay)")
     p.add_argument("--out", type=Path, default=CATALOG_PATH)
     p.add_argument("--workers", type=int, default=None)
     args = p.parse_args(argv)
@@ -253,6 +285,9 @@ def main(argv: list[str] | None = None) -> None:
     if args.replays:
         print(json.dumps(seed_replays(args.replays)))
         return
+    if args.ends:
+        print(json.dumps(episode_end_of(args.ends)))
+        return
     if args.player_counts:
         counts = add_player_counts(args.out, args.workers)
         print(f"wrote player_counts of {len(counts)} games to {args.out}")
@@ -261,6 +296,10 @@ def main(argv: list[str] | None = None) -> None:
         replays = add_field("seed_replays", "--replays", args.out, args.workers)
         print(f"wrote seed_replays of {len(replays)} games to {args.out}: "
               f"{sum(v is True for v in replays.values())} replay from a seed")
+        return
+    if args.episode_ends:
+        ends = add_field("episode_end", "--ends", args.out, args.workers)
+        print(f"wrote episode_end of {len(ends)} games to {args.out}")
         return
     games = write_catalog(args.out, args.workers)
     print(f"wrote {len(games)} games to {args.out}")

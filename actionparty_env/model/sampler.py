@@ -70,7 +70,7 @@ from actionparty_env.coins import (coin_codes, coin_matches, coin_payoffs_of, co
 from actionparty_env.games import load_catalog
 from actionparty_env.grid import (JUMP, MOVES, STAY, TURNS, PlayerStates, cell_holders, moved_cells, resolve_moves,
                                   void_cells)
-from actionparty_env.matrix import (MatrixState, back_on_map, collect, interact, matrix_game_of, resolve,
+from actionparty_env.matrix import (MatrixState, back_on_map, collect, episode_over, interact, matrix_game_of, resolve,
                                     resource_classes)
 from actionparty_env.model.attention import ORDER, Tokens
 from actionparty_env.model.checkpoint import CheckpointWarning
@@ -83,7 +83,7 @@ from actionparty_env.simulator import DECODINGS, StepResult, accepts_old_reset
 from actionparty_env.stamina import StaminaState, bar_codes, eaten, meals, stamina_of, stamina_step
 from actionparty_env.zaps import FIRE_ZAP, ZapState, after_hits, zap_beam_code, zap_beams, zap_step, zapper_of
 
-CATALOG = load_catalog()  # for GameSpec.map_varies
+CATALOG = load_catalog()  # for GameSpec.map_varies and .episode_end
 LogitsHook = Callable[[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]
 
 
@@ -340,6 +340,10 @@ class DreamSimulator:
             self.is_interact = torch.tensor([a == "INTERACT" for a in model.action_vocab], device=self.device)
             self._draw_beams()
         self.matrix_state: MatrixState | None = None
+        # The one-shot game's episode ends after its interaction (games.EpisodeEnd), which the rule sees.
+        end = CATALOG[name].episode_end if name in CATALOG else None
+        self.ends_after_interaction = self.matrix is not None and end is not None and end.after_interaction
+        self.terminated: torch.Tensor | None = None  # [B] bool, the last step's (StepResult.terminated)
         # Graduated sanctions by the game's rule (actionparty_env/sanctions.py): whom a zap freezes or removes.
         self.sanctions = sanctions_of(name) if self.enterable is not None else None
         if self.sanctions is not None:
@@ -460,7 +464,7 @@ class DreamSimulator:
 
     def _graph_step(self, action_ids: torch.Tensor) -> list[torch.Tensor]:
         rewards = self._advance(action_ids)
-        return [rewards, self.expected_rewards]
+        return [rewards, self.expected_rewards, *(() if self.terminated is None else (self.terminated,))]
 
     def _pass(self, codes, players: PlayerStates, actions, parts: str):
         """One transformer pass over a block of `parts` at the window's next time position, after the cache.
@@ -721,7 +725,7 @@ class DreamSimulator:
         # The states are the caller's to keep: a recorded step (cuda_graph) overwrites its own in place.
         players = PlayerStates(*(t.clone() for t in (self.players.cells, self.players.facing, self.players.alive)))
         return StepResult(frames=self.codebook.decode(self.codes), players=players, rewards=rewards,
-                          expected_rewards=self.expected_rewards)
+                          expected_rewards=self.expected_rewards, terminated=self.terminated)
 
     @torch.no_grad()
     def advance(self, action_ids: torch.Tensor) -> torch.Tensor:
@@ -736,7 +740,8 @@ class DreamSimulator:
             if not (graphed and self.cache.steady()):
                 return self._advance(action_ids)
             try:
-                rewards, self.expected_rewards = self.step_graph(action_ids)
+                rewards, self.expected_rewards, *ended = self.step_graph(action_ids)
+                self.terminated = ended[0] if ended else None
             except RuntimeError as e:  # not recordable (a host read in a rule, say): go on eagerly
                 if self.step_graph.graph is not None:
                     raise  # a replay's error is the step's own
@@ -801,6 +806,8 @@ class DreamSimulator:
         if self.matrix is not None:
             matrix_rewards, alive, beam = self._matrix_step(prev, now, cells, facing, alive, action_ids, walls,
                                                             rows, cols)
+            if self.ends_after_interaction:
+                self.terminated = episode_over(self.matrix_state, self.present)
         if self.sanctions is not None:
             blocks = walls
             if self.mushroom_payoffs is not None:  # the mushrooms stop a zap too
