@@ -361,23 +361,22 @@ class DreamParallelEnv(PlayersEnv):
         """(observations, rewards [N], infos, the rule's `terminated` [1] or None) of the world's last step,
         read from the device in one wait."""
         last = self.dream.last
-        expected, terminated = last.expected_rewards, last.terminated
-        extra = tuple(t for t in (None if expected is None else expected[0].float(), terminated) if t is not None)
-        views, rewards, cells, facing, alive, *extra = (t.numpy() for t in to_host(
-            views[0], last.rewards[0], last.cells[0], last.facing[0], last.alive[0], *extra))
-        terminated = extra.pop() if terminated is not None else None
+        expected = None if last.expected_rewards is None else last.expected_rewards[0].float()
+        views, rewards, cells, facing, alive, expected, terminated = (None if t is None else t.numpy() for t in to_host(
+            views[0], last.rewards[0], last.cells[0], last.facing[0], last.alive[0], expected, last.terminated))
         infos = self._player_infos(PlayerStates(cells, facing, alive))
-        for agent, value in zip(self.possible_agents, extra[0].tolist() if extra else ()):
+        for agent, value in zip(self.possible_agents, () if expected is None else expected.tolist()):
             infos[agent]["expected_reward"] = value  # the model's expected reward beside the drawn one
         return {a: views[i] for i, a in enumerate(self.possible_agents)}, rewards, infos, terminated
 
 
-def to_host(*tensors: torch.Tensor) -> list[torch.Tensor]:
+def to_host(*tensors: torch.Tensor | None) -> list[torch.Tensor | None]:
     """The tensors copied to the host with one wait: on a GPU every copy is queued without waiting
-    (into pinned memory), then the stream is synchronised once, instead of one round trip a tensor."""
+    (into pinned memory), then the stream is synchronised once, instead of one round trip a tensor.
+    A None (an output the simulator does not have) stays None."""
     if not tensors or tensors[0].device.type != "cuda":
-        return [t.cpu() for t in tensors]
-    copies = [t.to("cpu", non_blocking=True) for t in tensors]
+        return [None if t is None else t.cpu() for t in tensors]
+    copies = [None if t is None else t.to("cpu", non_blocking=True) for t in tensors]
     torch.cuda.current_stream(tensors[0].device).synchronize()
     return copies
 

@@ -270,11 +270,9 @@ class DreamVecEnv(WorldsVecEnv):
         player states kept for `_infos`: read from the device with one wait (queued copies into pinned
         memory), not one a tensor."""
         last = self.dream.last
-        rule = () if last.terminated is None else (last.terminated,)
-        views, rewards, *players = (t.numpy() for t in to_host(views, last.rewards.float(), last.players.cells,
-                                                            last.players.facing, last.players.alive, *rule))
-        terminated = players.pop() if rule else None
-        self._players = PlayerStates(*players)
+        views, rewards, cells, facing, alive, terminated = (None if t is None else t.numpy() for t in to_host(
+            views, last.rewards.float(), last.players.cells, last.players.facing, last.players.alive, last.terminated))
+        self._players = PlayerStates(cells, facing, alive)
         return views, rewards, terminated
 
     def _infos(self) -> list[dict]:
